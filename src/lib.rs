@@ -1,0 +1,17 @@
+//! haplane's wire contract: the generated protobuf types (`pb`) and the plain domain types the
+//! server and SDK share, with one conversion module between them.
+
+pub mod convert;
+pub mod domain;
+
+pub use domain::*;
+
+/// Generated protobuf messages and tonic services for `haplane.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("haplane.v1");
+
+    /// Encoded descriptor set of `proto/`, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/haplane_descriptor.bin"));
+}
