@@ -1,0 +1,1 @@
+//! S3 store (filled in by the S3 issue).
