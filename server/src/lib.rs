@@ -2,3 +2,5 @@
 //! (`node`) drives it against a `Store`, and gRPC / REST adapters serve one `HaCore`.
 
 pub mod store;
+pub mod clock;
+pub mod election;
