@@ -172,7 +172,10 @@ impl NodeState {
     pub fn is_electable_state(self) -> bool {
         matches!(
             self,
-            NodeState::Initializing | NodeState::Standby | NodeState::HotStandby | NodeState::Master
+            NodeState::Initializing
+                | NodeState::Standby
+                | NodeState::HotStandby
+                | NodeState::Master
         )
     }
 }

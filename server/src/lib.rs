@@ -1,6 +1,13 @@
 //! haplane-server: one HA node. The election core is pure (`election`), the runtime loop
 //! (`node`) drives it against a `Store`, and gRPC / REST adapters serve one `HaCore`.
 
-pub mod store;
+pub mod app;
 pub mod clock;
+pub mod config;
 pub mod election;
+pub mod error;
+pub mod grpc;
+pub mod node;
+pub mod rest;
+pub mod service;
+pub mod store;

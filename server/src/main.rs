@@ -1,1 +1,77 @@
-fn main() {}
+//! The `haplane` binary: parses the command line, sets up logging, and runs `launch` or `stop`.
+
+use clap::{Parser, Subcommand};
+use haplane_server::app;
+use haplane_server::config::{LaunchArgs, LogFormat, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "haplane",
+    version,
+    about = "High-availability management plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Launch(LaunchArgs),
+    /// Stop the node whose PID is in the pid file, gracefully.
+    Stop {
+        #[arg(long, default_value = "pid.txt")]
+        pid_file: PathBuf,
+        /// How long to wait for the node to exit.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Launch(args) => {
+            let settings = match Settings::load(args) {
+                Ok(settings) => settings,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(settings.log_format);
+            match app::launch(settings).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    tracing::error!(error = %err, "haplane stopped with an error");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Stop { pid_file, wait } => match app::stop(&pid_file, wait).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,221 @@
+//! `haplane launch` and `haplane stop`: opens the store, starts the node, serves gRPC and REST on
+//! one port, writes the PID file, and stops gracefully on SIGTERM / SIGINT.
+
+use crate::clock::{Clock, TokioClock};
+use crate::config::{PersistMode, Settings, StoreLocation};
+use crate::node::{self, NodeOptions};
+use crate::service::HaCore;
+use crate::store::counting::CountingStore;
+use crate::store::disabled::NoStore;
+use crate::store::fs::DirStore;
+use crate::store::{Store, StoreError};
+use crate::{grpc, rest};
+use haplane::NodeId;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why `launch` ended with an error (the process exits non-zero with this message).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(StoreError),
+    #[error("{0}")]
+    Start(#[from] node::StartError),
+    #[error("cannot write pid file {path}: {source}")]
+    PidFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(String),
+}
+
+async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &settings.store {
+        StoreLocation::None => Arc::new(NoStore),
+        StoreLocation::Directory(path) => Arc::new(DirStore::open(path)?),
+        StoreLocation::S3 { location, .. } => {
+            return Err(StoreError::NotSupported {
+                message: format!("{location}: the S3 backend is not built yet"),
+            });
+        }
+    })
+}
+
+/// The default node id: `<hostname>-<port>`, reduced to the allowed characters, so a node
+/// restarted on the same host and port keeps its identity.
+fn default_node_id(port: u16) -> NodeId {
+    let host: String = gethostname_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(NodeId::MAX_LEN - 6)
+        .collect();
+    NodeId::parse(&format!("{host}-{port}"))
+        .or_else(|_| NodeId::parse(&format!("node-{port}")))
+        .unwrap_or_else(|_| unreachable!("node-<port> is always a valid id"))
+}
+
+fn gethostname_lossy() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "haplane".to_owned())
+}
+
+/// Sets `sender` to true on the first SIGTERM or SIGINT.
+fn stop_on_signal(sender: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL only");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        let _ = sender.send(true);
+    });
+}
+
+/// Runs a node until it is stopped.
+pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .map_err(|source| LaunchError::Bind {
+            address: settings.bind,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| LaunchError::Bind {
+        address: settings.bind,
+        source,
+    })?;
+    let node_id = settings
+        .node_id
+        .clone()
+        .unwrap_or_else(|| default_node_id(address.port()));
+    let node_uri = settings
+        .advertise_uri
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let store = open_store(&settings).await.map_err(LaunchError::Store)?;
+    let counting = Arc::new(CountingStore::new(store));
+    let options = NodeOptions {
+        node_id: node_id.clone(),
+        node_uri: node_uri.clone(),
+        ha_mode: settings.ha_mode,
+        priority: settings.priority,
+        version: settings.node_version.clone(),
+        poll_period: settings.poll_period,
+        heartbeat_timeout: settings.heartbeat_timeout,
+        safety_margin: settings.safety_margin,
+        record_retention: settings.record_retention,
+        require_existing: settings.persist == PersistMode::Rebind,
+        clean_state: settings.persist == PersistMode::Clean,
+    };
+    let (stop_sender, stop) = watch::channel(false);
+    stop_on_signal(stop_sender);
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    let (handle, node_task) = node::start(options, counting.clone(), clock, stop).await?;
+    write_pid_file(&settings.pid_file)?;
+    let (stopped_sender, stopped) = watch::channel(false);
+    let core = HaCore::new(
+        handle.clone(),
+        settings.poll_period,
+        settings.heartbeat_timeout,
+        stopped.clone(),
+    );
+    let grpc_routes = grpc::routes(core.clone(), settings.poll_period)
+        .map_err(|err| LaunchError::Serve(err.to_string()))?;
+    let app = rest::router(core, grpc_routes.into_axum_router());
+    let mut server_stopped = stopped.clone();
+    let server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(settings.poll_period))
+        .http2_keepalive_timeout(Some(settings.heartbeat_timeout))
+        .add_routes(tonic::service::Routes::from(app))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = server_stopped.wait_for(|stopped| *stopped).await;
+                // Let streams deliver their last view and UNAVAILABLE before connections close.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            },
+        );
+    let server = tokio::spawn(server);
+    println!(
+        "haplane {node_id} listening on {address} (advertised as {node_uri}), store {}, state {}",
+        counting.describe(),
+        handle.snapshot().state
+    );
+    let _ = node_task.await;
+    let _ = stopped_sender.send(true);
+    let served = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = std::fs::remove_file(&settings.pid_file);
+    match served {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(err))) => Err(LaunchError::Serve(err.to_string())),
+        Ok(Err(err)) => Err(LaunchError::Serve(err.to_string())),
+        Err(_) => {
+            tracing::warn!("connections did not close within 5s; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+fn write_pid_file(path: &Path) -> Result<(), LaunchError> {
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+        LaunchError::PidFile {
+            path: path.display().to_string(),
+            source,
+        }
+    })
+}
+
+/// `haplane stop`: SIGTERM to the PID in `pid_file`, then wait (up to `wait`) for it to exit.
+pub async fn stop(pid_file: &Path, wait: Duration) -> Result<(), String> {
+    let text = std::fs::read_to_string(pid_file)
+        .map_err(|err| format!("cannot read pid file {}: {err}", pid_file.display()))?;
+    let pid: libc::pid_t = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| format!("pid file {} does not hold a process id", pid_file.display()))?;
+    // SAFETY: kill with a positive pid and a valid signal number has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    // SAFETY: signal 0 only checks that the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "process {pid} did not exit within {}",
+                humantime::format_duration(wait)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! Node settings: command-line flags over `HAPLANE_*` environment variables over a TOML file over
+//! defaults, merged and validated once into `Settings`.
+
+use clap::Args;
+use haplane::{HaMode, NodeId};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `--persist`: what to do with existing state at start-up (SPEC 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistMode {
+    Disabled,
+    Auto,
+    Rebind,
+    Clean,
+}
+
+impl FromStr for PersistMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "disabled" => Ok(Self::Disabled),
+            "auto" => Ok(Self::Auto),
+            "rebind" => Ok(Self::Rebind),
+            "clean" => Ok(Self::Clean),
+            _ => Err(format!(
+                "{text:?} is not one of disabled, auto, rebind, clean"
+            )),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_mode(text: &str) -> Result<HaMode, String> {
+    text.parse::<HaMode>().map_err(|err| err.reason)
+}
+
+fn parse_node_id(text: &str) -> Result<NodeId, String> {
+    NodeId::parse(text).map_err(|err| err.reason)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|err| format!("{text:?}: {err} (e.g. 500ms, 10s)"))
+}
+
+/// `haplane launch` flags. Every one is optional so that the file and defaults can fill in.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LaunchArgs {
+    /// HA mode: disabled, auto, master, standby, hot-standby, hot-backup.
+    #[arg(long, env = "HAPLANE_HA_MODE", value_parser = parse_mode)]
+    pub ha_mode: Option<HaMode>,
+    /// Persistence mode: disabled, auto, rebind, clean.
+    #[arg(long, env = "HAPLANE_PERSIST")]
+    pub persist: Option<PersistMode>,
+    /// Directory store (local disk or NFS). Default ./haplane-data.
+    #[arg(
+        long,
+        env = "HAPLANE_PERSISTENCE_DIR",
+        conflicts_with = "persistence_location"
+    )]
+    pub persistence_dir: Option<PathBuf>,
+    /// S3 store: s3://BUCKET/PREFIX.
+    #[arg(long, env = "HAPLANE_PERSISTENCE_LOCATION")]
+    pub persistence_location: Option<String>,
+    /// S3-compatible endpoint (else AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, env = "HAPLANE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing (most S3-compatible servers need it).
+    #[arg(long, env = "HAPLANE_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// Listening address for gRPC and REST. Default 127.0.0.1:8081.
+    #[arg(long, env = "HAPLANE_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// URI other nodes and clients are told. Default http://<bound address>.
+    #[arg(long, env = "HAPLANE_ADVERTISE_URI")]
+    pub advertise_uri: Option<String>,
+    /// Node id, [A-Za-z0-9_-]{1,64}. Default <hostname>-<port>, stable across restarts.
+    #[arg(long, env = "HAPLANE_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: Option<NodeId>,
+    /// Election priority (higher wins). Default 0.
+    #[arg(long, env = "HAPLANE_PRIORITY", allow_hyphen_values = true)]
+    pub priority: Option<i64>,
+    /// Heartbeat period. Default 1s.
+    #[arg(long, env = "HAPLANE_POLL_PERIOD", value_parser = parse_duration)]
+    pub poll_period: Option<Duration>,
+    /// A peer is dead after this long without a heartbeat. Default 10s.
+    #[arg(long, env = "HAPLANE_HEARTBEAT_TIMEOUT", value_parser = parse_duration)]
+    pub heartbeat_timeout: Option<Duration>,
+    /// A master stops acting this long before observers could time it out. Default
+    /// min(2s, timeout/4).
+    #[arg(long, env = "HAPLANE_SAFETY_MARGIN", value_parser = parse_duration)]
+    pub safety_margin: Option<Duration>,
+    /// TERMINATED and FAILED records older than this are deleted by the master. Default 24h.
+    #[arg(long, env = "HAPLANE_RECORD_RETENTION", value_parser = parse_duration)]
+    pub record_retention: Option<Duration>,
+    /// The version this node reports (used by the election). Default the build's version.
+    #[arg(long, env = "HAPLANE_NODE_VERSION")]
+    pub node_version: Option<String>,
+    /// Where to write the PID. Default ./pid.txt.
+    #[arg(long, env = "HAPLANE_PID_FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "HAPLANE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// TOML file with any of the settings above (snake_case keys).
+    #[arg(long, env = "HAPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML config file: the same keys as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    ha_mode: Option<String>,
+    persist: Option<String>,
+    persistence_dir: Option<PathBuf>,
+    persistence_location: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_path_style: Option<bool>,
+    bind: Option<SocketAddr>,
+    advertise_uri: Option<String>,
+    node_id: Option<String>,
+    priority: Option<i64>,
+    poll_period: Option<String>,
+    heartbeat_timeout: Option<String>,
+    safety_margin: Option<String>,
+    record_retention: Option<String>,
+    node_version: Option<String>,
+    pid_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+}
+
+/// Where the shared store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    None,
+    Directory(PathBuf),
+    S3 {
+        location: String,
+        endpoint: Option<String>,
+        path_style: bool,
+    },
+}
+
+/// Validated settings of one node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ha_mode: HaMode,
+    pub persist: PersistMode,
+    pub store: StoreLocation,
+    pub bind: SocketAddr,
+    /// `None`: derived from the bound address once listening.
+    pub advertise_uri: Option<String>,
+    /// `None`: derived from hostname and bound port once listening.
+    pub node_id: Option<NodeId>,
+    pub priority: i64,
+    pub poll_period: Duration,
+    pub heartbeat_timeout: Duration,
+    pub safety_margin: Duration,
+    pub record_retention: Duration,
+    pub node_version: String,
+    pub pid_file: PathBuf,
+    pub log_format: LogFormat,
+}
+
+/// A setting that is wrong; the message names the flag.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+fn config_error(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        message: message.into(),
+    }
+}
+
+fn from_file<T>(
+    flag: &'static str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    value
+        .map(|text| {
+            parse(&text).map_err(|msg| config_error(flag, format!("in config file: {msg}")))
+        })
+        .transpose()
+}
+
+impl Settings {
+    /// Merges flags/env (`args`) over the config file over defaults, and validates.
+    pub fn load(args: LaunchArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            None => FileSettings::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| config_error("config", format!("{}: {err}", path.display())))?;
+                toml::from_str(&text)
+                    .map_err(|err| config_error("config", format!("{}: {err}", path.display())))?
+            }
+        };
+        let ha_mode = args
+            .ha_mode
+            .or(from_file("ha-mode", file.ha_mode, parse_mode)?)
+            .unwrap_or(HaMode::Auto);
+        let persist = args
+            .persist
+            .or(from_file("persist", file.persist, |t| t.parse())?)
+            .unwrap_or(PersistMode::Auto);
+        let poll_period = args
+            .poll_period
+            .or(from_file("poll-period", file.poll_period, parse_duration)?)
+            .unwrap_or(Duration::from_secs(1));
+        let heartbeat_timeout = args
+            .heartbeat_timeout
+            .or(from_file(
+                "heartbeat-timeout",
+                file.heartbeat_timeout,
+                parse_duration,
+            )?)
+            .unwrap_or(Duration::from_secs(10));
+        let safety_margin = args
+            .safety_margin
+            .or(from_file(
+                "safety-margin",
+                file.safety_margin,
+                parse_duration,
+            )?)
+            .unwrap_or_else(|| Duration::from_secs(2).min(heartbeat_timeout / 4));
+        let record_retention = args
+            .record_retention
+            .or(from_file(
+                "record-retention",
+                file.record_retention,
+                parse_duration,
+            )?)
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        let node_id = args
+            .node_id
+            .or(from_file("node-id", file.node_id, parse_node_id)?);
+        let location = args.persistence_location.or(file.persistence_location);
+        let directory = args.persistence_dir.or(file.persistence_dir);
+        let store = match (persist, location, directory) {
+            (PersistMode::Disabled, _, _) => StoreLocation::None,
+            (_, Some(_), Some(_)) => {
+                return Err(config_error(
+                    "persistence-location",
+                    "give either --persistence-dir or --persistence-location, not both",
+                ));
+            }
+            (_, Some(location), None) => {
+                if !location.starts_with("s3://") {
+                    return Err(config_error(
+                        "persistence-location",
+                        format!("{location:?} must look like s3://BUCKET/PREFIX"),
+                    ));
+                }
+                StoreLocation::S3 {
+                    location,
+                    endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                    path_style: args.s3_path_style.or(file.s3_path_style).unwrap_or(true),
+                }
+            }
+            (_, None, directory) => {
+                StoreLocation::Directory(directory.unwrap_or_else(|| PathBuf::from("haplane-data")))
+            }
+        };
+        let settings = Settings {
+            ha_mode,
+            persist,
+            store,
+            bind: args
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            advertise_uri: args.advertise_uri.or(file.advertise_uri),
+            node_id,
+            priority: args.priority.or(file.priority).unwrap_or(0),
+            poll_period,
+            heartbeat_timeout,
+            safety_margin,
+            record_retention,
+            node_version: args
+                .node_version
+                .or(file.node_version)
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            pid_file: args
+                .pid_file
+                .or(file.pid_file)
+                .unwrap_or_else(|| PathBuf::from("pid.txt")),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+        };
+        settings.validate()
+    }
+
+    fn validate(mut self) -> Result<Self, ConfigError> {
+        if self.poll_period < Duration::from_millis(10) {
+            return Err(config_error("poll-period", "must be at least 10ms"));
+        }
+        if self.heartbeat_timeout < self.poll_period * 2 {
+            return Err(config_error(
+                "heartbeat-timeout",
+                format!(
+                    "{} must be at least twice --poll-period ({})",
+                    humantime::format_duration(self.heartbeat_timeout),
+                    humantime::format_duration(self.poll_period)
+                ),
+            ));
+        }
+        if self.heartbeat_timeout > Duration::from_secs(24 * 3600) {
+            return Err(config_error("heartbeat-timeout", "must be at most 24h"));
+        }
+        if self.safety_margin >= self.heartbeat_timeout / 2 {
+            return Err(config_error(
+                "safety-margin",
+                "must be less than half of --heartbeat-timeout",
+            ));
+        }
+        if self.node_version.is_empty() || self.node_version.len() > 64 {
+            return Err(config_error("node-version", "must be 1 to 64 characters"));
+        }
+        if let Some(uri) = &self.advertise_uri
+            && !(uri.starts_with("http://") || uri.starts_with("https://"))
+        {
+            return Err(config_error(
+                "advertise-uri",
+                format!("{uri:?} must start with http:// or https://"),
+            ));
+        }
+        match (self.persist, self.ha_mode) {
+            (PersistMode::Disabled, HaMode::Auto) => self.ha_mode = HaMode::Disabled,
+            (PersistMode::Disabled, HaMode::Disabled) => {}
+            (PersistMode::Disabled, mode) => {
+                return Err(config_error(
+                    "ha-mode",
+                    format!("{mode} needs a store, but --persist is disabled"),
+                ));
+            }
+            (PersistMode::Clean, HaMode::Standby | HaMode::HotStandby | HaMode::HotBackup) => {
+                return Err(config_error(
+                    "persist",
+                    format!(
+                        "clean would wipe the state that --ha-mode {} must follow",
+                        self.ha_mode
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        launch: LaunchArgs,
+    }
+
+    fn load(args: &[&str]) -> Result<Settings, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("haplane").chain(args.iter().copied()))
+            .map_err(|err| config_error("cli", err.to_string()))?;
+        Settings::load(cli.launch)
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.ha_mode, HaMode::Auto);
+        assert_eq!(s.persist, PersistMode::Auto);
+        assert_eq!(
+            s.store,
+            StoreLocation::Directory(PathBuf::from("haplane-data"))
+        );
+        assert_eq!(s.bind, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(s.poll_period, Duration::from_secs(1));
+        assert_eq!(s.heartbeat_timeout, Duration::from_secs(10));
+        assert_eq!(s.safety_margin, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haplane.toml");
+        std::fs::write(
+            &file,
+            "priority = 4\npoll_period = \"200ms\"\nha_mode = \"hot-standby\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = load(&["--config", path, "--priority", "-7"]).unwrap();
+        assert_eq!(s.priority, -7);
+        assert_eq!(s.poll_period, Duration::from_millis(200));
+        assert_eq!(s.ha_mode, HaMode::HotStandby);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haplane.toml");
+        std::fs::write(&file, "pol_period = \"1s\"\n").unwrap();
+        let err = load(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("pol_period"), "{err}");
+        std::fs::write(&file, "poll_period = \"soon\"\n").unwrap();
+        let err = load(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert_eq!(err.flag, "poll-period");
+    }
+
+    #[test]
+    fn invalid_combinations_are_refused() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--heartbeat-timeout", "1s", "--poll-period", "800ms"],
+                "heartbeat-timeout",
+            ),
+            (
+                &["--persist", "disabled", "--ha-mode", "standby"],
+                "ha-mode",
+            ),
+            (
+                &["--persist", "clean", "--ha-mode", "hot_backup"],
+                "persist",
+            ),
+            (&["--safety-margin", "6s"], "safety-margin"),
+            (&["--advertise-uri", "ftp://x"], "advertise-uri"),
+            (
+                &["--persistence-location", "gs://b/p"],
+                "persistence-location",
+            ),
+        ];
+        for (args, flag) in cases {
+            assert_eq!(load(args).unwrap_err().flag, *flag, "{args:?}");
+        }
+        assert!(load(&["--ha-mode", "primary"]).is_err());
+        assert!(load(&["--node-id", "../x"]).is_err());
+    }
+
+    #[test]
+    fn persist_disabled_downgrades_auto_and_small_timeouts_shrink_the_margin() {
+        assert_eq!(
+            load(&["--persist", "disabled"]).unwrap().ha_mode,
+            HaMode::Disabled
+        );
+        let s = load(&["--heartbeat-timeout", "1s", "--poll-period", "100ms"]).unwrap();
+        assert_eq!(s.safety_margin, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,137 @@
+//! The service's error kinds and the one table that maps them to gRPC status codes and HTTP
+//! statuses. A caller's mistake is never INTERNAL or 500.
+
+use crate::store::StoreError;
+use haplane::InvalidValue;
+
+/// Metadata / JSON names of the master, sent with `NotMaster`.
+pub const MASTER_ID_METADATA: &str = "haplane-master-id";
+pub const MASTER_URI_METADATA: &str = "haplane-master-uri";
+
+/// Brooklyn's message for a write sent to a non-master.
+pub const NOT_MASTER_MESSAGE: &str =
+    "This request is only permitted against an active primary server";
+
+/// What went wrong serving a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid {field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    /// A master-only call reached a non-master.
+    #[error("{NOT_MASTER_MESSAGE}")]
+    NotMaster {
+        master_id: String,
+        master_uri: String,
+    },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The store is unreachable or the node is shutting down; trying again later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<InvalidValue> for ServiceError {
+    fn from(err: InvalidValue) -> Self {
+        ServiceError::InvalidArgument {
+            field: err.field.to_owned(),
+            message: err.reason,
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { .. } => ServiceError::NotFound(err.to_string()),
+            StoreError::Unavailable { .. } => ServiceError::Unavailable(err.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ServiceError {
+    /// The HTTP status for the REST shim.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ServiceError::InvalidArgument { .. } => 400,
+            ServiceError::NotMaster { .. } => 403,
+            ServiceError::FailedPrecondition(_) => 409,
+            ServiceError::NotFound(_) => 404,
+            ServiceError::Unavailable(_) => 503,
+            ServiceError::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(err: ServiceError) -> Self {
+        let message = err.to_string();
+        match err {
+            ServiceError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+            ServiceError::NotMaster {
+                master_id,
+                master_uri,
+            } => {
+                let mut status = tonic::Status::failed_precondition(format!(
+                    "{message}; master is {}",
+                    if master_id.is_empty() {
+                        "unknown"
+                    } else {
+                        &master_id
+                    }
+                ));
+                for (key, value) in [
+                    (MASTER_ID_METADATA, master_id),
+                    (MASTER_URI_METADATA, master_uri),
+                ] {
+                    if let Ok(value) = value.parse() {
+                        status.metadata_mut().insert(key, value);
+                    }
+                }
+                status
+            }
+            ServiceError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+            ServiceError::NotFound(_) => tonic::Status::not_found(message),
+            ServiceError::Unavailable(_) => tonic::Status::unavailable(message),
+            ServiceError::Internal(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_mistakes_map_to_client_errors() {
+        let invalid = ServiceError::from(InvalidValue::new("mode", "bad"));
+        assert_eq!(invalid.http_status(), 400);
+        assert_eq!(
+            tonic::Status::from(invalid).code(),
+            tonic::Code::InvalidArgument
+        );
+        let not_master = ServiceError::NotMaster {
+            master_id: "a".into(),
+            master_uri: "http://a".into(),
+        };
+        assert_eq!(not_master.http_status(), 403);
+        let status = tonic::Status::from(not_master);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(status.metadata().get(MASTER_ID_METADATA).unwrap(), "a");
+        assert_eq!(
+            status.metadata().get(MASTER_URI_METADATA).unwrap(),
+            "http://a"
+        );
+        let unavailable = ServiceError::from(StoreError::Unavailable {
+            message: "down".into(),
+        });
+        assert_eq!(
+            tonic::Status::from(unavailable).code(),
+            tonic::Code::Unavailable
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The gRPC face: `haplane.v1.HaService` over `HaCore`, gRPC health (with `haplane.v1.Master`
+//! SERVING only on the master), reflection v1 and v1alpha, and the client side of `Nudge`.
+
+use crate::error::ServiceError;
+use crate::service::{Access, HaCore, HealthClass};
+use haplane::convert::ha_mode_from_wire;
+use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
+use haplane::{MasterView, NodeState};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// Request metadata that lets SetState / SetPriority act on a non-master.
+pub const ALLOW_NON_MASTER_METADATA: &str = "allow-non-master-access";
+/// The health service name that is SERVING only on the master.
+pub const MASTER_HEALTH_SERVICE: &str = "haplane.v1.Master";
+
+fn access<T>(request: &Request<T>) -> Access {
+    let allow = request
+        .metadata()
+        .get(ALLOW_NON_MASTER_METADATA)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+    Access {
+        allow_non_master: allow,
+    }
+}
+
+fn state_to_wire(state: NodeState) -> i32 {
+    pb::NodeState::from(state) as i32
+}
+
+/// `HaService` over one `HaCore`.
+#[derive(Debug, Clone)]
+pub struct GrpcService {
+    core: HaCore,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::MasterEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HaService for GrpcService {
+    async fn get_state(
+        &self,
+        _request: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        let view = self.core.state();
+        Ok(Response::new(pb::GetStateResponse {
+            node_id: view.node_id,
+            state: state_to_wire(view.state),
+            priority: view.priority,
+            epoch: view.epoch,
+            master_id: view.master_id,
+            master_uri: view.master_uri,
+            plane_id: view.plane_id,
+        }))
+    }
+
+    async fn list_states(
+        &self,
+        _request: Request<pb::ListStatesRequest>,
+    ) -> Result<Response<pb::ListStatesResponse>, Status> {
+        let listing = self.core.list_states().await?;
+        let nodes = listing
+            .nodes
+            .into_iter()
+            .map(|node| pb::NodeStatus {
+                node_id: node.record.node_id.to_string(),
+                node_uri: node.record.node_uri,
+                status: state_to_wire(node.record.status),
+                priority: node.record.priority,
+                local_timestamp_ms: node.record.local_timestamp_ms,
+                last_seen_age_ms: u64::try_from(node.last_seen_age.as_millis()).unwrap_or(u64::MAX),
+                heartbeat: node.record.heartbeat,
+                version: node.record.version,
+                live: node.live,
+            })
+            .collect();
+        Ok(Response::new(pb::ListStatesResponse {
+            plane_id: listing.plane_id,
+            own_id: listing.own_id,
+            master_id: listing.master_id,
+            epoch: listing.epoch,
+            nodes,
+        }))
+    }
+
+    async fn set_state(
+        &self,
+        request: Request<pb::SetStateRequest>,
+    ) -> Result<Response<pb::SetStateResponse>, Status> {
+        let access = access(&request);
+        let mode = ha_mode_from_wire(request.into_inner().mode).map_err(ServiceError::from)?;
+        let previous = self.core.set_state(mode, access).await?;
+        Ok(Response::new(pb::SetStateResponse {
+            previous_state: state_to_wire(previous),
+        }))
+    }
+
+    async fn set_priority(
+        &self,
+        request: Request<pb::SetPriorityRequest>,
+    ) -> Result<Response<pb::SetPriorityResponse>, Status> {
+        let access = access(&request);
+        let previous = self
+            .core
+            .set_priority(request.into_inner().priority, access)
+            .await?;
+        Ok(Response::new(pb::SetPriorityResponse {
+            previous_priority: previous,
+        }))
+    }
+
+    async fn remove_terminated(
+        &self,
+        request: Request<pb::RemoveTerminatedRequest>,
+    ) -> Result<Response<pb::RemoveTerminatedResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        let removed = self.core.remove_terminated(node_id.as_deref()).await?;
+        Ok(Response::new(pb::RemoveTerminatedResponse { removed }))
+    }
+
+    type WatchMasterStream = EventStream;
+
+    async fn watch_master(
+        &self,
+        request: Request<pb::WatchMasterRequest>,
+    ) -> Result<Response<Self::WatchMasterStream>, Status> {
+        let min_epoch = request.into_inner().min_epoch.unwrap_or(0);
+        let events = master_events(&self.core, min_epoch).map(|view| match view {
+            Ok(view) => Ok(pb::MasterEvent::from(&view)),
+            Err(status) => Err(status),
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn nudge(
+        &self,
+        _request: Request<pb::NudgeRequest>,
+    ) -> Result<Response<pb::NudgeResponse>, Status> {
+        self.core.nudge();
+        Ok(Response::new(pb::NudgeResponse {}))
+    }
+}
+
+use tokio_stream::StreamExt;
+
+/// The master views a watcher receives: the current one at once, then one per change of master
+/// (a slow watcher skips straight to the newest), then, after the node stopped and published its
+/// last view, `UNAVAILABLE`. Shared by gRPC `WatchMaster` and the REST SSE stream.
+pub fn master_events(
+    core: &HaCore,
+    min_epoch: u64,
+) -> impl Stream<Item = Result<MasterView, Status>> + Send + use<> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut views = core.watch_master();
+    let mut stopped = core.stopped();
+    tokio::spawn(async move {
+        let mut last_sent: Option<MasterView> = None;
+        loop {
+            let view = views.borrow_and_update().clone();
+            let is_new = last_sent
+                .as_ref()
+                .is_none_or(|last| last.master_differs(&view));
+            if is_new && view.epoch >= min_epoch {
+                if sender.send(Ok(view.clone())).await.is_err() {
+                    return;
+                }
+                last_sent = Some(view);
+            }
+            if *stopped.borrow() {
+                break;
+            }
+            tokio::select! {
+                changed = views.changed() => if changed.is_err() { break },
+                _ = stopped.changed() => {}
+                _ = sender.closed() => return,
+            }
+        }
+        let _ = sender
+            .send(Err(Status::unavailable("node is shutting down")))
+            .await;
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+/// Builds the gRPC routes: HaService, health, reflection v1 and v1alpha. Spawns the task that
+/// keeps `haplane.v1.Master` health in step with the node's state.
+pub fn routes(
+    core: HaCore,
+    poll_period: Duration,
+) -> Result<tonic::service::Routes, Box<dyn std::error::Error + Send + Sync>> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(track_master_health(core.clone(), reporter, poll_period));
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok(
+        tonic::service::Routes::new(HaServiceServer::new(GrpcService { core }))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha),
+    )
+}
+
+async fn track_master_health(
+    core: HaCore,
+    reporter: tonic_health::server::HealthReporter,
+    poll_period: Duration,
+) {
+    use tonic_health::ServingStatus;
+    let mut ticker = tokio::time::interval(poll_period);
+    let mut views = core.watch_master();
+    let mut last = None;
+    loop {
+        let serving = core.health() == HealthClass::Master;
+        if last != Some(serving) {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter
+                .set_service_status(MASTER_HEALTH_SERVICE, status)
+                .await;
+            last = Some(serving);
+        }
+        if !core.is_up() {
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            return;
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = views.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Asks the node at `uri` to poll now. Bounded to half a second.
+pub async fn nudge(
+    uri: &str,
+    from_node_id: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(uri.to_owned())?
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_millis(500));
+    let channel = endpoint.connect().await?;
+    pb::ha_service_client::HaServiceClient::new(channel)
+        .nudge(pb::NudgeRequest {
+            from_node_id: from_node_id.to_owned(),
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,951 @@
+//! The node runtime: one task that owns the `Election`, polls the store, executes the election's
+//! decisions and operator commands, and publishes the node's snapshot and master view.
+
+use crate::clock::{Clock, wall_clock_ms};
+use crate::election::{
+    Decision, Election, ElectionConfig, ModeChange, NodeSummary, StartupVerdict,
+};
+use crate::error::ServiceError;
+use crate::store::{Key, PutMode, Store, StoreError};
+use bytes::Bytes;
+use haplane::{Epoch, HaMode, MasterClaim, MasterView, NodeId, NodeRecord, NodeState, PlaneInfo};
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How many state changes the metrics endpoint keeps.
+const HISTORY_LEN: usize = 200;
+/// The format of `plane.json` and the records this build writes.
+const FORMAT_VERSION: u32 = 1;
+
+/// Runtime settings of a node (derived from `config::Settings` once the port is known).
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub node_id: NodeId,
+    pub node_uri: String,
+    pub ha_mode: HaMode,
+    pub priority: i64,
+    pub version: String,
+    pub poll_period: Duration,
+    pub heartbeat_timeout: Duration,
+    pub safety_margin: Duration,
+    pub record_retention: Duration,
+    /// Existing state is required (`--persist rebind`).
+    pub require_existing: bool,
+    /// Delete managed state at start-up (`--persist clean`), unless a live master holds it.
+    pub clean_state: bool,
+}
+
+/// What every reader of the node's state sees; republished after every poll and command.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub node_id: String,
+    pub node_uri: String,
+    pub plane_id: String,
+    pub mode: HaMode,
+    pub state: NodeState,
+    pub priority: i64,
+    pub epoch: Epoch,
+    pub master_id: String,
+    pub master_uri: String,
+    /// While master: acting as master is allowed until then (`None` + standalone: forever).
+    pub lease_until: Option<Instant>,
+    pub standalone: bool,
+}
+
+impl Snapshot {
+    /// Whether this node may act as master at `now` (state MASTER and a valid lease).
+    pub fn may_act_as_master(&self, now: Instant) -> bool {
+        self.state == NodeState::Master
+            && (self.standalone || self.lease_until.is_some_and(|until| now < until))
+    }
+
+    /// The state to report at `now`: a master whose lease lapsed (the loop is stuck on the store)
+    /// reports FAILED rather than MASTER.
+    pub fn effective_state(&self, now: Instant) -> NodeState {
+        if self.state == NodeState::Master && !self.may_act_as_master(now) {
+            NodeState::Failed
+        } else {
+            self.state
+        }
+    }
+}
+
+/// One change of state, for the metrics' history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub state: NodeState,
+    pub at_ms: i64,
+}
+
+/// `ListStates`: the plane as this node sees it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub plane_id: String,
+    pub own_id: String,
+    pub master_id: String,
+    pub epoch: Epoch,
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// Counters shared with metrics.
+#[derive(Debug, Default)]
+pub struct NodeCounters {
+    pub skipped_records: AtomicU64,
+    pub failovers: AtomicU64,
+    pub polls: AtomicU64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
+
+/// Requests the runtime loop carries out in order with its polls.
+#[derive(Debug)]
+enum Command {
+    SetMode(HaMode, Reply<NodeState>),
+    SetPriority(i64, Reply<i64>),
+    List(Reply<Listing>),
+    RemoveTerminated(Option<NodeId>, Reply<Vec<String>>),
+    Nudge,
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store {store}: {source}")]
+    Store { store: String, source: StoreError },
+    #[error("{0}")]
+    Refused(String),
+    #[error("store {store}: {message}")]
+    Corrupt { store: String, message: String },
+}
+
+/// The handle the service uses to talk to the runtime loop.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Snapshot>,
+    view: watch::Receiver<MasterView>,
+    history: Arc<Mutex<VecDeque<StateChange>>>,
+    pub counters: Arc<NodeCounters>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl NodeHandle {
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver of the master view: current value first, then each change of master.
+    pub fn watch_view(&self) -> watch::Receiver<MasterView> {
+        self.view.clone()
+    }
+
+    pub fn history(&self) -> Vec<StateChange> {
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Changes the HA mode; answers the previous state.
+    pub async fn set_mode(&self, mode: HaMode) -> Result<NodeState, ServiceError> {
+        self.ask(|reply| Command::SetMode(mode, reply)).await
+    }
+
+    /// Changes the priority; answers the previous one.
+    pub async fn set_priority(&self, priority: i64) -> Result<i64, ServiceError> {
+        self.ask(|reply| Command::SetPriority(priority, reply))
+            .await
+    }
+
+    /// Reads every record (at most once a poll period) and lists the plane.
+    pub async fn list(&self) -> Result<Listing, ServiceError> {
+        self.ask(Command::List).await
+    }
+
+    /// Master only: deletes terminated / long-dead records, or the one named.
+    pub async fn remove_terminated(
+        &self,
+        node: Option<NodeId>,
+    ) -> Result<Vec<String>, ServiceError> {
+        self.ask(|reply| Command::RemoveTerminated(node, reply))
+            .await
+    }
+
+    /// Asks the loop to poll now (a peer stepped down or claimed).
+    pub fn nudge(&self) {
+        let _ = self.commands.try_send(Command::Nudge);
+    }
+}
+
+/// Store keys of the layout (SPEC 4).
+fn node_key(id: &NodeId) -> Result<Key, StoreError> {
+    Key::parse(&format!("nodes/{id}.json"))
+}
+
+fn claim_key(epoch: Epoch) -> Result<Key, StoreError> {
+    Key::parse(&format!("master/{epoch:020}.json"))
+}
+
+fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
+    serde_json::to_vec_pretty(value)
+        .map(Bytes::from)
+        .map_err(|err| StoreError::Generic {
+            message: format!("cannot encode: {err}"),
+        })
+}
+
+/// The runtime loop's state.
+struct Runtime {
+    election: Election,
+    options: NodeOptions,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    plane_id: String,
+    snapshot: watch::Sender<Snapshot>,
+    view: watch::Sender<MasterView>,
+    history: Arc<Mutex<VecDeque<StateChange>>>,
+    counters: Arc<NodeCounters>,
+    last_scan: Option<Instant>,
+    last_cleanup: Instant,
+}
+
+/// Starts a node on `store`: checks the plane, runs the start-up mode checks, and spawns the loop.
+/// Returns the handle and the loop's task, which ends after a graceful stop once `shutdown` fires.
+pub async fn start(
+    options: NodeOptions,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(NodeHandle, tokio::task::JoinHandle<()>), StartError> {
+    let now = clock.now();
+    let config = ElectionConfig {
+        node_id: options.node_id.clone(),
+        node_uri: options.node_uri.clone(),
+        version: options.version.clone(),
+        heartbeat_timeout: options.heartbeat_timeout,
+        safety_margin: options.safety_margin,
+        startup_grace: options.poll_period * 2,
+        started_at_ms: wall_clock_ms(),
+        pid: std::process::id(),
+        hostname: hostname(),
+    };
+    let election = Election::new(config, options.ha_mode, options.priority, now);
+    let (snapshot, snapshot_rx) = watch::channel(Snapshot {
+        node_id: options.node_id.to_string(),
+        node_uri: options.node_uri.clone(),
+        plane_id: String::new(),
+        mode: options.ha_mode,
+        state: election.state(),
+        priority: options.priority,
+        epoch: 0,
+        master_id: String::new(),
+        master_uri: String::new(),
+        lease_until: None,
+        standalone: election.is_standalone(),
+    });
+    let (view, view_rx) = watch::channel(MasterView::default());
+    let mut runtime = Runtime {
+        election,
+        options,
+        store,
+        clock: clock.clone(),
+        plane_id: String::new(),
+        snapshot,
+        view,
+        history: Arc::new(Mutex::new(VecDeque::new())),
+        counters: Arc::new(NodeCounters::default()),
+        last_scan: None,
+        last_cleanup: now,
+    };
+    runtime.join_plane().await?;
+    let (commands, command_rx) = mpsc::channel(64);
+    let handle = NodeHandle {
+        commands,
+        snapshot: snapshot_rx,
+        view: view_rx,
+        history: runtime.history.clone(),
+        counters: runtime.counters.clone(),
+        clock,
+    };
+    let task = tokio::spawn(runtime.run(command_rx, shutdown));
+    Ok((handle, task))
+}
+
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if rc != 0 {
+        return "unknown".to_owned();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+impl Runtime {
+    fn op_timeout(&self) -> Duration {
+        // A hung store call must not outlive the lease it could be renewing.
+        (self
+            .options
+            .heartbeat_timeout
+            .saturating_sub(self.options.safety_margin)
+            / 2)
+        .max(Duration::from_millis(50))
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.op_timeout();
+        tokio::time::timeout(limit, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable {
+                    message: format!("no answer within {}", humantime::format_duration(limit)),
+                })
+            })
+    }
+
+    fn store_error(&self, source: StoreError) -> StartError {
+        StartError::Store {
+            store: self.store.describe(),
+            source,
+        }
+    }
+
+    /// Start-up: plane.json, the claims, our first record, the members, the mode checks.
+    async fn join_plane(&mut self) -> Result<(), StartError> {
+        if self.election.is_standalone() {
+            self.plane_id = "standalone".to_owned();
+            self.publish();
+            return Ok(());
+        }
+        self.load_or_create_plane().await?;
+        self.load_claims().await.map_err(|e| self.store_error(e))?;
+        self.write_record().await.map_err(|e| self.store_error(e))?;
+        self.scan_members().await.map_err(|e| self.store_error(e))?;
+        let deadline = self.clock.now() + self.options.heartbeat_timeout + self.options.poll_period;
+        loop {
+            let now = self.clock.now();
+            let verdict = if self.options.clean_state {
+                match self.election.claimant_liveness(now) {
+                    Some(true) => StartupVerdict::Refuse(
+                        "--persist clean: another node holds a live master claim; refusing to wipe its state"
+                            .to_owned(),
+                    ),
+                    Some(false) => StartupVerdict::Wait,
+                    None => self.election.startup_verdict(now),
+                }
+            } else {
+                self.election.startup_verdict(now)
+            };
+            match verdict {
+                StartupVerdict::Proceed => break,
+                StartupVerdict::Refuse(message) => {
+                    let _ = self.write_terminated().await;
+                    return Err(StartError::Refused(message));
+                }
+                StartupVerdict::Wait if now >= deadline => {
+                    return Err(StartError::Refused(
+                        "could not tell whether the current master is live".to_owned(),
+                    ));
+                }
+                StartupVerdict::Wait => {
+                    tokio::time::sleep(self.options.poll_period).await;
+                    self.poll_store().await;
+                }
+            }
+        }
+        if self.options.clean_state {
+            self.delete_managed_state()
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
+        if self.options.ha_mode == HaMode::Master
+            && let Decision::Claim { epoch, reason } = self.election.startup_claim()
+        {
+            let won = self
+                .claim(epoch, &reason)
+                .await
+                .map_err(|e| self.store_error(e))?;
+            if !won {
+                return Err(StartError::Refused(format!(
+                    "--ha-mode master: another node claimed epoch {epoch} first"
+                )));
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    async fn load_or_create_plane(&mut self) -> Result<(), StartError> {
+        let key = Key::parse("plane.json").map_err(|e| self.store_error(e))?;
+        let existing = match self.bounded(self.store.get(&key)).await {
+            Ok(body) => Some(body),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(err) => return Err(self.store_error(err)),
+        };
+        let body = match existing {
+            Some(body) => body,
+            None if self.options.require_existing => {
+                return Err(StartError::Refused(format!(
+                    "--persist rebind: {} holds no plane to rebind to",
+                    self.store.describe()
+                )));
+            }
+            None => {
+                let plane = PlaneInfo {
+                    plane_id: format!("{:016x}", rand::random::<u64>()),
+                    created_at: wall_clock_ms(),
+                    format_version: FORMAT_VERSION,
+                };
+                let body = json_body(&plane).map_err(|e| self.store_error(e))?;
+                match self
+                    .bounded(self.store.put(&key, body.clone(), PutMode::Create))
+                    .await
+                {
+                    Ok(()) => body,
+                    // Another node created it first: use theirs.
+                    Err(StoreError::AlreadyExists { .. }) => self
+                        .bounded(self.store.get(&key))
+                        .await
+                        .map_err(|e| self.store_error(e))?,
+                    Err(err) => return Err(self.store_error(err)),
+                }
+            }
+        };
+        let plane: PlaneInfo =
+            serde_json::from_slice(&body).map_err(|err| StartError::Corrupt {
+                store: self.store.describe(),
+                message: format!("plane.json cannot be read: {err}"),
+            })?;
+        self.plane_id = plane.plane_id;
+        Ok(())
+    }
+
+    /// Lists `master/` once and reads the highest claim.
+    async fn load_claims(&mut self) -> Result<(), StoreError> {
+        let keys = self.bounded(self.store.list("master/")).await?;
+        let highest = keys
+            .iter()
+            .filter_map(|key| key.file_name().strip_suffix(".json")?.parse::<Epoch>().ok())
+            .max();
+        if let Some(epoch) = highest {
+            self.read_claim(epoch).await?;
+        }
+        // Claims made while we listed are found by the next probe.
+        self.probe_claims().await
+    }
+
+    /// Reads the claim at `epoch` into the election. An unreadable claim still burns its epoch.
+    async fn read_claim(&mut self, epoch: Epoch) -> Result<(), StoreError> {
+        let body = self.bounded(self.store.get(&claim_key(epoch)?)).await?;
+        let claim = match serde_json::from_slice::<MasterClaim>(&body) {
+            Ok(claim) if claim.epoch == epoch => claim,
+            parsed => {
+                tracing::warn!(key = %claim_key(epoch)?, error = ?parsed.err(), "unreadable master claim; treating its epoch as taken by nobody");
+                self.counters
+                    .skipped_records
+                    .fetch_add(1, Ordering::Relaxed);
+                MasterClaim {
+                    epoch,
+                    node_id: NodeId::parse("unreadable-claim").map_err(|e| {
+                        StoreError::Generic {
+                            message: e.to_string(),
+                        }
+                    })?,
+                    node_uri: String::new(),
+                    claimed_at: 0,
+                    reason: "unreadable".to_owned(),
+                }
+            }
+        };
+        let was_master = self.election.state() == NodeState::Master;
+        self.election.observe_claim(claim, self.clock.now());
+        if was_master && self.election.state() != NodeState::Master {
+            tracing::warn!(epoch, "a newer master claim exists; stepping down");
+        }
+        Ok(())
+    }
+
+    /// Probes `master/<known + 1>` until there is none (one GET at steady state).
+    async fn probe_claims(&mut self) -> Result<(), StoreError> {
+        loop {
+            let next = self.election.epoch() + 1;
+            match self.read_claim(next).await {
+                Ok(()) => continue,
+                Err(StoreError::NotFound { .. }) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn write_record(&mut self) -> Result<(), StoreError> {
+        let started = self.clock.now();
+        let record = self.election.next_record(wall_clock_ms(), started);
+        let result = match (node_key(&record.node_id), json_body(&record)) {
+            (Ok(key), Ok(body)) => {
+                self.bounded(self.store.put(&key, body, PutMode::Overwrite))
+                    .await
+            }
+            (Err(err), _) | (_, Err(err)) => Err(err),
+        };
+        self.election.own_write_finished(started, result.is_ok());
+        result
+    }
+
+    async fn write_terminated(&mut self) -> Result<(), StoreError> {
+        self.election.terminate();
+        self.write_record().await
+    }
+
+    fn parse_record(&self, key: &Key, body: &[u8]) -> Option<NodeRecord> {
+        match serde_json::from_slice::<NodeRecord>(body) {
+            Ok(record) if key.file_name() == format!("{}.json", record.node_id) => Some(record),
+            Ok(record) => {
+                tracing::warn!(%key, node_id = %record.node_id, "record's node_id does not match its key; skipped");
+                self.counters
+                    .skipped_records
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(err) => {
+                tracing::warn!(%key, error = %err, "unreadable node record; skipped");
+                self.counters
+                    .skipped_records
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Lists `nodes/` and reads every record (concurrently).
+    async fn scan_members(&mut self) -> Result<(), StoreError> {
+        let keys = self.bounded(self.store.list("nodes/")).await?;
+        let this = &*self;
+        let reads = keys
+            .iter()
+            .filter(|key| key.as_str().ends_with(".json"))
+            .map(|key| async move { (key, this.bounded(this.store.get(key)).await) });
+        let results = futures::future::join_all(reads).await;
+        let now = self.clock.now();
+        let mut present = BTreeSet::new();
+        let mut records = Vec::new();
+        for (key, result) in results {
+            match result {
+                Ok(body) => {
+                    if let Some(record) = self.parse_record(key, &body) {
+                        present.insert(record.node_id.clone());
+                        records.push(record);
+                    }
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        for record in records {
+            self.election.observe_record(record, now);
+        }
+        for id in self.election.peer_ids() {
+            if !present.contains(&id) {
+                self.election.forget_peer(&id);
+            }
+        }
+        self.last_scan = Some(now);
+        Ok(())
+    }
+
+    /// Reads the current claimant's record (one GET), if it is someone else.
+    async fn read_master_record(&mut self) -> Result<(), StoreError> {
+        let Some(holder) = self.election.claim().map(|claim| claim.node_id.clone()) else {
+            return Ok(());
+        };
+        if holder == self.options.node_id {
+            return Ok(());
+        }
+        let key = node_key(&holder)?;
+        match self.bounded(self.store.get(&key)).await {
+            Ok(body) => {
+                if let Some(record) = self.parse_record(&key, &body) {
+                    self.election.observe_record(record, self.clock.now());
+                }
+                Ok(())
+            }
+            Err(StoreError::NotFound { .. }) => {
+                self.election.forget_peer(&holder);
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One poll's reads and writes: own record, next-epoch probe, master's record, and a full
+    /// scan only while an election may be needed.
+    async fn poll_store(&mut self) {
+        self.counters.polls.fetch_add(1, Ordering::Relaxed);
+        self.election.decide(self.clock.now());
+        if let Err(err) = self.write_record().await {
+            tracing::warn!(error = %err, "heartbeat write failed");
+        }
+        if let Err(err) = self.probe_claims().await {
+            tracing::warn!(error = %err, "cannot read master claims");
+        }
+        if let Err(err) = self.read_master_record().await {
+            tracing::warn!(error = %err, "cannot read the master's record");
+        }
+        if self.election.wants_membership_scan(self.clock.now())
+            && let Err(err) = self.scan_members().await
+        {
+            tracing::warn!(error = %err, "cannot read node records");
+        }
+    }
+
+    async fn poll(&mut self) {
+        self.poll_store().await;
+        if let Decision::Claim { epoch, reason } = self.election.decide(self.clock.now()) {
+            match self.claim(epoch, &reason).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(epoch, "another node claimed the epoch first; following it")
+                }
+                Err(err) => tracing::warn!(epoch, error = %err, "claim failed"),
+            }
+        }
+        self.clean_up_if_due().await;
+        self.publish();
+    }
+
+    /// Creates `master/<epoch>`; `Ok(false)` when another node got there first.
+    async fn claim(&mut self, epoch: Epoch, reason: &str) -> Result<bool, StoreError> {
+        let claim = MasterClaim {
+            epoch,
+            node_id: self.options.node_id.clone(),
+            node_uri: self.options.node_uri.clone(),
+            claimed_at: wall_clock_ms(),
+            reason: reason.to_owned(),
+        };
+        let key = claim_key(epoch)?;
+        match self
+            .bounded(self.store.put(&key, json_body(&claim)?, PutMode::Create))
+            .await
+        {
+            Ok(()) => {
+                self.election.claim_won(claim, self.clock.now());
+                if self.election.state() == NodeState::Master {
+                    tracing::info!(epoch, reason, "became master");
+                    self.counters.failovers.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Err(err) = self.write_record().await {
+                    tracing::warn!(error = %err, "cannot publish the new claim in our record");
+                }
+                self.publish();
+                self.nudge_peers();
+                Ok(self.election.state() == NodeState::Master)
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                self.read_claim(epoch).await?;
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Tells every live peer to poll now, without waiting for the answers.
+    fn nudge_peers(&self) {
+        let now = self.clock.now();
+        let from = self.options.node_id.to_string();
+        for peer in self.election.summaries(0, now).into_iter().skip(1) {
+            if !peer.live || peer.record.node_uri.is_empty() {
+                continue;
+            }
+            let (uri, from) = (peer.record.node_uri.clone(), from.clone());
+            tokio::spawn(async move {
+                if let Err(err) = crate::grpc::nudge(&uri, &from).await {
+                    tracing::debug!(%uri, error = %err, "nudge not delivered");
+                }
+            });
+        }
+    }
+
+    async fn clean_up_if_due(&mut self) {
+        let now = self.clock.now();
+        let period = self.options.record_retention.min(Duration::from_secs(60));
+        if !self.election.may_act_as_master(now) || now.duration_since(self.last_cleanup) < period {
+            return;
+        }
+        self.last_cleanup = now;
+        let retention = self.options.record_retention;
+        if let Err(err) = self.remove_records(None, retention).await {
+            tracing::warn!(error = %err, "record clean-up failed");
+        }
+    }
+
+    async fn delete_managed_state(&mut self) -> Result<(), StoreError> {
+        for key in self.bounded(self.store.list("state/")).await? {
+            match self.bounded(self.store.delete(&key)).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    fn not_master(&self) -> ServiceError {
+        let now = self.clock.now();
+        let claim = self.election.active_master(now);
+        ServiceError::NotMaster {
+            master_id: claim.map(|c| c.node_id.to_string()).unwrap_or_default(),
+            master_uri: claim.map(|c| c.node_uri.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Deletes `node`'s record, or every record `removable` names (TERMINATED ones older than
+    /// `terminated_age`... here: any age on request, the retention when automatic).
+    async fn remove_records(
+        &mut self,
+        node: Option<NodeId>,
+        terminated_age: Duration,
+    ) -> Result<Vec<String>, ServiceError> {
+        if !self.election.may_act_as_master(self.clock.now()) {
+            return Err(self.not_master());
+        }
+        self.scan_members().await?;
+        let now = self.clock.now();
+        let targets = match node {
+            Some(id) if id == self.options.node_id => {
+                return Err(ServiceError::FailedPrecondition(
+                    "cannot remove the master's own record".to_owned(),
+                ));
+            }
+            Some(id) if self.election.peer(&id).is_none() => {
+                return Err(ServiceError::NotFound(format!("no record for node {id}")));
+            }
+            Some(id) => vec![id],
+            None => self
+                .election
+                .removable(terminated_age, self.options.record_retention, now),
+        };
+        let mut removed = Vec::new();
+        for id in targets {
+            match self.bounded(self.store.delete(&node_key(&id)?)).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {
+                    tracing::info!(node_id = %id, "removed node record");
+                    self.election.forget_peer(&id);
+                    removed.push(id.to_string());
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn set_mode(&mut self, mode: HaMode) -> Result<NodeState, ServiceError> {
+        let now = self.clock.now();
+        let previous = self.snapshot.borrow().effective_state(now);
+        let change = self
+            .election
+            .set_mode(mode, now)
+            .map_err(|refused| ServiceError::FailedPrecondition(refused.0))?;
+        tracing::info!(%mode, ?change, "mode changed by operator");
+        match change {
+            ModeChange::Done => {
+                if !self.election.is_standalone() {
+                    self.write_record().await?;
+                }
+            }
+            ModeChange::SteppedDown => {
+                self.write_record().await?;
+                self.publish();
+                self.nudge_peers();
+            }
+            ModeChange::Claim { .. } => self.promote().await?,
+        }
+        Ok(previous)
+    }
+
+    /// Operator promotion: claim the next epoch now, re-reading and retrying once if a
+    /// concurrent claim took it.
+    async fn promote(&mut self) -> Result<(), ServiceError> {
+        for _ in 0..2 {
+            self.probe_claims().await?;
+            let epoch = self.election.epoch() + 1;
+            if self.claim(epoch, "promoted by operator").await? {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::Unavailable(
+            "promotion lost the claim race twice; try again".to_owned(),
+        ))
+    }
+
+    async fn list(&mut self) -> Result<Listing, ServiceError> {
+        let fresh = self
+            .last_scan
+            .is_some_and(|at| self.clock.now().duration_since(at) < self.options.poll_period);
+        if !fresh && !self.election.is_standalone() {
+            self.scan_members().await?;
+        }
+        let now = self.clock.now();
+        let snapshot = self.snapshot.borrow().clone();
+        Ok(Listing {
+            plane_id: self.plane_id.clone(),
+            own_id: self.options.node_id.to_string(),
+            master_id: snapshot.master_id,
+            epoch: self.election.epoch(),
+            nodes: self.election.summaries(wall_clock_ms(), now),
+        })
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::SetMode(mode, reply) => {
+                let result = self.set_mode(mode).await;
+                let _ = reply.send(result);
+            }
+            Command::SetPriority(priority, reply) => {
+                let previous = self.election.set_priority(priority);
+                let result = if self.election.is_standalone() {
+                    Ok(previous)
+                } else {
+                    self.write_record()
+                        .await
+                        .map(|()| previous)
+                        .map_err(Into::into)
+                };
+                let _ = reply.send(result);
+            }
+            Command::List(reply) => {
+                let result = self.list().await;
+                let _ = reply.send(result);
+            }
+            Command::RemoveTerminated(node, reply) => {
+                let result = self.remove_records(node, Duration::ZERO).await;
+                let _ = reply.send(result);
+            }
+            Command::Nudge => {
+                if !self.election.is_standalone() {
+                    self.poll().await;
+                }
+            }
+        }
+        self.publish();
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(self.options.poll_period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => break,
+                Some(command) = commands.recv() => self.handle(command).await,
+                _ = ticker.tick(), if !self.election.is_standalone() => self.poll().await,
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Graceful stop: publish TERMINATED (releasing any claim), tell the peers, publish the view.
+    async fn stop(&mut self) {
+        if self.election.is_standalone() {
+            self.election.terminate();
+            self.publish();
+            return;
+        }
+        let was_master = self.election.state() == NodeState::Master;
+        match self.write_terminated().await {
+            Ok(()) => tracing::info!(was_master, "published TERMINATED"),
+            Err(err) => tracing::warn!(error = %err, "could not publish TERMINATED"),
+        }
+        self.publish();
+        if was_master {
+            let now = self.clock.now();
+            let from = self.options.node_id.to_string();
+            let nudges = self
+                .election
+                .summaries(0, now)
+                .into_iter()
+                .skip(1)
+                .filter(|peer| peer.live && !peer.record.node_uri.is_empty())
+                .map(|peer| {
+                    let from = from.clone();
+                    async move { crate::grpc::nudge(&peer.record.node_uri, &from).await }
+                });
+            let _ = tokio::time::timeout(Duration::from_secs(1), futures::future::join_all(nudges))
+                .await;
+        }
+    }
+
+    /// Publishes the snapshot, the master view (watchers wake only on a change of master) and
+    /// the state history.
+    fn publish(&mut self) {
+        let now = self.clock.now();
+        let active = self.election.active_master(now).cloned();
+        let (master_id, master_uri) = match (&active, self.election.is_standalone()) {
+            (_, true) => (
+                self.options.node_id.to_string(),
+                self.options.node_uri.clone(),
+            ),
+            (Some(claim), false) => (claim.node_id.to_string(), claim.node_uri.clone()),
+            (None, false) => (String::new(), String::new()),
+        };
+        let snapshot = Snapshot {
+            node_id: self.options.node_id.to_string(),
+            node_uri: self.options.node_uri.clone(),
+            plane_id: self.plane_id.clone(),
+            mode: self.election.mode(),
+            state: self.election.state(),
+            priority: self.election.priority(),
+            epoch: self.election.epoch(),
+            master_id: master_id.clone(),
+            master_uri: master_uri.clone(),
+            lease_until: self.election.lease_until(),
+            standalone: self.election.is_standalone(),
+        };
+        let previous_state = self.snapshot.borrow().state;
+        if previous_state != snapshot.state
+            && let Ok(mut history) = self.history.lock()
+        {
+            tracing::info!(from = %previous_state, to = %snapshot.state, "state changed");
+            history.push_back(StateChange {
+                state: snapshot.state,
+                at_ms: wall_clock_ms(),
+            });
+            while history.len() > HISTORY_LEN {
+                history.pop_front();
+            }
+        }
+        self.snapshot.send_replace(snapshot);
+        let view = MasterView {
+            epoch: self.election.epoch(),
+            master_id,
+            master_uri,
+            plane_id: self.plane_id.clone(),
+            members: self.election.members(now),
+        };
+        self.view.send_if_modified(|current| {
+            let changed = current.master_differs(&view);
+            *current = view;
+            changed
+        });
+    }
+}

@@ -1,0 +1,342 @@
+//! The REST face, compatible with Brooklyn's `/v1/server/ha/*` endpoints (JSON bodies, form
+//! parameters, the non-master 403 guard), plus the SSE master watch; a thin adapter over `HaCore`.
+
+use crate::error::{NOT_MASTER_MESSAGE, ServiceError};
+use crate::grpc::master_events;
+use crate::service::{Access, HaCore, HealthClass};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use haplane::{HaMode, MasterView};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tower::ServiceExt;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Headers that let a change be made on a non-master (Brooklyn's, AMP's and ours).
+const ALLOW_NON_MASTER_HEADERS: [&str; 3] = [
+    "brooklyn-allow-non-master-access",
+    "amp-allow-non-master-access",
+    "haplane-allow-non-master-access",
+];
+
+/// A JSON error body: `{"message": ..., "error": <status>}` plus any extra fields.
+fn error_response(status: StatusCode, message: &str, extra: Value) -> Response {
+    let mut body = json!({ "message": message, "error": status.as_u16() });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match self {
+            ServiceError::NotMaster {
+                master_id,
+                master_uri,
+            } => error_response(
+                status,
+                NOT_MASTER_MESSAGE,
+                json!({ "masterId": master_id, "masterUri": master_uri }),
+            ),
+            ServiceError::InvalidArgument {
+                ref field,
+                ref message,
+            } => error_response(
+                status,
+                &format!("invalid parameter {field}: {message}"),
+                json!({ "parameter": field }),
+            ),
+            other => error_response(status, &other.to_string(), Value::Null),
+        }
+    }
+}
+
+fn bad_parameter(parameter: &str, message: &str) -> ServiceError {
+    ServiceError::InvalidArgument {
+        field: parameter.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// Form parameters from the body (`application/x-www-form-urlencoded`) and the query string.
+fn form_parameters(
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<HashMap<String, String>, ServiceError> {
+    let mut parameters: HashMap<String, String> = serde_urlencoded::from_bytes(body)
+        .map_err(|err| bad_parameter("body", &format!("not a URL-encoded form: {err}")))?;
+    for (key, value) in query {
+        parameters
+            .entry(key.clone())
+            .or_insert_with(|| value.clone());
+    }
+    Ok(parameters)
+}
+
+fn required<'a>(
+    parameters: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<&'a str, ServiceError> {
+    parameters
+        .get(name)
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| bad_parameter(name, "missing form parameter"))
+}
+
+fn allows_non_master(headers: &HeaderMap) -> bool {
+    ALLOW_NON_MASTER_HEADERS.iter().any(|name| {
+        headers
+            .get(*name)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    })
+}
+
+/// Brooklyn's guard: a change (POST/PUT/DELETE/PATCH) on a non-master is refused with 403
+/// unless one of the allow headers says `true`.
+async fn non_master_guard(State(core): State<HaCore>, request: Request, next: Next) -> Response {
+    let changes = matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    );
+    if changes && !allows_non_master(request.headers()) && !core.is_master() {
+        return core.not_master().into_response();
+    }
+    next.run(request).await
+}
+
+async fn get_state(State(core): State<HaCore>) -> Json<String> {
+    Json(core.state().state.to_string())
+}
+
+async fn post_state(
+    State(core): State<HaCore>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<String>, ServiceError> {
+    let parameters = form_parameters(&query, &body)?;
+    let mode: HaMode = required(&parameters, "mode")?.parse()?;
+    // The guard already applied Brooklyn's header rule.
+    let access = Access {
+        allow_non_master: true,
+    };
+    Ok(Json(core.set_state(mode, access).await?.to_string()))
+}
+
+async fn get_states(State(core): State<HaCore>) -> Result<Json<Value>, ServiceError> {
+    let listing = core.list_states().await?;
+    let now_ms = crate::clock::wall_clock_ms();
+    let nodes: serde_json::Map<String, Value> = listing
+        .nodes
+        .into_iter()
+        .map(|node| {
+            let age_ms = i64::try_from(node.last_seen_age.as_millis()).unwrap_or(i64::MAX);
+            let id = node.record.node_id.to_string();
+            let row = json!({
+                "nodeId": id,
+                "nodeUri": node.record.node_uri,
+                "status": node.record.status,
+                "priority": node.record.priority,
+                "localTimestamp": node.record.local_timestamp_ms,
+                // When this node last saw the record change, on this node's wall clock.
+                "remoteTimestamp": now_ms.saturating_sub(age_ms),
+                "live": node.live,
+                "lastSeenAgeMs": age_ms,
+                "heartbeat": node.record.heartbeat,
+                "version": node.record.version,
+            });
+            (id, row)
+        })
+        .collect();
+    Ok(Json(json!({
+        "planeId": listing.plane_id,
+        "ownId": listing.own_id,
+        "masterId": listing.master_id,
+        "epoch": listing.epoch,
+        "nodes": nodes,
+        "links": {},
+    })))
+}
+
+async fn clear_states(State(core): State<HaCore>) -> Result<Json<Vec<String>>, ServiceError> {
+    Ok(Json(core.remove_terminated(None).await?))
+}
+
+async fn clear_node(
+    State(core): State<HaCore>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<Vec<String>>, ServiceError> {
+    let parameters = form_parameters(&query, &body)?;
+    let node_id = required(&parameters, "nodeId")?;
+    Ok(Json(core.remove_terminated(Some(node_id)).await?))
+}
+
+async fn get_priority(State(core): State<HaCore>) -> Json<i64> {
+    Json(core.state().priority)
+}
+
+async fn post_priority(
+    State(core): State<HaCore>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<i64>, ServiceError> {
+    let parameters = form_parameters(&query, &body)?;
+    let priority = required(&parameters, "priority")?
+        .parse::<i64>()
+        .map_err(|err| bad_parameter("priority", &format!("not a 64-bit integer: {err}")))?;
+    let access = Access {
+        allow_non_master: true,
+    };
+    Ok(Json(core.set_priority(priority, access).await?))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn get_metrics(State(core): State<HaCore>) -> Json<Value> {
+    let metrics = core.metrics();
+    let history: Vec<Value> = metrics
+        .history
+        .iter()
+        .map(|change| json!({ "state": change.state, "timestamp": change.at_ms }))
+        .collect();
+    Json(json!({
+        "state": metrics.state,
+        "uptimeMs": millis(metrics.uptime),
+        "priority": metrics.priority,
+        "epoch": metrics.epoch,
+        "pollPeriodMs": millis(metrics.poll_period),
+        "heartbeatTimeoutMs": millis(metrics.heartbeat_timeout),
+        "failovers": metrics.failovers,
+        "skippedRecords": metrics.skipped_records,
+        "stateHistory": history,
+    }))
+}
+
+async fn get_up(State(core): State<HaCore>) -> Json<bool> {
+    Json(core.is_up())
+}
+
+async fn get_healthy(State(core): State<HaCore>) -> Json<bool> {
+    Json(core.is_healthy())
+}
+
+/// Load-balancer check: 200 master, 429 hot standby / backup (200 with `?standbyok=true`),
+/// 503 otherwise.
+async fn get_health(
+    State(core): State<HaCore>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let standby_ok = query
+        .get("standbyok")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let status = match core.health() {
+        HealthClass::Master => StatusCode::OK,
+        HealthClass::HotReplica if standby_ok => StatusCode::OK,
+        HealthClass::HotReplica => StatusCode::TOO_MANY_REQUESTS,
+        HealthClass::Other => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(core.state().state.to_string())).into_response()
+}
+
+fn view_json(view: &MasterView) -> Value {
+    let members: Vec<Value> = view
+        .members
+        .iter()
+        .map(|m| json!({ "nodeId": m.node_id, "nodeUri": m.node_uri, "status": m.status, "live": m.live }))
+        .collect();
+    json!({
+        "epoch": view.epoch,
+        "masterId": view.master_id,
+        "masterUri": view.master_uri,
+        "planeId": view.plane_id,
+        "members": members,
+    })
+}
+
+/// Server-Sent Events: the WatchMaster stream for curl and browsers.
+async fn watch_sse(State(core): State<HaCore>) -> impl IntoResponse {
+    let events = master_events(&core, 0).map(|item| {
+        Ok::<Event, std::convert::Infallible>(match item {
+            Ok(view) => Event::default()
+                .event("master")
+                .data(view_json(&view).to_string()),
+            Err(status) => Event::default()
+                .event("end")
+                .data(status.message().to_owned()),
+        })
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+        Value::Null,
+    )
+}
+
+/// The REST routes; anything else goes to `grpc` when it is a gRPC request, else 404.
+pub fn router(core: HaCore, grpc: Router) -> Router {
+    let ha = Router::new()
+        .route("/v1/server/ha/state", get(get_state).post(post_state))
+        .route("/v1/server/ha/states", get(get_states))
+        .route("/v1/server/ha/states/clear", post(clear_states))
+        .route("/v1/server/ha/states/clear/node", post(clear_node))
+        .route(
+            "/v1/server/ha/priority",
+            get(get_priority).post(post_priority),
+        )
+        .route("/v1/server/ha/metrics", get(get_metrics))
+        .route("/v1/server/ha/health", get(get_health))
+        .route("/v1/server/ha/watch", get(watch_sse))
+        .route("/v1/server/up", get(get_up))
+        .route("/v1/server/healthy", get(get_healthy))
+        .method_not_allowed_fallback(method_not_allowed)
+        // route_layer: the guard and limit apply to these routes only, never to gRPC below.
+        .route_layer(middleware::from_fn_with_state(
+            core.clone(),
+            non_master_guard,
+        ))
+        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(core);
+    ha.fallback(move |request: Request<Body>| {
+        let grpc = grpc.clone();
+        async move {
+            let is_grpc = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|value| value.starts_with("application/grpc"));
+            if is_grpc {
+                match grpc.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            } else {
+                error_response(
+                    StatusCode::NOT_FOUND,
+                    &format!("no such path: {}", request.uri().path()),
+                    Value::Null,
+                )
+            }
+        }
+    })
+}

@@ -1,0 +1,206 @@
+//! `HaCore`: the one HA service behind both the gRPC and the REST faces. It applies the
+//! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
+
+use crate::error::ServiceError;
+use crate::node::{Listing, NodeHandle, StateChange};
+use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Whether the caller asked to act on a non-master (`allow-non-master-access: true`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Access {
+    pub allow_non_master: bool,
+}
+
+/// This node as `GetState` answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateView {
+    pub node_id: String,
+    pub state: NodeState,
+    pub priority: i64,
+    pub epoch: Epoch,
+    pub master_id: String,
+    pub master_uri: String,
+    pub plane_id: String,
+}
+
+/// What a load balancer should make of this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthClass {
+    Master,
+    /// HOT_STANDBY or HOT_BACKUP: can serve reads.
+    HotReplica,
+    Other,
+}
+
+/// Figures for the metrics endpoints.
+#[derive(Debug, Clone)]
+pub struct MetricsView {
+    pub state: NodeState,
+    pub uptime: Duration,
+    pub priority: i64,
+    pub epoch: Epoch,
+    pub poll_period: Duration,
+    pub heartbeat_timeout: Duration,
+    pub history: Vec<StateChange>,
+    pub skipped_records: u64,
+    pub failovers: u64,
+}
+
+/// The HA service of one node.
+#[derive(Debug, Clone)]
+pub struct HaCore {
+    node: NodeHandle,
+    poll_period: Duration,
+    heartbeat_timeout: Duration,
+    started: Instant,
+    /// Becomes true once the node has stopped and published its last view.
+    stopped: watch::Receiver<bool>,
+}
+
+impl HaCore {
+    pub fn new(
+        node: NodeHandle,
+        poll_period: Duration,
+        heartbeat_timeout: Duration,
+        stopped: watch::Receiver<bool>,
+    ) -> Self {
+        let started = node.clock.now();
+        Self {
+            node,
+            poll_period,
+            heartbeat_timeout,
+            started,
+            stopped,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.node.clock.now()
+    }
+
+    /// `GetState`.
+    pub fn state(&self) -> StateView {
+        let snapshot = self.node.snapshot();
+        StateView {
+            state: snapshot.effective_state(self.now()),
+            node_id: snapshot.node_id,
+            priority: snapshot.priority,
+            epoch: snapshot.epoch,
+            master_id: snapshot.master_id,
+            master_uri: snapshot.master_uri,
+            plane_id: snapshot.plane_id,
+        }
+    }
+
+    /// Whether this node may act as master right now (state and lease).
+    pub fn is_master(&self) -> bool {
+        self.node.snapshot().may_act_as_master(self.now())
+    }
+
+    /// The error for a master-only request on this node, naming the master.
+    pub fn not_master(&self) -> ServiceError {
+        let snapshot = self.node.snapshot();
+        ServiceError::NotMaster {
+            master_id: snapshot.master_id,
+            master_uri: snapshot.master_uri,
+        }
+    }
+
+    /// Brooklyn's guard: changes on a non-master need the explicit override.
+    pub fn check_write_access(&self, access: Access) -> Result<(), ServiceError> {
+        if access.allow_non_master || self.is_master() {
+            Ok(())
+        } else {
+            Err(self.not_master())
+        }
+    }
+
+    /// `ListStates`.
+    pub async fn list_states(&self) -> Result<Listing, ServiceError> {
+        self.node.list().await
+    }
+
+    /// `SetState`: answers the previous state.
+    pub async fn set_state(&self, mode: HaMode, access: Access) -> Result<NodeState, ServiceError> {
+        self.check_write_access(access)?;
+        self.node.set_mode(mode).await
+    }
+
+    /// `SetPriority`: answers the previous priority.
+    pub async fn set_priority(&self, priority: i64, access: Access) -> Result<i64, ServiceError> {
+        self.check_write_access(access)?;
+        self.node.set_priority(priority).await
+    }
+
+    /// `RemoveTerminated`: master only, whatever the access override says.
+    pub async fn remove_terminated(
+        &self,
+        node_id: Option<&str>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let node = node_id.map(NodeId::parse).transpose()?;
+        if !self.is_master() {
+            return Err(self.not_master());
+        }
+        self.node.remove_terminated(node).await
+    }
+
+    /// A receiver of the master view (current first, then each change of master).
+    pub fn watch_master(&self) -> watch::Receiver<MasterView> {
+        self.node.watch_view()
+    }
+
+    /// Becomes true once the node stopped and published its last view.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    /// A peer says the store changed.
+    pub fn nudge(&self) {
+        self.node.nudge();
+    }
+
+    /// Load-balancer class of this node.
+    pub fn health(&self) -> HealthClass {
+        match self.state().state {
+            NodeState::Master => HealthClass::Master,
+            NodeState::HotStandby | NodeState::HotBackup => HealthClass::HotReplica,
+            _ => HealthClass::Other,
+        }
+    }
+
+    /// Whether the node is running (not stopped).
+    pub fn is_up(&self) -> bool {
+        !*self.stopped.borrow()
+    }
+
+    /// Whether the node is up and in a working state (not FAILED, TERMINATED or INITIALIZING).
+    pub fn is_healthy(&self) -> bool {
+        self.is_up()
+            && !matches!(
+                self.state().state,
+                NodeState::Failed | NodeState::Terminated | NodeState::Initializing
+            )
+    }
+
+    pub fn metrics(&self) -> MetricsView {
+        let snapshot = self.node.snapshot();
+        let counters = &self.node.counters;
+        MetricsView {
+            state: snapshot.effective_state(self.now()),
+            uptime: self.now().saturating_duration_since(self.started),
+            priority: snapshot.priority,
+            epoch: snapshot.epoch,
+            poll_period: self.poll_period,
+            heartbeat_timeout: self.heartbeat_timeout,
+            history: self.node.history(),
+            skipped_records: counters
+                .skipped_records
+                .load(std::sync::atomic::Ordering::Relaxed),
+            failovers: counters
+                .failovers
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
