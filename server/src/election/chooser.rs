@@ -125,15 +125,36 @@ mod tests {
     fn each_rule_decides_in_order() {
         let hs = NodeState::HotStandby;
         // 1. priority beats everything below it.
-        assert_eq!(pick(&[(id("a"), 0, "2.0", NodeState::Master), (id("b"), 1, "1.0-SNAPSHOT", NodeState::Standby)]), "b");
+        assert_eq!(
+            pick(&[
+                (id("a"), 0, "2.0", NodeState::Master),
+                (id("b"), 1, "1.0-SNAPSHOT", NodeState::Standby)
+            ]),
+            "b"
+        );
         // 2. release over pre-release.
-        assert_eq!(pick(&[(id("a"), 0, "2.0-SNAPSHOT", hs), (id("b"), 0, "1.0", hs)]), "b");
-        assert_eq!(pick(&[(id("a"), 0, "2.0-rc1", hs), (id("b"), 0, "1.0", hs)]), "b");
+        assert_eq!(
+            pick(&[(id("a"), 0, "2.0-SNAPSHOT", hs), (id("b"), 0, "1.0", hs)]),
+            "b"
+        );
+        assert_eq!(
+            pick(&[(id("a"), 0, "2.0-rc1", hs), (id("b"), 0, "1.0", hs)]),
+            "b"
+        );
         // 3. higher version, in natural order.
-        assert_eq!(pick(&[(id("a"), 0, "1.9", hs), (id("b"), 0, "1.10", hs)]), "b");
+        assert_eq!(
+            pick(&[(id("a"), 0, "1.9", hs), (id("b"), 0, "1.10", hs)]),
+            "b"
+        );
         // 4. state MASTER > HOT_STANDBY > STANDBY.
-        assert_eq!(pick(&[(id("a"), 0, "1", NodeState::Standby), (id("b"), 0, "1", hs)]), "b");
-        assert_eq!(pick(&[(id("a"), 0, "1", hs), (id("b"), 0, "1", NodeState::Master)]), "b");
+        assert_eq!(
+            pick(&[(id("a"), 0, "1", NodeState::Standby), (id("b"), 0, "1", hs)]),
+            "b"
+        );
+        assert_eq!(
+            pick(&[(id("a"), 0, "1", hs), (id("b"), 0, "1", NodeState::Master)]),
+            "b"
+        );
         // 5. lower id.
         assert_eq!(pick(&[(id("b"), 0, "1", hs), (id("a"), 0, "1", hs)]), "a");
     }
@@ -164,7 +185,11 @@ mod tests {
     fn arb_nodes() -> impl Strategy<Value = Vec<(NodeId, i64, String, NodeState)>> {
         prop::collection::btree_map(
             "[a-z0-9]{1,6}",
-            (-3i64..3, "[0-9]{1,2}(\\.[0-9]{1,2})?(-SNAPSHOT|-rc[0-9])?", arb_state()),
+            (
+                -3i64..3,
+                "[0-9]{1,2}(\\.[0-9]{1,2})?(-SNAPSHOT|-rc[0-9])?",
+                arb_state(),
+            ),
             1..8,
         )
         .prop_map(|nodes| {

@@ -31,7 +31,10 @@ pub struct ElectionConfig {
 pub enum Decision {
     Wait,
     /// Create `master/<epoch>.json` (create-if-absent), then report with `claim_won` / `claim_lost`.
-    Claim { epoch: Epoch, reason: String },
+    Claim {
+        epoch: Epoch,
+        reason: String,
+    },
 }
 
 /// What a start-up mode check concluded.
@@ -287,7 +290,9 @@ impl Election {
 
     /// Our claim for `epoch` was created: we are master.
     pub fn claim_won(&mut self, claim: MasterClaim, now: Instant) {
-        let lease_until = self.last_good_write.map(|start| start + self.lease_length());
+        let lease_until = self
+            .last_good_write
+            .map(|start| start + self.lease_length());
         self.claim = Some(claim);
         self.claim_seen_at = Some(now);
         self.sit_out_through = None;
@@ -353,9 +358,9 @@ impl Election {
         let active = match self.peers.get(&claim.node_id) {
             Some(peer) => self.is_live(peer, now) && !Self::released(&peer.record, claim.epoch),
             // Not read yet: assume the claimant is alive for one timeout after we saw the claim.
-            None => self
-                .claim_seen_at
-                .is_some_and(|seen| now.saturating_duration_since(seen) < self.cfg.heartbeat_timeout),
+            None => self.claim_seen_at.is_some_and(|seen| {
+                now.saturating_duration_since(seen) < self.cfg.heartbeat_timeout
+            }),
         };
         active.then_some(claim)
     }
@@ -369,9 +374,9 @@ impl Election {
         let Some(claim) = self.active_master(now) else {
             return true;
         };
-        self.peers
-            .get(&claim.node_id)
-            .is_some_and(|peer| now.saturating_duration_since(peer.last_change) >= self.cfg.heartbeat_timeout / 2)
+        self.peers.get(&claim.node_id).is_some_and(|peer| {
+            now.saturating_duration_since(peer.last_change) >= self.cfg.heartbeat_timeout / 2
+        })
     }
 
     /// Checks the lease and the current claim, moves between follower states, and says whether
@@ -440,6 +445,22 @@ impl Election {
         chooser::choose(&candidates).cloned()
     }
 
+    /// Whether the holder of the current claim (someone else) is a live master: `None` when
+    /// it is not (no claim, released, silent for a timeout), `Some(false)` while we have seen its
+    /// record but not yet seen it change, `Some(true)` once seen heartbeating.
+    pub fn claimant_liveness(&self, now: Instant) -> Option<bool> {
+        let claim = self.claim.as_ref()?;
+        if claim.node_id == self.cfg.node_id {
+            // Our own claim from a previous life: we are not acting on it.
+            return None;
+        }
+        let peer = self.peers.get(&claim.node_id)?;
+        if Self::released(&peer.record, claim.epoch) || !self.is_live(peer, now) {
+            return None;
+        }
+        Some(peer.seen_changing)
+    }
+
     /// Start-up check for the explicit modes (SPEC 1): MASTER refuses a live master, STANDBY and
     /// HOT_STANDBY need one. Waits while the current claimant's liveness is unknown.
     pub fn startup_verdict(&self, now: Instant) -> StartupVerdict {
@@ -448,23 +469,10 @@ impl Election {
         if !needs_master && !refuses_master {
             return StartupVerdict::Proceed;
         }
-        let holder = match &self.claim {
-            Some(claim) if claim.node_id != self.cfg.node_id => {
-                self.peers.get(&claim.node_id).map(|peer| (claim, peer))
-            }
-            _ => None,
-        };
-        let live = match holder {
+        let live = match self.claimant_liveness(now) {
+            Some(false) => return StartupVerdict::Wait,
+            Some(true) => true,
             None => false,
-            Some((claim, peer)) => {
-                if Self::released(&peer.record, claim.epoch) || !self.is_live(peer, now) {
-                    false
-                } else if peer.seen_changing {
-                    true
-                } else {
-                    return StartupVerdict::Wait;
-                }
-            }
         };
         match (live, refuses_master) {
             (true, true) => StartupVerdict::Refuse(format!(
@@ -585,7 +593,12 @@ impl Election {
 
     /// Records that may be deleted: TERMINATED ones at least `terminated_age` old, and FAILED or
     /// stale ones at least `retention` old (ages by our clock). Never the active master.
-    pub fn removable(&self, terminated_age: Duration, retention: Duration, now: Instant) -> Vec<NodeId> {
+    pub fn removable(
+        &self,
+        terminated_age: Duration,
+        retention: Duration,
+        now: Instant,
+    ) -> Vec<NodeId> {
         let master = self.active_master(now).map(|claim| claim.node_id.clone());
         self.peers
             .values()

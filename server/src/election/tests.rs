@@ -77,7 +77,10 @@ fn a_lone_auto_node_claims_after_the_startup_grace_and_a_good_write() {
     heartbeat(&mut a, t0);
     assert_eq!(a.decide(t0 + POLL), Decision::Wait, "still in grace");
     assert_eq!(a.state(), NodeState::HotStandby);
-    assert!(matches!(a.decide(t0 + 2 * POLL), Decision::Claim { epoch: 1, .. }));
+    assert!(matches!(
+        a.decide(t0 + 2 * POLL),
+        Decision::Claim { epoch: 1, .. }
+    ));
 }
 
 #[test]
@@ -204,7 +207,10 @@ fn a_demoted_master_sits_out_the_next_election_unless_alone() {
     let mut a = node("a", HaMode::Auto, 10, t0);
     make_master(&mut a, 1, now);
     a.observe_record(record("b", NodeState::HotStandby, 1, 1), now);
-    assert_eq!(a.set_mode(HaMode::HotStandby, now), Ok(ModeChange::SteppedDown));
+    assert_eq!(
+        a.set_mode(HaMode::HotStandby, now),
+        Ok(ModeChange::SteppedDown)
+    );
     let published = a.record_snapshot(0, now);
     assert_eq!(published.status, NodeState::HotStandby);
     assert!(!published.electable);
@@ -217,7 +223,10 @@ fn a_demoted_master_sits_out_the_next_election_unless_alone() {
     let mut lone = node("z", HaMode::Auto, 0, t0);
     make_master(&mut lone, 1, later);
     lone.set_mode(HaMode::HotStandby, later).unwrap();
-    assert!(matches!(lone.decide(later), Decision::Claim { epoch: 2, .. }));
+    assert!(matches!(
+        lone.decide(later),
+        Decision::Claim { epoch: 2, .. }
+    ));
 }
 
 #[test]
@@ -227,7 +236,10 @@ fn promotion_claims_the_next_epoch_even_with_a_live_master() {
     b.observe_claim(claim(7, "a"), t0);
     b.observe_record(record("a", NodeState::Master, 1, 7), t0);
     heartbeat(&mut b, t0);
-    assert_eq!(b.set_mode(HaMode::Master, t0), Ok(ModeChange::Claim { epoch: 8 }));
+    assert_eq!(
+        b.set_mode(HaMode::Master, t0),
+        Ok(ModeChange::Claim { epoch: 8 })
+    );
 }
 
 #[test]
@@ -277,12 +289,18 @@ fn standalone_nodes_are_masters_that_refuse_to_join() {
 fn startup_verdicts_follow_the_modes() {
     let t0 = Instant::now();
     // No claim at all.
-    assert_eq!(node("m", HaMode::Master, 0, t0).startup_verdict(t0), StartupVerdict::Proceed);
+    assert_eq!(
+        node("m", HaMode::Master, 0, t0).startup_verdict(t0),
+        StartupVerdict::Proceed
+    );
     assert!(matches!(
         node("s", HaMode::Standby, 0, t0).startup_verdict(t0),
         StartupVerdict::Refuse(_)
     ));
-    assert_eq!(node("b", HaMode::HotBackup, 0, t0).startup_verdict(t0), StartupVerdict::Proceed);
+    assert_eq!(
+        node("b", HaMode::HotBackup, 0, t0).startup_verdict(t0),
+        StartupVerdict::Proceed
+    );
 
     // A claim whose holder we have seen once: wait; seen changing: live.
     let mut m = node("m", HaMode::Master, 0, t0);
@@ -296,11 +314,19 @@ fn startup_verdicts_follow_the_modes() {
     for n in [&mut m, &mut s] {
         n.observe_record(record("a", NodeState::Master, 6, 1), t0 + POLL);
     }
-    assert!(matches!(m.startup_verdict(t0 + POLL), StartupVerdict::Refuse(ref msg) if msg.contains("live master")));
+    assert!(
+        matches!(m.startup_verdict(t0 + POLL), StartupVerdict::Refuse(ref msg) if msg.contains("live master"))
+    );
     assert_eq!(s.startup_verdict(t0 + POLL), StartupVerdict::Proceed);
     // Never changing for a timeout: the crashed master does not block a MASTER start.
-    assert_eq!(stale_m.startup_verdict(t0 + TIMEOUT), StartupVerdict::Proceed);
-    assert!(matches!(stale_m.startup_claim(), Decision::Claim { epoch: 2, .. }));
+    assert_eq!(
+        stale_m.startup_verdict(t0 + TIMEOUT),
+        StartupVerdict::Proceed
+    );
+    assert!(matches!(
+        stale_m.startup_claim(),
+        Decision::Claim { epoch: 2, .. }
+    ));
     // A terminated holder is not live.
     stale_m.observe_record(record("a", NodeState::Terminated, 7, 1), t0);
     assert_eq!(stale_m.startup_verdict(t0), StartupVerdict::Proceed);
@@ -325,7 +351,10 @@ fn removable_records_respect_status_and_age() {
         ["broken", "dead", "gone"],
         "alive changed {TIMEOUT:?} later, so it is not yet past the retention"
     );
-    assert_eq!(names(a.removable(retention * 2, retention * 2, much_later)), Vec::<String>::new());
+    assert_eq!(
+        names(a.removable(retention * 2, retention * 2, much_later)),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

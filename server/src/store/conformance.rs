@@ -86,7 +86,13 @@ async fn list_returns_exactly_the_keys_under_a_prefix(store: &dyn Store) {
             "conformance/list/c.json"
         ]
     );
-    assert!(store.list("conformance/empty/").await.expect("list").is_empty());
+    assert!(
+        store
+            .list("conformance/empty/")
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 async fn delete_removes_and_then_reports_not_found(store: &dyn Store) {
@@ -100,11 +106,13 @@ async fn delete_removes_and_then_reports_not_found(store: &dyn Store) {
         store.get(&k).await,
         Err(StoreError::NotFound { .. })
     ));
-    assert!(!store
-        .list("conformance/delete/")
-        .await
-        .expect("list")
-        .contains(&k));
+    assert!(
+        !store
+            .list("conformance/delete/")
+            .await
+            .expect("list")
+            .contains(&k)
+    );
 }
 
 async fn concurrent_creators_of_one_key_have_exactly_one_winner(

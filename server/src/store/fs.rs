@@ -24,7 +24,9 @@ impl DirStore {
         let root = root.into();
         create_dirs(&root).map_err(|err| classify(&root, err))?;
         let store = Self { root };
-        let probe = store.root.join(format!("{STAGING_PREFIX}probe-{}", std::process::id()));
+        let probe = store
+            .root
+            .join(format!("{STAGING_PREFIX}probe-{}", std::process::id()));
         write_staged(&probe, b"probe").map_err(|err| StoreError::Generic {
             message: format!(
                 "persistence directory {} is not writable: {err}",
@@ -141,7 +143,12 @@ async fn blocking<T: Send + 'static>(
 impl Store for DirStore {
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         let path = self.path_of(key);
-        blocking(move || fs::read(&path).map(Bytes::from).map_err(|e| classify(&path, e))).await
+        blocking(move || {
+            fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| classify(&path, e))
+        })
+        .await
     }
 
     async fn put(&self, key: &Key, body: Bytes, mode: PutMode) -> Result<(), StoreError> {
