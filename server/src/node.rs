@@ -355,7 +355,12 @@ impl Runtime {
                 self.election.startup_verdict(now)
             };
             match verdict {
-                StartupVerdict::Proceed => break,
+                StartupVerdict::Proceed => {
+                    // Take up the follower state now, so the first answer is not INITIALIZING;
+                    // any claim waits for the first poll (AUTO nodes are in their grace period).
+                    self.election.decide(now);
+                    break;
+                }
                 StartupVerdict::Refuse(message) => {
                     let _ = self.write_terminated().await;
                     return Err(StartError::Refused(message));

@@ -1,1 +1,429 @@
-//! End-to-end harness (filled in below).
+//! End-to-end harness: builds the `haplane` binary once, starts real nodes on 127.0.0.1:0 against
+//! a temporary directory store, and offers clients, signals and condition waits to the tests.
+
+use haplane::pb::{self, ha_service_client::HaServiceClient};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+pub use haplane;
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of the `haplane` binary, built once per test process with the same profile.
+pub fn haplane_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Ok(path) = std::env::var("HAPLANE_BIN") {
+            return PathBuf::from(path);
+        }
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "haplane-server", "--bin", "haplane"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of haplane failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"));
+        target.join("debug").join("haplane")
+    })
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, or panics after `deadline` with
+/// `what` in the message.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Timings and extra flags for every node of a plane.
+#[derive(Debug, Clone)]
+pub struct PlaneOptions {
+    pub poll_period: Duration,
+    pub heartbeat_timeout: Duration,
+    /// Extra `haplane launch` arguments for every node.
+    pub extra_args: Vec<String>,
+}
+
+impl PlaneOptions {
+    /// Poll 100 ms, timeout 1 s.
+    pub fn fast() -> Self {
+        Self {
+            poll_period: Duration::from_millis(100),
+            heartbeat_timeout: Duration::from_secs(1),
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// A timeout + 2 polls, the crash failover bound.
+    pub fn failover_bound(&self) -> Duration {
+        self.heartbeat_timeout + self.poll_period * 2
+    }
+}
+
+/// One `haplane` process.
+#[derive(Debug)]
+pub struct Node {
+    pub id: String,
+    pub address: String,
+    pub log: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `http://127.0.0.1:PORT`, for gRPC and REST alike.
+    pub fn grpc_uri(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `http://127.0.0.1:PORT/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .and_then(|pid| i32::try_from(pid).ok())
+            .expect("node is running")
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// kill -9.
+    pub async fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10)).await;
+    }
+
+    /// SIGTERM; does not wait.
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn sigstop(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn sigcont(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Waits for the process to exit; returns its exit code (None if killed by a signal).
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("node was started");
+        let status = tokio::time::timeout(deadline, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("node {} did not exit within {deadline:?}", self.id))
+            .expect("wait for node");
+        self.child = None;
+        status.code()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The node's log (stderr) so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A gRPC client to this node.
+    pub async fn client(&self) -> HaServiceClient<Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(self.grpc_uri())
+            .expect("valid uri")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .unwrap_or_else(|err| panic!("connect to {}: {err}", self.id));
+        HaServiceClient::new(channel)
+    }
+
+    /// GetState with a short timeout; `None` if the node does not answer.
+    pub async fn try_state(&self) -> Option<pb::GetStateResponse> {
+        let attempt = async {
+            let channel = tonic::transport::Endpoint::from_shared(self.grpc_uri())
+                .ok()?
+                .connect_timeout(Duration::from_millis(300))
+                .timeout(Duration::from_millis(700))
+                .connect()
+                .await
+                .ok()?;
+            HaServiceClient::new(channel)
+                .get_state(pb::GetStateRequest {})
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+        };
+        tokio::time::timeout(Duration::from_secs(1), attempt)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// GetState; panics if the node does not answer.
+    pub async fn state(&self) -> pb::GetStateResponse {
+        self.client()
+            .await
+            .get_state(pb::GetStateRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("GetState on {}: {status}", self.id))
+            .into_inner()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// What `launch` did: a running node, or the exit code and log of one that refused to start.
+#[derive(Debug)]
+pub enum Launched {
+    Running(Node),
+    Exited { code: Option<i32>, output: String },
+}
+
+impl Launched {
+    pub fn running(self) -> Node {
+        match self {
+            Launched::Running(node) => node,
+            Launched::Exited { code, output } => {
+                panic!("node exited with {code:?} instead of running:\n{output}")
+            }
+        }
+    }
+
+    pub fn exited(self) -> (Option<i32>, String) {
+        match self {
+            Launched::Exited { code, output } => (code, output),
+            Launched::Running(node) => panic!("node {} is running but should have exited", node.id),
+        }
+    }
+}
+
+/// Starts `haplane launch` with `args` in `workdir`; waits for its "listening" line or its exit.
+pub async fn launch(workdir: &Path, id: &str, args: &[String]) -> Launched {
+    let log = workdir.join(format!("{id}.log"));
+    let stderr = std::fs::File::create(&log).expect("create log");
+    let mut child = Command::new(haplane_binary())
+        .arg("launch")
+        .args(args)
+        .current_dir(workdir)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn haplane");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    let address = match first {
+        Ok(Ok(Some(line))) => line
+            .split_whitespace()
+            .skip_while(|word| *word != "on")
+            .nth(1)
+            .map(str::to_owned),
+        _ => None,
+    };
+    // Keep draining stdout so the node never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    match address {
+        Some(address) => Launched::Running(Node {
+            id: id.to_owned(),
+            address,
+            log,
+            args: args.to_vec(),
+            child: Some(child),
+        }),
+        None => {
+            let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .expect("a node that printed no address exits")
+                .expect("wait");
+            Launched::Exited {
+                code: status.code(),
+                output: std::fs::read_to_string(&log).unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// Several nodes on one temporary directory store.
+#[derive(Debug)]
+pub struct Plane {
+    pub dir: tempfile::TempDir,
+    pub options: PlaneOptions,
+    pub nodes: Vec<Node>,
+}
+
+impl Plane {
+    /// An empty plane (no nodes yet).
+    pub fn new(options: PlaneOptions) -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            options,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// `n` AUTO nodes `n1..=n<n>` with priority 0, started together.
+    pub async fn start(n: usize, options: PlaneOptions) -> Self {
+        let specs: Vec<(String, Vec<String>)> =
+            (1..=n).map(|i| (format!("n{i}"), Vec::new())).collect();
+        let mut plane = Self::new(options);
+        plane.start_nodes(specs).await;
+        plane
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The launch arguments of node `id`, with the plane's timings and store.
+    pub fn args_for(&self, id: &str, extra: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--node-id".into(),
+            id.into(),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+            "--persistence-dir".into(),
+            self.store_dir().display().to_string(),
+            "--poll-period".into(),
+            format!("{}ms", self.options.poll_period.as_millis()),
+            "--heartbeat-timeout".into(),
+            format!("{}ms", self.options.heartbeat_timeout.as_millis()),
+            "--pid-file".into(),
+            format!("{id}.pid"),
+        ];
+        args.extend(self.options.extra_args.iter().cloned());
+        args.extend(extra.iter().cloned());
+        args
+    }
+
+    /// Launches one node; it may run or exit.
+    pub async fn launch(&self, id: &str, extra: &[String]) -> Launched {
+        launch(self.dir.path(), id, &self.args_for(id, extra)).await
+    }
+
+    /// Launches nodes concurrently and adds them to the plane; all must start.
+    pub async fn start_nodes(&mut self, specs: Vec<(String, Vec<String>)>) {
+        let launches = specs.iter().map(|(id, extra)| self.launch(id, extra));
+        let started = futures::future::join_all(launches).await;
+        self.nodes.extend(started.into_iter().map(Launched::running));
+    }
+
+    /// Adds a running node.
+    pub async fn add(&mut self, id: &str, extra: &[String]) -> usize {
+        let node = self.launch(id, extra).await.running();
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Restarts node `index` (which must have exited) with its original arguments.
+    pub async fn restart(&mut self, index: usize) {
+        let (id, args) = (self.nodes[index].id.clone(), self.nodes[index].args.clone());
+        self.nodes[index] = launch(self.dir.path(), &id, &args).await.running();
+    }
+
+    pub fn index_of(&self, id: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| node.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// States of the running nodes that answer, as (index, state).
+    pub async fn states(&self) -> Vec<(usize, pb::GetStateResponse)> {
+        let asks = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| node.is_running())
+            .map(|(i, node)| async move { node.try_state().await.map(|s| (i, s)) });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The index of the one running node that is MASTER, if every answering node agrees on it.
+    pub async fn agreed_master(&self) -> Option<usize> {
+        let states = self.states().await;
+        let masters: Vec<_> = states
+            .iter()
+            .filter(|(_, s)| s.state == pb::NodeState::Master as i32)
+            .collect();
+        let [(index, master)] = masters.as_slice() else {
+            return None;
+        };
+        let agreed = states
+            .iter()
+            .all(|(_, s)| s.master_id == master.node_id && s.epoch == master.epoch);
+        agreed.then_some(*index)
+    }
+
+    /// Waits until exactly one running node is MASTER and every answering node agrees on it;
+    /// returns its index.
+    pub async fn wait_for_master(&self, deadline: Duration) -> usize {
+        eventually(deadline, "exactly one agreed master", || self.agreed_master()).await
+    }
+
+    /// Waits until a master other than `not` is agreed on; returns its index.
+    pub async fn wait_for_new_master(&self, not: usize, deadline: Duration) -> usize {
+        eventually(deadline, "a new agreed master", || async {
+            self.agreed_master().await.filter(|index| *index != not)
+        })
+        .await
+    }
+
+    pub fn node_ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.id.clone()).collect()
+    }
+}
+
+/// Metadata that lets SetState / SetPriority act on a non-master.
+pub fn allow_non_master<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("allow-non-master-access", "true".parse().expect("ascii"));
+    request
+}
