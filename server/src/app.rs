@@ -180,6 +180,19 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     }
 }
 
+/// Whether `pid` exists and has not exited (an exited child its parent has not reaped yet is a
+/// zombie: it has stopped, so it counts as gone).
+fn process_is_running(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state letter follows the parenthesised command name.
+    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    state != Some("Z")
+}
+
 fn write_pid_file(path: &Path) -> Result<(), LaunchError> {
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
         LaunchError::PidFile {
@@ -207,8 +220,7 @@ pub async fn stop(pid_file: &Path, wait: Duration) -> Result<(), String> {
         ));
     }
     let deadline = tokio::time::Instant::now() + wait;
-    // SAFETY: signal 0 only checks that the process exists.
-    while unsafe { libc::kill(pid, 0) } == 0 {
+    while process_is_running(pid) {
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(
                 "process {pid} did not exit within {}",

@@ -240,11 +240,17 @@ impl Launched {
 
 /// Starts `haplane launch` with `args` in `workdir`; waits for its "listening" line or its exit.
 pub async fn launch(workdir: &Path, id: &str, args: &[String]) -> Launched {
+    launch_with_env(workdir, id, args, &[]).await
+}
+
+/// `launch` with extra environment variables.
+pub async fn launch_with_env(workdir: &Path, id: &str, args: &[String], env: &[(&str, &str)]) -> Launched {
     let log = workdir.join(format!("{id}.log"));
     let stderr = std::fs::File::create(&log).expect("create log");
     let mut child = Command::new(haplane_binary())
         .arg("launch")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workdir)
         .stdout(Stdio::piped())
         .stderr(stderr)

@@ -1,0 +1,125 @@
+//! The `haplane` command line: flag validation (exit 2 naming the flag), configuration layers,
+//! the PID file and `haplane stop`, persistence modes, and start-up errors.
+
+use haplane_tests::haplane::pb::NodeState;
+use haplane_tests::{Launched, Node, haplane_binary, launch, launch_with_env};
+use std::path::Path;
+use std::time::Duration;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Arguments for a quick node on a free port with its store in `dir`.
+fn node_args(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut all = args(&["--bind", "127.0.0.1:0", "--poll-period", "100ms", "--heartbeat-timeout", "1s"]);
+    all.extend(["--persistence-dir".to_owned(), dir.join("store").display().to_string()]);
+    all.extend(args(extra));
+    all
+}
+
+fn run(dir: &Path, argv: &[&str]) -> std::process::Output {
+    std::process::Command::new(haplane_binary())
+        .args(argv)
+        .current_dir(dir)
+        .output()
+        .expect("run haplane")
+}
+
+#[test]
+fn invalid_flags_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (argv, flag) in [
+        (&["launch", "--ha-mode", "primary"][..], "--ha-mode"),
+        (&["launch", "--persist", "sometimes"], "--persist"),
+        (&["launch", "--poll-period", "soon"], "--poll-period"),
+        (&["launch", "--priority", "high"], "--priority"),
+        (&["launch", "--node-id", "../etc"], "--node-id"),
+        (&["launch", "--bind", "localhost"], "--bind"),
+        (&["launch", "--heartbeat-timeout", "100ms", "--poll-period", "1s"], "--heartbeat-timeout"),
+        (&["launch", "--persist", "disabled", "--ha-mode", "master"], "--ha-mode"),
+        (&["launch", "--persist", "clean", "--ha-mode", "standby"], "--persist"),
+        (&["launch", "--no-such-flag"], "--no-such-flag"),
+    ] {
+        let output = run(dir.path(), argv);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{argv:?}: {stderr}");
+        assert!(stderr.contains(flag), "{argv:?} should name {flag}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_persistence_directory_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let bad = file.join("store").display().to_string();
+    let (code, output) = launch(dir.path(), "x", &args(&["--bind", "127.0.0.1:0", "--persistence-dir", &bad]))
+        .await
+        .exited();
+    assert_eq!(code, Some(1));
+    assert!(output.contains("a-file"), "{output}");
+}
+
+#[tokio::test]
+async fn flags_beat_environment_which_beats_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haplane.toml");
+    std::fs::write(&config, "priority = 3\nnode_id = \"from-file\"\npoll_period = \"100ms\"\nheartbeat_timeout = \"1s\"\n").unwrap();
+    let mut argv = node_args(dir.path(), &["--config"]);
+    argv.push(config.display().to_string());
+    let node = launch_with_env(dir.path(), "env", &argv, &[("HAPLANE_PRIORITY", "7")])
+        .await
+        .running();
+    let state = node.state().await;
+    assert_eq!((state.node_id.as_str(), state.priority), ("from-file", 7));
+    drop(node);
+    argv.extend(args(&["--priority", "-2"]));
+    let node = launch_with_env(dir.path(), "flag", &argv, &[("HAPLANE_PRIORITY", "7")])
+        .await
+        .running();
+    assert_eq!(node.state().await.priority, -2);
+}
+
+#[tokio::test]
+async fn the_pid_file_is_written_and_stop_terminates_the_node_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let argv = node_args(dir.path(), &["--node-id", "solo"]);
+    let mut node: Node = launch(dir.path(), "solo", &argv).await.running();
+    let pid_file = dir.path().join("pid.txt");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert_eq!(pid, node.pid());
+    let output = run(dir.path(), &["stop"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(node.wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(!pid_file.exists(), "pid file removed on exit");
+    let record = std::fs::read_to_string(dir.path().join("store/nodes/solo.json")).unwrap();
+    assert!(record.contains("\"TERMINATED\""), "{record}");
+    let again = run(dir.path(), &["stop"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("pid.txt"));
+}
+
+#[tokio::test]
+async fn persist_disabled_runs_a_standalone_master_and_rebind_needs_a_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = launch(dir.path(), "alone", &args(&["--bind", "127.0.0.1:0", "--persist", "disabled", "--node-id", "alone"]))
+        .await
+        .running();
+    let state = node.state().await;
+    assert_eq!(state.state, NodeState::Master as i32);
+    assert_eq!(state.master_id, "alone");
+    assert!(!dir.path().join("haplane-data").exists(), "no store was created");
+    drop(node);
+
+    let (code, output) = launch(dir.path(), "rebind", &node_args(dir.path(), &["--persist", "rebind"]))
+        .await
+        .exited();
+    assert_eq!(code, Some(1));
+    assert!(output.contains("rebind"), "{output}");
+    // Once a plane exists, rebind starts.
+    let first = launch(dir.path(), "first", &node_args(dir.path(), &["--node-id", "first"])).await.running();
+    drop(first);
+    let rebound = launch(dir.path(), "rebind2", &node_args(dir.path(), &["--persist", "rebind", "--node-id", "second"])).await;
+    assert!(matches!(rebound, Launched::Running(_)));
+}
