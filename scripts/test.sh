@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a fresh machine (Rust, Python 3 with pip, apt): installs what
+# the tests need, then checks formatting and lints, then runs every crate's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x scripts/setup-s3.sh ]; then
+  scripts/setup-s3.sh
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace -- --test-threads "${HAPLANE_TEST_THREADS:-4}"
