@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Launch(LaunchArgs),
+    Launch(Box<LaunchArgs>),
     /// Stop the node whose PID is in the pid file, gracefully.
     Stop {
         #[arg(long, default_value = "pid.txt")]
@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Launch(args) => {
-            let settings = match Settings::load(args) {
+            let settings = match Settings::load(*args) {
                 Ok(settings) => settings,
                 Err(err) => {
                     eprintln!("error: {err}");

@@ -277,9 +277,7 @@ async fn watch_sse(State(core): State<HaCore>) -> impl IntoResponse {
             Ok(view) => Event::default()
                 .event("master")
                 .data(view_json(&view).to_string()),
-            Err(status) => Event::default()
-                .event("end")
-                .data(status.message().to_owned()),
+            Err(status) => Event::default().event("end").data(status.message()),
         })
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))

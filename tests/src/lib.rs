@@ -29,7 +29,14 @@ pub fn haplane_binary() -> &'static Path {
             return PathBuf::from(path);
         }
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "haplane-server", "--bin", "haplane"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "haplane-server",
+                "--bin",
+                "haplane",
+            ])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
@@ -216,14 +223,14 @@ impl Drop for Node {
 /// What `launch` did: a running node, or the exit code and log of one that refused to start.
 #[derive(Debug)]
 pub enum Launched {
-    Running(Node),
+    Running(Box<Node>),
     Exited { code: Option<i32>, output: String },
 }
 
 impl Launched {
     pub fn running(self) -> Node {
         match self {
-            Launched::Running(node) => node,
+            Launched::Running(node) => *node,
             Launched::Exited { code, output } => {
                 panic!("node exited with {code:?} instead of running:\n{output}")
             }
@@ -244,7 +251,12 @@ pub async fn launch(workdir: &Path, id: &str, args: &[String]) -> Launched {
 }
 
 /// `launch` with extra environment variables.
-pub async fn launch_with_env(workdir: &Path, id: &str, args: &[String], env: &[(&str, &str)]) -> Launched {
+pub async fn launch_with_env(
+    workdir: &Path,
+    id: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> Launched {
     let log = workdir.join(format!("{id}.log"));
     let stderr = std::fs::File::create(&log).expect("create log");
     let mut child = Command::new(haplane_binary())
@@ -271,13 +283,13 @@ pub async fn launch_with_env(workdir: &Path, id: &str, args: &[String], env: &[(
     // Keep draining stdout so the node never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     match address {
-        Some(address) => Launched::Running(Node {
+        Some(address) => Launched::Running(Box::new(Node {
             id: id.to_owned(),
             address,
             log,
             args: args.to_vec(),
             child: Some(child),
-        }),
+        })),
         None => {
             let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
                 .await
@@ -352,7 +364,8 @@ impl Plane {
     pub async fn start_nodes(&mut self, specs: Vec<(String, Vec<String>)>) {
         let launches = specs.iter().map(|(id, extra)| self.launch(id, extra));
         let started = futures::future::join_all(launches).await;
-        self.nodes.extend(started.into_iter().map(Launched::running));
+        self.nodes
+            .extend(started.into_iter().map(Launched::running));
     }
 
     /// Adds a running node.
@@ -409,7 +422,10 @@ impl Plane {
     /// Waits until exactly one running node is MASTER and every answering node agrees on it;
     /// returns its index.
     pub async fn wait_for_master(&self, deadline: Duration) -> usize {
-        eventually(deadline, "exactly one agreed master", || self.agreed_master()).await
+        eventually(deadline, "exactly one agreed master", || {
+            self.agreed_master()
+        })
+        .await
     }
 
     /// Waits until a master other than `not` is agreed on; returns its index.

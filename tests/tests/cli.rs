@@ -12,8 +12,18 @@ fn args(list: &[&str]) -> Vec<String> {
 
 /// Arguments for a quick node on a free port with its store in `dir`.
 fn node_args(dir: &Path, extra: &[&str]) -> Vec<String> {
-    let mut all = args(&["--bind", "127.0.0.1:0", "--poll-period", "100ms", "--heartbeat-timeout", "1s"]);
-    all.extend(["--persistence-dir".to_owned(), dir.join("store").display().to_string()]);
+    let mut all = args(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--poll-period",
+        "100ms",
+        "--heartbeat-timeout",
+        "1s",
+    ]);
+    all.extend([
+        "--persistence-dir".to_owned(),
+        dir.join("store").display().to_string(),
+    ]);
     all.extend(args(extra));
     all
 }
@@ -36,15 +46,33 @@ fn invalid_flags_exit_2_naming_the_flag() {
         (&["launch", "--priority", "high"], "--priority"),
         (&["launch", "--node-id", "../etc"], "--node-id"),
         (&["launch", "--bind", "localhost"], "--bind"),
-        (&["launch", "--heartbeat-timeout", "100ms", "--poll-period", "1s"], "--heartbeat-timeout"),
-        (&["launch", "--persist", "disabled", "--ha-mode", "master"], "--ha-mode"),
-        (&["launch", "--persist", "clean", "--ha-mode", "standby"], "--persist"),
+        (
+            &[
+                "launch",
+                "--heartbeat-timeout",
+                "100ms",
+                "--poll-period",
+                "1s",
+            ],
+            "--heartbeat-timeout",
+        ),
+        (
+            &["launch", "--persist", "disabled", "--ha-mode", "master"],
+            "--ha-mode",
+        ),
+        (
+            &["launch", "--persist", "clean", "--ha-mode", "standby"],
+            "--persist",
+        ),
         (&["launch", "--no-such-flag"], "--no-such-flag"),
     ] {
         let output = run(dir.path(), argv);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{argv:?}: {stderr}");
-        assert!(stderr.contains(flag), "{argv:?} should name {flag}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{argv:?} should name {flag}: {stderr}"
+        );
     }
 }
 
@@ -54,9 +82,13 @@ async fn an_unusable_persistence_directory_is_a_clear_start_up_error() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
     let bad = file.join("store").display().to_string();
-    let (code, output) = launch(dir.path(), "x", &args(&["--bind", "127.0.0.1:0", "--persistence-dir", &bad]))
-        .await
-        .exited();
+    let (code, output) = launch(
+        dir.path(),
+        "x",
+        &args(&["--bind", "127.0.0.1:0", "--persistence-dir", &bad]),
+    )
+    .await
+    .exited();
     assert_eq!(code, Some(1));
     assert!(output.contains("a-file"), "{output}");
 }
@@ -87,10 +119,18 @@ async fn the_pid_file_is_written_and_stop_terminates_the_node_gracefully() {
     let argv = node_args(dir.path(), &["--node-id", "solo"]);
     let mut node: Node = launch(dir.path(), "solo", &argv).await.running();
     let pid_file = dir.path().join("pid.txt");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(pid, node.pid());
     let output = run(dir.path(), &["stop"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(node.wait_exit(Duration::from_secs(10)).await, Some(0));
     assert!(!pid_file.exists(), "pid file removed on exit");
     let record = std::fs::read_to_string(dir.path().join("store/nodes/solo.json")).unwrap();
@@ -103,23 +143,52 @@ async fn the_pid_file_is_written_and_stop_terminates_the_node_gracefully() {
 #[tokio::test]
 async fn persist_disabled_runs_a_standalone_master_and_rebind_needs_a_plane() {
     let dir = tempfile::tempdir().unwrap();
-    let node = launch(dir.path(), "alone", &args(&["--bind", "127.0.0.1:0", "--persist", "disabled", "--node-id", "alone"]))
-        .await
-        .running();
+    let node = launch(
+        dir.path(),
+        "alone",
+        &args(&[
+            "--bind",
+            "127.0.0.1:0",
+            "--persist",
+            "disabled",
+            "--node-id",
+            "alone",
+        ]),
+    )
+    .await
+    .running();
     let state = node.state().await;
     assert_eq!(state.state, NodeState::Master as i32);
     assert_eq!(state.master_id, "alone");
-    assert!(!dir.path().join("haplane-data").exists(), "no store was created");
+    assert!(
+        !dir.path().join("haplane-data").exists(),
+        "no store was created"
+    );
     drop(node);
 
-    let (code, output) = launch(dir.path(), "rebind", &node_args(dir.path(), &["--persist", "rebind"]))
-        .await
-        .exited();
+    let (code, output) = launch(
+        dir.path(),
+        "rebind",
+        &node_args(dir.path(), &["--persist", "rebind"]),
+    )
+    .await
+    .exited();
     assert_eq!(code, Some(1));
     assert!(output.contains("rebind"), "{output}");
     // Once a plane exists, rebind starts.
-    let first = launch(dir.path(), "first", &node_args(dir.path(), &["--node-id", "first"])).await.running();
+    let first = launch(
+        dir.path(),
+        "first",
+        &node_args(dir.path(), &["--node-id", "first"]),
+    )
+    .await
+    .running();
     drop(first);
-    let rebound = launch(dir.path(), "rebind2", &node_args(dir.path(), &["--persist", "rebind", "--node-id", "second"])).await;
+    let rebound = launch(
+        dir.path(),
+        "rebind2",
+        &node_args(dir.path(), &["--persist", "rebind", "--node-id", "second"]),
+    )
+    .await;
     assert!(matches!(rebound, Launched::Running(_)));
 }

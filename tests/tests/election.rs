@@ -77,7 +77,11 @@ async fn standby_takes_over_after_master_is_killed_and_reports_it_dead() {
         .into_inner();
     let dead = listing.nodes.iter().find(|n| n.node_id == old_id).unwrap();
     assert!(!dead.live, "{dead:?}");
-    assert_eq!(dead.status, NodeState::Master as i32, "stored status is kept");
+    assert_eq!(
+        dead.status,
+        NodeState::Master as i32,
+        "stored status is kept"
+    );
     assert!(dead.last_seen_age_ms >= 1000, "{dead:?}");
 }
 
@@ -111,7 +115,10 @@ async fn sigterm_of_the_master_hands_over_without_waiting_for_the_timeout() {
 async fn master_mode_refuses_to_start_beside_a_live_master() {
     let plane = Plane::start(1, PlaneOptions::fast()).await;
     plane.wait_for_master(DEADLINE).await;
-    let (code, output) = plane.launch("m", &args(&["--ha-mode", "master"])).await.exited();
+    let (code, output) = plane
+        .launch("m", &args(&["--ha-mode", "master"]))
+        .await
+        .exited();
     assert_ne!(code, Some(0));
     assert!(output.contains("live master"), "{output}");
 }
@@ -129,7 +136,10 @@ async fn master_mode_starts_after_a_crashed_master() {
 async fn standby_modes_refuse_to_start_without_a_live_master() {
     let plane = Plane::new(PlaneOptions::fast());
     for mode in ["standby", "hot_standby", "HOT-STANDBY"] {
-        let (code, output) = plane.launch("s", &args(&["--ha-mode", mode])).await.exited();
+        let (code, output) = plane
+            .launch("s", &args(&["--ha-mode", mode]))
+            .await
+            .exited();
         assert_ne!(code, Some(0), "{mode}");
         assert!(output.contains("no live master"), "{mode}: {output}");
     }
@@ -138,7 +148,12 @@ async fn standby_modes_refuse_to_start_without_a_live_master() {
 #[tokio::test]
 async fn standby_mode_follows_a_master_and_hot_backup_is_never_promoted() {
     let mut plane = Plane::new(PlaneOptions::fast());
-    let backup = plane.add("backup", &args(&["--ha-mode", "hot-backup", "--priority", "100"])).await;
+    let backup = plane
+        .add(
+            "backup",
+            &args(&["--ha-mode", "hot-backup", "--priority", "100"]),
+        )
+        .await;
     assert!(is(&plane.nodes[backup].state().await, NodeState::HotBackup));
     plane.add("first", &[]).await;
     let master = plane.wait_for_master(DEADLINE).await;
@@ -209,7 +224,13 @@ async fn a_demoted_master_hands_over_and_does_not_win_again() {
     // Over several timeouts the demoted node stays a standby.
     let until = Instant::now() + plane.options.heartbeat_timeout * 3;
     while Instant::now() < until {
-        assert_eq!(plane.agreed_master().await.map(|i| plane.nodes[i].id.clone()), Some("mid".into()));
+        assert_eq!(
+            plane
+                .agreed_master()
+                .await
+                .map(|i| plane.nodes[i].id.clone()),
+            Some("mid".into())
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -240,7 +261,10 @@ async fn set_priority_then_demote_elects_the_prioritised_node() {
 }
 
 /// Polls every node and records which node reported MASTER for each epoch.
-async fn record_masters(plane: &Plane, seen: &mut BTreeMap<u64, std::collections::BTreeSet<String>>) {
+async fn record_masters(
+    plane: &Plane,
+    seen: &mut BTreeMap<u64, std::collections::BTreeSet<String>>,
+) {
     for (_, state) in plane.states().await {
         if is(&state, NodeState::Master) {
             seen.entry(state.epoch).or_default().insert(state.node_id);
@@ -277,7 +301,10 @@ async fn a_paused_master_never_shares_an_epoch_and_refuses_master_calls_after_re
     for (epoch, nodes) in &seen {
         assert_eq!(nodes.len(), 1, "epoch {epoch} had masters {nodes:?}");
     }
-    assert!(seen.len() >= 2, "a new epoch was claimed during the pause: {seen:?}");
+    assert!(
+        seen.len() >= 2,
+        "a new epoch was claimed during the pause: {seen:?}"
+    );
     let state = plane.nodes[old].state().await;
     assert!(!is(&state, NodeState::Master), "{state:?}");
 }
@@ -288,8 +315,14 @@ async fn a_corrupt_node_record_is_skipped_and_the_plane_keeps_working() {
     let nodes_dir = plane.store_dir().join("nodes");
     std::fs::create_dir_all(&nodes_dir).unwrap();
     std::fs::write(nodes_dir.join("broken.json"), b"{not json").unwrap();
-    std::fs::write(nodes_dir.join("liar.json"), br#"{"node_id":"someone-else"}"#).unwrap();
-    plane.start_nodes(vec![("n1".into(), vec![]), ("n2".into(), vec![])]).await;
+    std::fs::write(
+        nodes_dir.join("liar.json"),
+        br#"{"node_id":"someone-else"}"#,
+    )
+    .unwrap();
+    plane
+        .start_nodes(vec![("n1".into(), vec![]), ("n2".into(), vec![])])
+        .await;
     let master = plane.wait_for_master(DEADLINE).await;
     let listing = plane.nodes[master]
         .client()
@@ -307,7 +340,10 @@ async fn a_corrupt_node_record_is_skipped_and_the_plane_keeps_working() {
         .json()
         .await
         .unwrap();
-    assert!(metrics["skippedRecords"].as_u64().unwrap() >= 1, "{metrics}");
+    assert!(
+        metrics["skippedRecords"].as_u64().unwrap() >= 1,
+        "{metrics}"
+    );
     // And the plane still fails over.
     plane.nodes[master].kill9().await;
     plane.wait_for_new_master(master, DEADLINE).await;

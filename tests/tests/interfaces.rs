@@ -23,7 +23,12 @@ async fn get(node: &Node, path: &str) -> (StatusCode, String) {
     (response.status(), response.text().await.unwrap())
 }
 
-async fn post(node: &Node, path: &str, form: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+async fn post(
+    node: &Node,
+    path: &str,
+    form: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
     let mut request = reqwest::Client::new()
         .post(node.url(path))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -64,7 +69,10 @@ async fn grpc_get_state_and_list_states_describe_the_plane() {
     ids.sort();
     assert_eq!(ids, ["n1", "n2", "n3"]);
     for node in &listing.nodes {
-        assert!(node.live && node.heartbeat > 0 && !node.version.is_empty(), "{node:?}");
+        assert!(
+            node.live && node.heartbeat > 0 && !node.version.is_empty(),
+            "{node:?}"
+        );
         assert!(node.node_uri.starts_with("http://127.0.0.1:"), "{node:?}");
         assert!(node.local_timestamp_ms > 0);
     }
@@ -91,7 +99,12 @@ async fn grpc_errors_are_precise() {
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert_eq!(status.metadata().get("haplane-master-id").unwrap(), "n1");
     assert_eq!(
-        status.metadata().get("haplane-master-uri").unwrap().to_str().unwrap(),
+        status
+            .metadata()
+            .get("haplane-master-uri")
+            .unwrap()
+            .to_str()
+            .unwrap(),
         plane.nodes[master].grpc_uri()
     );
     let status = standby_client
@@ -100,14 +113,18 @@ async fn grpc_errors_are_precise() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     let previous = standby_client
-        .set_priority(allow_non_master(pb::SetPriorityRequest { priority: i64::MIN }))
+        .set_priority(allow_non_master(pb::SetPriorityRequest {
+            priority: i64::MIN,
+        }))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(previous.previous_priority, 0);
     // RemoveTerminated is master-only even with the override.
     let status = standby_client
-        .remove_terminated(allow_non_master(pb::RemoveTerminatedRequest { node_id: None }))
+        .remove_terminated(allow_non_master(pb::RemoveTerminatedRequest {
+            node_id: None,
+        }))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -171,7 +188,12 @@ async fn watch_master_sends_the_current_view_then_each_change_then_unavailable()
         .unwrap();
     assert_eq!((first.epoch, first.master_id.as_str()), (1, "n1"));
     assert_eq!(first.members.len(), 3);
-    assert!(first.members.iter().all(|m| m.live && m.node_uri.starts_with("http://")));
+    assert!(
+        first
+            .members
+            .iter()
+            .all(|m| m.live && m.node_uri.starts_with("http://"))
+    );
     plane.nodes[master].kill9().await;
     let next = tokio::time::timeout(DEADLINE, async {
         loop {
@@ -189,12 +211,16 @@ async fn watch_master_sends_the_current_view_then_each_change_then_unavailable()
     let mut filtered = plane.nodes[standby]
         .client()
         .await
-        .watch_master(pb::WatchMasterRequest { min_epoch: Some(99) })
+        .watch_master(pb::WatchMasterRequest {
+            min_epoch: Some(99),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), filtered.next()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), filtered.next())
+            .await
+            .is_err(),
         "no view below min_epoch is sent"
     );
     // On shutdown: the last view, then UNAVAILABLE.
@@ -215,9 +241,14 @@ async fn watch_master_sends_the_current_view_then_each_change_then_unavailable()
 
 #[tokio::test]
 async fn grpc_health_and_reflection_are_served() {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
     let (plane, master, standby) = plane().await;
-    for (index, expected) in [(master, ServingStatus::Serving), (standby, ServingStatus::NotServing)] {
+    for (index, expected) in [
+        (master, ServingStatus::Serving),
+        (standby, ServingStatus::NotServing),
+    ] {
         let channel = tonic::transport::Endpoint::from_shared(plane.nodes[index].grpc_uri())
             .unwrap()
             .connect()
@@ -240,7 +271,9 @@ async fn grpc_health_and_reflection_are_served() {
         .await;
         assert_eq!(status, expected as i32);
         let overall = health
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -277,7 +310,9 @@ async fn grpc_health_and_reflection_are_served() {
     use tonic_reflection::pb::v1alpha as alpha;
     let request = alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
     };
     let mut responses = alpha::server_reflection_client::ServerReflectionClient::new(channel)
         .server_reflection_info(tokio_stream::once(request))
@@ -295,11 +330,26 @@ async fn grpc_health_and_reflection_are_served() {
 async fn rest_reads_match_brooklyn() {
     let (plane, master, standby) = plane().await;
     let (m, s) = (&plane.nodes[master], &plane.nodes[standby]);
-    assert_eq!(get(m, "/v1/server/ha/state").await, (StatusCode::OK, "\"MASTER\"".into()));
-    assert_eq!(get(s, "/v1/server/ha/state").await, (StatusCode::OK, "\"HOT_STANDBY\"".into()));
-    assert_eq!(get(s, "/v1/server/ha/priority").await, (StatusCode::OK, "0".into()));
-    assert_eq!(get(s, "/v1/server/up").await, (StatusCode::OK, "true".into()));
-    assert_eq!(get(s, "/v1/server/healthy").await, (StatusCode::OK, "true".into()));
+    assert_eq!(
+        get(m, "/v1/server/ha/state").await,
+        (StatusCode::OK, "\"MASTER\"".into())
+    );
+    assert_eq!(
+        get(s, "/v1/server/ha/state").await,
+        (StatusCode::OK, "\"HOT_STANDBY\"".into())
+    );
+    assert_eq!(
+        get(s, "/v1/server/ha/priority").await,
+        (StatusCode::OK, "0".into())
+    );
+    assert_eq!(
+        get(s, "/v1/server/up").await,
+        (StatusCode::OK, "true".into())
+    );
+    assert_eq!(
+        get(s, "/v1/server/healthy").await,
+        (StatusCode::OK, "true".into())
+    );
 
     let (status, body) = get(s, "/v1/server/ha/states").await;
     assert_eq!(status, StatusCode::OK);
@@ -310,7 +360,16 @@ async fn rest_reads_match_brooklyn() {
     assert!(states["links"].is_object());
     assert!(states["planeId"].as_str().is_some_and(|id| !id.is_empty()));
     let n1 = &states["nodes"]["n1"];
-    for field in ["nodeId", "nodeUri", "status", "priority", "localTimestamp", "remoteTimestamp", "live", "lastSeenAgeMs"] {
+    for field in [
+        "nodeId",
+        "nodeUri",
+        "status",
+        "priority",
+        "localTimestamp",
+        "remoteTimestamp",
+        "live",
+        "lastSeenAgeMs",
+    ] {
         assert!(!n1[field].is_null(), "{field} missing in {n1}");
     }
     assert_eq!(n1["status"], "MASTER");
@@ -326,8 +385,14 @@ async fn rest_reads_match_brooklyn() {
     assert_eq!(history.last().unwrap()["state"], "MASTER");
 
     assert_eq!(get(m, "/v1/server/ha/health").await.0, StatusCode::OK);
-    assert_eq!(get(s, "/v1/server/ha/health").await.0, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(get(s, "/v1/server/ha/health?standbyok=true").await.0, StatusCode::OK);
+    assert_eq!(
+        get(s, "/v1/server/ha/health").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        get(s, "/v1/server/ha/health?standbyok=true").await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -337,44 +402,86 @@ async fn rest_writes_follow_the_non_master_guard_and_reject_bad_input() {
     let (status, body) = post(s, "/v1/server/ha/priority", "priority=4", &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let refusal = json(&body);
-    assert_eq!(refusal["message"], "This request is only permitted against an active primary server");
+    assert_eq!(
+        refusal["message"],
+        "This request is only permitted against an active primary server"
+    );
     assert_eq!(refusal["error"], 403);
     assert_eq!(refusal["masterId"], "n1");
     assert_eq!(refusal["masterUri"], m.grpc_uri());
-    for (i, header) in ["Brooklyn-Allow-Non-Master-Access", "AMP-Allow-Non-Master-Access", "Haplane-Allow-Non-Master-Access"]
-        .iter()
-        .enumerate()
+    for (i, header) in [
+        "Brooklyn-Allow-Non-Master-Access",
+        "AMP-Allow-Non-Master-Access",
+        "Haplane-Allow-Non-Master-Access",
+    ]
+    .iter()
+    .enumerate()
     {
-        let (status, body) = post(s, "/v1/server/ha/priority", &format!("priority={}", i + 1), &[(header, "true")]).await;
+        let (status, body) = post(
+            s,
+            "/v1/server/ha/priority",
+            &format!("priority={}", i + 1),
+            &[(header, "true")],
+        )
+        .await;
         assert_eq!((status, body), (StatusCode::OK, i.to_string()), "{header}");
     }
     assert_eq!(get(s, "/v1/server/ha/priority").await.1, "3");
     // Master-only operations stay forbidden with the header.
     let allow = [("Brooklyn-Allow-Non-Master-Access", "true")];
-    assert_eq!(post(s, "/v1/server/ha/states/clear", "", &allow).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(post(s, "/v1/server/ha/states/clear/node", "nodeId=n3", &allow).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(s, "/v1/server/ha/states/clear", "", &allow).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(s, "/v1/server/ha/states/clear/node", "nodeId=n3", &allow)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
 
     for (path, form, parameter) in [
         ("/v1/server/ha/state", "", "mode"),
         ("/v1/server/ha/state", "mode=PRIMARY", "mode"),
         ("/v1/server/ha/priority", "priority=high", "priority"),
-        ("/v1/server/ha/priority", "priority=99999999999999999999", "priority"),
+        (
+            "/v1/server/ha/priority",
+            "priority=99999999999999999999",
+            "priority",
+        ),
         ("/v1/server/ha/states/clear/node", "", "nodeId"),
-        ("/v1/server/ha/states/clear/node", "nodeId=..%2Fx", "node_id"),
+        (
+            "/v1/server/ha/states/clear/node",
+            "nodeId=..%2Fx",
+            "node_id",
+        ),
     ] {
         let (status, body) = post(m, path, form, &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {form}: {body}");
         let error = json(&body);
         assert_eq!(error["error"], 400);
-        assert!(error["message"].as_str().unwrap().contains(parameter), "{body}");
+        assert!(
+            error["message"].as_str().unwrap().contains(parameter),
+            "{body}"
+        );
     }
-    assert_eq!(post(m, "/v1/server/ha/states/clear", "", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        post(m, "/v1/server/ha/states/clear", "", &[]).await.0,
+        StatusCode::OK
+    );
     let (status, _) = get(m, "/v1/server/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let deleted = reqwest::Client::new().delete(m.url("/v1/server/ha/state")).send().await.unwrap();
+    let deleted = reqwest::Client::new()
+        .delete(m.url("/v1/server/ha/state"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), StatusCode::METHOD_NOT_ALLOWED);
     let huge = format!("priority=1&pad={}", "x".repeat(200 * 1024));
-    assert_eq!(post(m, "/v1/server/ha/priority", &huge, &[]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        post(m, "/v1/server/ha/priority", &huge, &[]).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 
     // A mode change on the master answers the previous state, as a JSON string.
     let (status, body) = post(m, "/v1/server/ha/state", "mode=hot-standby", &[]).await;

@@ -246,13 +246,11 @@ fn promotion_claims_the_next_epoch_even_with_a_live_master() {
 fn hot_backup_and_disabled_never_claim() {
     let t0 = Instant::now();
     let now = t0 + TIMEOUT;
-    for mode in [HaMode::HotBackup] {
-        let mut n = node("a", mode, 100, t0);
-        heartbeat(&mut n, now);
-        assert_eq!(n.decide(now), Decision::Wait);
-        assert_eq!(n.state(), NodeState::HotBackup);
-        assert!(!n.record_snapshot(0, now).electable);
-    }
+    let mut backup = node("a", HaMode::HotBackup, 100, t0);
+    heartbeat(&mut backup, now);
+    assert_eq!(backup.decide(now), Decision::Wait);
+    assert_eq!(backup.state(), NodeState::HotBackup);
+    assert!(!backup.record_snapshot(0, now).electable);
     let mut d = node("d", HaMode::Auto, 0, t0);
     heartbeat(&mut d, now);
     d.set_mode(HaMode::Disabled, now).unwrap();
