@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 if [ -x scripts/setup-s3.sh ]; then
   scripts/setup-s3.sh
 fi
+scripts/setup-tools.sh
+.tools/node_modules/.bin/buf lint
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads "${HAPLANE_TEST_THREADS:-4}"

@@ -141,6 +141,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         settings.poll_period,
         settings.heartbeat_timeout,
         stopped.clone(),
+        counting.clone(),
     );
     let grpc_routes = grpc::routes(core.clone(), settings.poll_period)
         .map_err(|err| LaunchError::Serve(err.to_string()))?;

@@ -458,6 +458,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/haplane.toml");
+        let s = load(&["--config", path]).unwrap();
+        assert_eq!(
+            s.store,
+            StoreLocation::Directory(PathBuf::from("/var/lib/haplane"))
+        );
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn persist_disabled_downgrades_auto_and_small_timeouts_shrink_the_margin() {
         assert_eq!(
             load(&["--persist", "disabled"]).unwrap().ha_mode,

@@ -156,7 +156,9 @@ pub fn master_events(
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     let mut views = core.watch_master();
     let mut stopped = core.stopped();
+    let watcher = core.count_watcher();
     tokio::spawn(async move {
+        let _watcher = watcher;
         let mut last_sent: Option<MasterView> = None;
         loop {
             let view = views.borrow_and_update().clone();

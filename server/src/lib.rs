@@ -7,6 +7,7 @@ pub mod config;
 pub mod election;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod node;
 pub mod rest;
 pub mod service;

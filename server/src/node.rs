@@ -9,6 +9,7 @@ use crate::error::ServiceError;
 use crate::store::{Key, PutMode, Store, StoreError};
 use bytes::Bytes;
 use haplane::{Epoch, HaMode, MasterClaim, MasterView, NodeId, NodeRecord, NodeState, PlaneInfo};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,11 +93,25 @@ pub struct Listing {
 }
 
 /// Counters shared with metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeCounters {
     pub skipped_records: AtomicU64,
     pub failovers: AtomicU64,
     pub polls: AtomicU64,
+    /// Seconds each own-record (heartbeat) write took, successful or not.
+    pub heartbeat_write_seconds: Histogram,
+}
+
+impl Default for NodeCounters {
+    fn default() -> Self {
+        Self {
+            skipped_records: AtomicU64::default(),
+            failovers: AtomicU64::default(),
+            polls: AtomicU64::default(),
+            // 0.25 ms to about 4 s.
+            heartbeat_write_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+        }
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
@@ -511,6 +526,9 @@ impl Runtime {
             (Err(err), _) | (_, Err(err)) => Err(err),
         };
         self.election.own_write_finished(started, result.is_ok());
+        self.counters
+            .heartbeat_write_seconds
+            .observe(self.clock.now().duration_since(started).as_secs_f64());
         result
     }
 

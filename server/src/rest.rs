@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use haplane::{HaMode, MasterView};
@@ -283,6 +283,26 @@ async fn watch_sse(State(core): State<HaCore>) -> impl IntoResponse {
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
 }
 
+/// The web console, embedded in the binary.
+async fn console() -> Html<&'static str> {
+    Html(include_str!("console.html"))
+}
+
+/// Prometheus text exposition.
+async fn prometheus_metrics(State(core): State<HaCore>) -> Response {
+    match crate::metrics::render(&core) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => ServiceError::Internal(format!("cannot encode metrics: {err}")).into_response(),
+    }
+}
+
 async fn method_not_allowed() -> Response {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -294,6 +314,8 @@ async fn method_not_allowed() -> Response {
 /// The REST routes; anything else goes to `grpc` when it is a gRPC request, else 404.
 pub fn router(core: HaCore, grpc: Router) -> Router {
     let ha = Router::new()
+        .route("/", get(console))
+        .route("/metrics", get(prometheus_metrics))
         .route("/v1/server/ha/state", get(get_state).post(post_state))
         .route("/v1/server/ha/states", get(get_states))
         .route("/v1/server/ha/states/clear", post(clear_states))

@@ -3,7 +3,10 @@
 
 use crate::error::ServiceError;
 use crate::node::{Listing, NodeHandle, StateChange};
+use crate::store::counting::{CountingStore, RequestCounts};
 use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -46,6 +49,8 @@ pub struct MetricsView {
     pub history: Vec<StateChange>,
     pub skipped_records: u64,
     pub failovers: u64,
+    pub store_requests: RequestCounts,
+    pub watchers: i64,
 }
 
 /// The HA service of one node.
@@ -57,6 +62,18 @@ pub struct HaCore {
     started: Instant,
     /// Becomes true once the node has stopped and published its last view.
     stopped: watch::Receiver<bool>,
+    store: Arc<CountingStore>,
+    watchers: Arc<AtomicI64>,
+}
+
+/// Counts one open master watch while it lives.
+#[derive(Debug)]
+pub struct WatcherGuard(Arc<AtomicI64>);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl HaCore {
@@ -65,6 +82,7 @@ impl HaCore {
         poll_period: Duration,
         heartbeat_timeout: Duration,
         stopped: watch::Receiver<bool>,
+        store: Arc<CountingStore>,
     ) -> Self {
         let started = node.clock.now();
         Self {
@@ -73,6 +91,8 @@ impl HaCore {
             heartbeat_timeout,
             started,
             stopped,
+            store,
+            watchers: Arc::default(),
         }
     }
 
@@ -151,6 +171,17 @@ impl HaCore {
         self.node.watch_view()
     }
 
+    /// Registers an open watch (for the watchers gauge) until the guard drops.
+    pub fn count_watcher(&self) -> WatcherGuard {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        WatcherGuard(self.watchers.clone())
+    }
+
+    /// The heartbeat write latency histogram.
+    pub fn heartbeat_write_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.node.counters.heartbeat_write_seconds.clone()
+    }
+
     /// Becomes true once the node stopped and published its last view.
     pub fn stopped(&self) -> watch::Receiver<bool> {
         self.stopped.clone()
@@ -195,12 +226,10 @@ impl HaCore {
             poll_period: self.poll_period,
             heartbeat_timeout: self.heartbeat_timeout,
             history: self.node.history(),
-            skipped_records: counters
-                .skipped_records
-                .load(std::sync::atomic::Ordering::Relaxed),
-            failovers: counters
-                .failovers
-                .load(std::sync::atomic::Ordering::Relaxed),
+            skipped_records: counters.skipped_records.load(Ordering::Relaxed),
+            failovers: counters.failovers.load(Ordering::Relaxed),
+            store_requests: self.store.counts(),
+            watchers: self.watchers.load(Ordering::Relaxed),
         }
     }
 }

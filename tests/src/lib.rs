@@ -449,3 +449,33 @@ pub fn allow_non_master<T>(message: T) -> tonic::Request<T> {
         .insert("allow-non-master-access", "true".parse().expect("ascii"));
     request
 }
+
+/// A command-line tool the tests need: the project venv, `.tools/`, then `PATH`. Panics with
+/// the set-up command to run when it is missing.
+pub fn tool(name: &str) -> PathBuf {
+    let root = workspace_root();
+    let local = [
+        root.join(".venv/bin").join(name),
+        root.join(".tools/node_modules/.bin").join(name),
+        PathBuf::from("/usr/sbin").join(name),
+    ];
+    if let Some(found) = local.into_iter().find(|path| path.exists()) {
+        return found;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_default();
+    on_path.unwrap_or_else(|| panic!("{name} is not installed: run scripts/setup-tools.sh"))
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}

@@ -1,0 +1,91 @@
+//! Prometheus `/metrics`: the node's state, epoch, failovers, heartbeat write latency, store
+//! requests by operation and result, open watchers and skipped records, in the text format.
+
+use crate::service::HaCore;
+use haplane::NodeState;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Renders every metric of `core` now. Values are read at scrape time; only the latency
+/// histogram lives between scrapes.
+pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
+    let view = core.metrics();
+    let mut registry = Registry::with_prefix("haplane");
+
+    let state = Family::<Labels, Gauge>::default();
+    for candidate in NodeState::ALL {
+        state
+            .get_or_create(&vec![("state", candidate.as_str().to_owned())])
+            .set(i64::from(*candidate == view.state));
+    }
+    registry.register(
+        "node_state",
+        "1 for the node's current state, 0 for the others",
+        state,
+    );
+
+    let gauge = |value: i64| {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(value);
+        gauge
+    };
+    let counter = |value: u64| {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value);
+        counter
+    };
+    registry.register(
+        "epoch",
+        "The highest master epoch this node knows",
+        gauge(i64::try_from(view.epoch).unwrap_or(i64::MAX)),
+    );
+    registry.register(
+        "priority",
+        "This node's election priority",
+        gauge(view.priority),
+    );
+    registry.register(
+        "watchers",
+        "Open WatchMaster and SSE streams",
+        gauge(view.watchers),
+    );
+    registry.register(
+        "failovers",
+        "Times this node became master",
+        counter(view.failovers),
+    );
+    registry.register(
+        "skipped_records",
+        "Store records skipped because they could not be read",
+        counter(view.skipped_records),
+    );
+
+    let requests = Family::<Labels, Counter>::default();
+    for ((operation, result), count) in &view.store_requests {
+        requests
+            .get_or_create(&vec![
+                ("operation", (*operation).to_owned()),
+                ("result", (*result).to_owned()),
+            ])
+            .inc_by(*count);
+    }
+    registry.register(
+        "store_requests",
+        "Store requests by operation and result",
+        requests,
+    );
+    registry.register(
+        "heartbeat_write_seconds",
+        "Time taken by each write of this node's own record",
+        core.heartbeat_write_seconds(),
+    );
+
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
