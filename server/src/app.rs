@@ -3,13 +3,16 @@
 
 use crate::clock::{Clock, TokioClock};
 use crate::config::{PersistMode, Settings, StoreLocation};
+use crate::grpc_entities::GrpcEntities;
 use crate::node::{self, NodeOptions};
 use crate::service::HaCore;
+use crate::state::log::StateLog;
+use crate::state::service::StateService;
 use crate::store::counting::CountingStore;
 use crate::store::disabled::NoStore;
 use crate::store::fs::DirStore;
 use crate::store::{Store, StoreError};
-use crate::{grpc, rest};
+use crate::{grpc, rest, rest_entities};
 use haplane::NodeId;
 use std::path::Path;
 use std::sync::Arc;
@@ -143,9 +146,23 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         stopped.clone(),
         counting.clone(),
     );
-    let grpc_routes = grpc::routes(core.clone(), settings.poll_period)
-        .map_err(|err| LaunchError::Serve(err.to_string()))?;
-    let app = rest::router(core, grpc_routes.into_axum_router());
+    let state_log =
+        (settings.store != StoreLocation::None).then(|| StateLog::new(counting.clone()));
+    let state = StateService::new(state_log, handle.clone());
+    tokio::spawn(state.clone().run(settings.poll_period, stopped.clone()));
+    let grpc_routes = grpc::routes(
+        core.clone(),
+        GrpcEntities {
+            state: state.clone(),
+        },
+        settings.poll_period,
+    )
+    .map_err(|err| LaunchError::Serve(err.to_string()))?;
+    let app = rest::router(
+        core,
+        rest_entities::router(state),
+        grpc_routes.into_axum_router(),
+    );
     let mut server_stopped = stopped.clone();
     let server = tonic::transport::Server::builder()
         .accept_http1(true)

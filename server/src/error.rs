@@ -27,6 +27,12 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     NotFound(String),
+    /// An expected version did not match (optimistic concurrency).
+    #[error("{0}")]
+    Conflict(String),
+    /// A read on a node that holds no managed state (STANDBY, FAILED, ...).
+    #[error("{0}")]
+    StateNotLoaded(String),
     /// The store is unreachable or the node is shutting down; trying again later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -61,6 +67,8 @@ impl ServiceError {
             ServiceError::NotMaster { .. } => 403,
             ServiceError::FailedPrecondition(_) => 409,
             ServiceError::NotFound(_) => 404,
+            ServiceError::Conflict(_) => 412,
+            ServiceError::StateNotLoaded(_) => 403,
             ServiceError::Unavailable(_) => 503,
             ServiceError::Internal(_) => 500,
         }
@@ -96,6 +104,8 @@ impl From<ServiceError> for tonic::Status {
             }
             ServiceError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             ServiceError::NotFound(_) => tonic::Status::not_found(message),
+            ServiceError::Conflict(_) => tonic::Status::aborted(message),
+            ServiceError::StateNotLoaded(_) => tonic::Status::failed_precondition(message),
             ServiceError::Unavailable(_) => tonic::Status::unavailable(message),
             ServiceError::Internal(_) => tonic::Status::internal(message),
         }

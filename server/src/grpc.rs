@@ -191,6 +191,7 @@ pub fn master_events(
 /// keeps `haplane.v1.Master` health in step with the node's state.
 pub fn routes(
     core: HaCore,
+    entities: crate::grpc_entities::GrpcEntities,
     poll_period: Duration,
 ) -> Result<tonic::service::Routes, Box<dyn std::error::Error + Send + Sync>> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -205,6 +206,7 @@ pub fn routes(
         .build_v1alpha()?;
     Ok(
         tonic::service::Routes::new(HaServiceServer::new(GrpcService { core }))
+            .add_service(haplane::pb::entity_service_server::EntityServiceServer::new(entities))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha),

@@ -311,8 +311,9 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// The REST routes; anything else goes to `grpc` when it is a gRPC request, else 404.
-pub fn router(core: HaCore, grpc: Router) -> Router {
+/// The REST routes (the HA shim plus `extra`, e.g. the entity routes); anything else goes to
+/// `grpc` when it is a gRPC request, else 404.
+pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
     let ha = Router::new()
         .route("/", get(console))
         .route("/metrics", get(prometheus_metrics))
@@ -329,14 +330,12 @@ pub fn router(core: HaCore, grpc: Router) -> Router {
         .route("/v1/server/ha/watch", get(watch_sse))
         .route("/v1/server/up", get(get_up))
         .route("/v1/server/healthy", get(get_healthy))
+        .with_state(core.clone())
+        .merge(extra)
         .method_not_allowed_fallback(method_not_allowed)
         // route_layer: the guard and limit apply to these routes only, never to gRPC below.
-        .route_layer(middleware::from_fn_with_state(
-            core.clone(),
-            non_master_guard,
-        ))
-        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(core);
+        .route_layer(middleware::from_fn_with_state(core, non_master_guard))
+        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     ha.fallback(move |request: Request<Body>| {
         let grpc = grpc.clone();
         async move {

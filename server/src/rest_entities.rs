@@ -1,0 +1,161 @@
+//! The REST face of the managed state: `GET/PUT/DELETE /v1/entities/{id}` and `GET /v1/entities`,
+//! with `If-Match` versions and `Idempotency-Key`; a thin adapter over `StateService`.
+
+use crate::error::ServiceError;
+use crate::state::service::{ReadView, StateService, Write};
+use crate::state::{Entity, EntityId};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+fn entity_json(entity: &Entity) -> Value {
+    json!({
+        "id": entity.id.as_str(),
+        "attributes": entity.attributes,
+        "version": entity.version,
+        "updatedEpoch": entity.updated_epoch,
+    })
+}
+
+fn millis(view_lag: std::time::Duration) -> u64 {
+    u64::try_from(view_lag.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn with_etag(body: Value, version: u64) -> Response {
+    let mut response = Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+fn entity_id(raw: &str) -> Result<EntityId, ServiceError> {
+    Ok(EntityId::parse(raw)?)
+}
+
+/// `If-Match: "3"` or `If-Match: 3` → 3.
+fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, ServiceError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|text| text.parse().ok())
+        .map(Some)
+        .ok_or_else(|| ServiceError::InvalidArgument {
+            field: "If-Match".into(),
+            message: "must be an entity version, e.g. \"3\"".into(),
+        })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ServiceError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(text) if !text.is_empty() && text.len() <= 200 => Ok(Some(text.to_owned())),
+            _ => Err(ServiceError::InvalidArgument {
+                field: "Idempotency-Key".into(),
+                message: "must be 1 to 200 visible ASCII characters".into(),
+            }),
+        },
+    }
+}
+
+async fn get_entity(
+    State(state): State<StateService>,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
+    let view = state.get(&entity_id(&id)?).await?;
+    let mut body = entity_json(&view.value);
+    body["asOfSeq"] = json!(view.as_of_seq);
+    body["lagMs"] = json!(millis(view.lag));
+    Ok(with_etag(body, view.value.version))
+}
+
+async fn list_entities(
+    State(state): State<StateService>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ServiceError> {
+    let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
+    let ReadView {
+        value,
+        as_of_seq,
+        lag,
+    } = state.list(prefix).await?;
+    Ok(Json(json!({
+        "entities": value.iter().map(entity_json).collect::<Vec<_>>(),
+        "asOfSeq": as_of_seq,
+        "lagMs": millis(lag),
+    })))
+}
+
+async fn put_entity(
+    State(state): State<StateService>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ServiceError> {
+    let attributes = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(ServiceError::InvalidArgument {
+                field: "body".into(),
+                message: "must be a JSON object".into(),
+            });
+        }
+        Err(err) => {
+            return Err(ServiceError::InvalidArgument {
+                field: "body".into(),
+                message: format!("not JSON: {err}"),
+            });
+        }
+    };
+    let write = Write {
+        id: entity_id(&id)?,
+        attributes: Some(attributes),
+        expected_version: expected_version(&headers)?,
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    let outcome = state.write(write).await?;
+    let entity = outcome
+        .entity
+        .ok_or_else(|| ServiceError::Internal("a put recorded no entity".into()))?;
+    let mut body = entity_json(&entity);
+    body["seq"] = json!(outcome.seq);
+    Ok(with_etag(body, entity.version))
+}
+
+async fn delete_entity(
+    State(state): State<StateService>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ServiceError> {
+    let write = Write {
+        id: entity_id(&id)?,
+        attributes: None,
+        expected_version: expected_version(&headers)?,
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    let outcome = state.write(write).await?;
+    Ok(Json(
+        json!({ "id": id, "deleted": true, "seq": outcome.seq }),
+    ))
+}
+
+/// The entity routes.
+pub fn router(state: StateService) -> Router {
+    Router::new()
+        .route("/v1/entities", get(list_entities))
+        .route(
+            "/v1/entities/{*id}",
+            get(get_entity).put(put_entity).delete(delete_entity),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,286 @@
+//! Managed state (SPEC 6): entities replicated through an append-only log in the store. This file
+//! is the pure part: log entries, the in-memory entity map, and how an entry applies to it.
+
+pub mod log;
+pub mod service;
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many idempotency keys are remembered (oldest forgotten first).
+pub const IDEMPOTENCY_MEMORY: usize = 10_000;
+
+/// An entity id: 1 to 200 characters of `[A-Za-z0-9_.-]` in `/`-separated non-empty segments.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EntityId(String);
+
+impl EntityId {
+    pub const MAX_LEN: usize = 200;
+
+    pub fn parse(id: &str) -> Result<Self, haplane::InvalidValue> {
+        let segments_ok = id.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        });
+        if id.is_empty() || id.len() > Self::MAX_LEN || !segments_ok {
+            return Err(haplane::InvalidValue::new(
+                "id",
+                format!(
+                    "{:?} must be 1 to 200 characters of A-Z a-z 0-9 _ - . in '/'-separated segments",
+                    id.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EntityId {
+    type Error = haplane::InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<EntityId> for String {
+    fn from(id: EntityId) -> Self {
+        id.0
+    }
+}
+
+/// One entity as stored and served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub id: EntityId,
+    /// A JSON object.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// 1 on creation, +1 on every change.
+    pub version: u64,
+    /// The epoch of the master that wrote this version.
+    pub updated_epoch: u64,
+}
+
+/// What one log entry does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A new master's first entry: entries of lower epochs after it are void.
+    Fence,
+    Put {
+        id: EntityId,
+        attributes: serde_json::Map<String, serde_json::Value>,
+    },
+    Delete {
+        id: EntityId,
+    },
+}
+
+/// `state/log/<seq>.json`: created once with create-if-absent, never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub change: Change,
+}
+
+/// The result recorded for an idempotency key, returned again on a retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub seq: u64,
+    /// The entity after a put; `None` after a delete.
+    pub entity: Option<Entity>,
+}
+
+/// The entity map at some log position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityState {
+    /// The last log entry applied (0: none).
+    pub applied_seq: u64,
+    /// The highest fence epoch applied.
+    pub fence_epoch: u64,
+    pub entities: BTreeMap<EntityId, Entity>,
+    /// Idempotency key -> outcome, with the keys in the order they were recorded.
+    pub outcomes: BTreeMap<String, WriteOutcome>,
+    pub outcome_order: VecDeque<String>,
+}
+
+impl EntityState {
+    /// Applies the next entry. Entries out of sequence are refused; entries of an epoch below the
+    /// last fence are void (a deposed master's late write) and only advance the position.
+    pub fn apply(&mut self, entry: &LogEntry) -> Result<Option<WriteOutcome>, String> {
+        if entry.seq != self.applied_seq + 1 {
+            return Err(format!(
+                "log entry {} does not follow {}",
+                entry.seq, self.applied_seq
+            ));
+        }
+        self.applied_seq = entry.seq;
+        if entry.epoch < self.fence_epoch {
+            return Ok(None);
+        }
+        let outcome = match &entry.change {
+            Change::Fence => {
+                self.fence_epoch = entry.epoch;
+                return Ok(None);
+            }
+            Change::Put { id, attributes } => {
+                let version = self.entities.get(id).map_or(0, |e| e.version) + 1;
+                let entity = Entity {
+                    id: id.clone(),
+                    attributes: attributes.clone(),
+                    version,
+                    updated_epoch: entry.epoch,
+                };
+                self.entities.insert(id.clone(), entity.clone());
+                WriteOutcome {
+                    seq: entry.seq,
+                    entity: Some(entity),
+                }
+            }
+            Change::Delete { id } => {
+                self.entities.remove(id);
+                WriteOutcome {
+                    seq: entry.seq,
+                    entity: None,
+                }
+            }
+        };
+        if let Some(key) = &entry.idempotency_key {
+            self.remember(key.clone(), outcome.clone());
+        }
+        Ok(Some(outcome))
+    }
+
+    fn remember(&mut self, key: String, outcome: WriteOutcome) {
+        if self.outcomes.insert(key.clone(), outcome).is_none() {
+            self.outcome_order.push_back(key);
+        }
+        while self.outcome_order.len() > IDEMPOTENCY_MEMORY {
+            if let Some(oldest) = self.outcome_order.pop_front() {
+                self.outcomes.remove(&oldest);
+            }
+        }
+    }
+
+    /// The outcome already recorded for `key`, if any.
+    pub fn outcome_of(&self, key: &str) -> Option<&WriteOutcome> {
+        self.outcomes.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(text: &str) -> EntityId {
+        EntityId::parse(text).unwrap()
+    }
+
+    fn put(seq: u64, epoch: u64, name: &str, value: i64, key: Option<&str>) -> LogEntry {
+        let attributes = json!({ "value": value }).as_object().unwrap().clone();
+        LogEntry {
+            seq,
+            epoch,
+            idempotency_key: key.map(str::to_owned),
+            change: Change::Put {
+                id: id(name),
+                attributes,
+            },
+        }
+    }
+
+    fn fence(seq: u64, epoch: u64) -> LogEntry {
+        LogEntry {
+            seq,
+            epoch,
+            idempotency_key: None,
+            change: Change::Fence,
+        }
+    }
+
+    #[test]
+    fn entity_ids_allow_slashes_but_no_traversal() {
+        assert!(EntityId::parse("apps/web/frontend-1").is_ok());
+        assert!(EntityId::parse(&"a".repeat(200)).is_ok());
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "../x",
+            "a/../b",
+            "a b",
+            "%2e%2e",
+            &"a".repeat(201),
+        ] {
+            assert!(EntityId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn puts_version_entities_and_deletes_remove_them() {
+        let mut state = EntityState::default();
+        state.apply(&fence(1, 1)).unwrap();
+        state.apply(&put(2, 1, "a", 1, None)).unwrap();
+        let outcome = state.apply(&put(3, 1, "a", 2, Some("k"))).unwrap().unwrap();
+        assert_eq!(outcome.entity.as_ref().unwrap().version, 2);
+        assert_eq!(state.outcome_of("k"), Some(&outcome));
+        state
+            .apply(&LogEntry {
+                seq: 4,
+                epoch: 1,
+                idempotency_key: None,
+                change: Change::Delete { id: id("a") },
+            })
+            .unwrap();
+        assert!(state.entities.is_empty());
+        assert_eq!(state.applied_seq, 4);
+    }
+
+    #[test]
+    fn entries_must_follow_in_sequence() {
+        let mut state = EntityState::default();
+        assert!(state.apply(&put(2, 1, "a", 1, None)).is_err());
+        assert_eq!(state.applied_seq, 0);
+    }
+
+    #[test]
+    fn a_deposed_masters_entry_after_a_newer_fence_is_void() {
+        let mut state = EntityState::default();
+        state.apply(&fence(1, 1)).unwrap();
+        state.apply(&fence(2, 2)).unwrap();
+        assert_eq!(state.apply(&put(3, 1, "a", 1, Some("late"))).unwrap(), None);
+        assert!(state.entities.is_empty());
+        assert!(state.outcome_of("late").is_none());
+        assert_eq!(state.applied_seq, 3);
+    }
+
+    #[test]
+    fn idempotency_memory_is_bounded() {
+        let mut state = EntityState::default();
+        for seq in 1..=(IDEMPOTENCY_MEMORY as u64 + 5) {
+            state
+                .apply(&put(seq, 1, "a", 0, Some(&format!("k{seq}"))))
+                .unwrap();
+        }
+        assert_eq!(state.outcomes.len(), IDEMPOTENCY_MEMORY);
+        assert!(state.outcome_of("k1").is_none());
+        assert!(
+            state
+                .outcome_of(&format!("k{}", IDEMPOTENCY_MEMORY + 5))
+                .is_some()
+        );
+    }
+}
