@@ -153,6 +153,11 @@ impl NodeHandle {
         self.snapshot.borrow().clone()
     }
 
+    /// A receiver of the node's snapshot, republished after every poll and command.
+    pub fn watch_snapshot(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
     /// A receiver of the master view: current value first, then each change of master.
     pub fn watch_view(&self) -> watch::Receiver<MasterView> {
         self.view.clone()

@@ -99,13 +99,26 @@ impl StateService {
         self.inner.node.clock.now()
     }
 
-    /// Keeps the replica in step with the node's role until `stopped`.
+    /// Keeps the replica in step with the node's role until `stopped`: every `period`, and at
+    /// once when the node's state changes.
     pub async fn run(self, period: Duration, mut stopped: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut node = self.inner.node.watch_snapshot();
+        let mut last_state = node.borrow().state;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                changed = node.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // The snapshot is republished every poll; only a new state needs a step now.
+                    let state = node.borrow_and_update().state;
+                    if std::mem::replace(&mut last_state, state) == state {
+                        continue;
+                    }
+                }
                 _ = stopped.wait_for(|s| *s) => return,
             }
             if let Err(err) = self.follow_role().await {
@@ -189,6 +202,14 @@ impl StateService {
     /// master's late append finds its position taken.
     async fn fence(&self, epoch: u64) -> Result<(), ServiceError> {
         let _writer = self.inner.writer.lock().await;
+        self.fence_locked(epoch).await
+    }
+
+    /// `fence` for a caller that holds the writer lock.
+    async fn fence_locked(&self, epoch: u64) -> Result<(), ServiceError> {
+        if self.inner.replica.read().await.writable_epoch == Some(epoch) {
+            return Ok(());
+        }
         self.catch_up().await?;
         loop {
             match self.append(epoch, None, Change::Fence).await {
@@ -253,13 +274,10 @@ impl StateService {
         if !snapshot.may_act_as_master(self.now()) {
             return Err(self.not_master());
         }
+        // A master that has not fenced its epoch yet (just elected) does so now.
+        self.fence_locked(snapshot.epoch).await?;
         {
             let replica = self.inner.replica.read().await;
-            if replica.writable_epoch != Some(snapshot.epoch) {
-                return Err(ServiceError::Unavailable(
-                    "this master is still loading the state; retry shortly".to_owned(),
-                ));
-            }
             if let Some(key) = &write.idempotency_key
                 && let Some(outcome) = replica.state.outcome_of(key)
             {

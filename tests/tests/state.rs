@@ -1,0 +1,363 @@
+//! Managed state end to end: writes on the master, reads on hot copies, refusal on a STANDBY,
+//! acknowledged writes surviving a crash failover exactly once, a paused master fenced off, and
+//! the persistence modes across a restart of the whole plane.
+
+use haplane_tests::haplane::pb::{self, entity_service_client::EntityServiceClient};
+use haplane_tests::{Plane, PlaneOptions, eventually};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+async fn entities(uri: &str) -> Option<EntityServiceClient<Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(uri.to_owned())
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    Some(EntityServiceClient::new(channel))
+}
+
+fn put(id: &str, json: &str, key: &str) -> pb::PutRequest {
+    pb::PutRequest {
+        id: id.into(),
+        attributes_json: json.into(),
+        expected_version: None,
+        idempotency_key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn the_master_writes_hot_copies_read_the_same_version_and_a_standby_refuses() {
+    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let hot = plane.add("hot", &[]).await;
+    let backup = plane
+        .add("backup", &args(&["--ha-mode", "hot-backup"]))
+        .await;
+    let standby = plane.add("cold", &args(&["--ha-mode", "standby"])).await;
+    let mut writer = entities(&plane.nodes[master].grpc_uri()).await.unwrap();
+    writer
+        .put(put("apps/web", r#"{"replicas":2}"#, ""))
+        .await
+        .unwrap();
+    let written = writer
+        .put(put("apps/web", r#"{"replicas":3}"#, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let entity = written.entity.unwrap();
+    assert_eq!(entity.version, 2);
+    for reader in [hot, backup] {
+        let uri = plane.nodes[reader].grpc_uri();
+        let read = eventually(DEADLINE, "the hot copy to catch up", || async {
+            let answer = entities(&uri)
+                .await?
+                .get(pb::GetRequest {
+                    id: "apps/web".into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (answer.entity.as_ref()?.version == 2).then_some(answer)
+        })
+        .await;
+        assert_eq!(read.entity.unwrap().attributes_json, r#"{"replicas":3}"#);
+        assert_eq!(read.as_of_seq, written.seq);
+    }
+    let refused = entities(&plane.nodes[standby].grpc_uri())
+        .await
+        .unwrap()
+        .get(pb::GetRequest {
+            id: "apps/web".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("state not loaded"), "{refused}");
+    let rest = reqwest::get(plane.nodes[standby].url("/v1/entities/apps/web"))
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), reqwest::StatusCode::FORBIDDEN);
+    // Writes anywhere but the master are refused, naming the master.
+    let refused = entities(&plane.nodes[hot].grpc_uri())
+        .await
+        .unwrap()
+        .put(put("apps/db", "{}", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        refused.metadata().get("haplane-master-id").unwrap(),
+        plane.nodes[master].id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn rest_entities_take_versions_and_idempotency_keys() {
+    let plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let url = plane.nodes[master].url("/v1/entities/svc/a");
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method,
+                body: &'static str,
+                headers: Vec<(&'static str, &'static str)>| {
+        let mut request = client.request(method, &url).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let created = send(
+        reqwest::Method::PUT,
+        r#"{"x":1}"#,
+        vec![("Idempotency-Key", "once")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 200);
+    assert_eq!(created.headers()["etag"], "\"1\"");
+    let again = send(
+        reqwest::Method::PUT,
+        r#"{"x":1}"#,
+        vec![("Idempotency-Key", "once")],
+    )
+    .await
+    .unwrap();
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["version"], 1, "a retried key is applied once");
+    let stale = send(
+        reqwest::Method::PUT,
+        r#"{"x":2}"#,
+        vec![("If-Match", "\"7\"")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 412);
+    let bad = send(reqwest::Method::PUT, "[1,2]", vec![]).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let traversal = client
+        .get(plane.nodes[master].url("/v1/entities/a/..%2F..%2Fetc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traversal.status(), 400);
+    let updated = send(
+        reqwest::Method::PUT,
+        r#"{"x":2}"#,
+        vec![("If-Match", "\"1\"")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated.headers()["etag"], "\"2\"");
+    let listed: serde_json::Value = client
+        .get(plane.nodes[master].url("/v1/entities?prefix=svc/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["entities"][0]["attributes"]["x"], 2);
+    assert_eq!(
+        send(reqwest::Method::DELETE, "", vec![])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
+}
+
+/// Writes `count` entities `w/<i>`, each with its own idempotency key, retrying each against
+/// whichever node is master until it is acknowledged. Returns the acknowledged indices.
+async fn write_through_failovers(uris: Vec<String>, count: usize) -> Vec<usize> {
+    let mut acknowledged = Vec::new();
+    for i in 0..count {
+        let deadline = Instant::now() + DEADLINE;
+        'retry: loop {
+            assert!(Instant::now() < deadline, "write {i} never acknowledged");
+            for uri in &uris {
+                let Some(mut client) = entities(uri).await else {
+                    continue;
+                };
+                let request = put(
+                    &format!("w/{i:04}"),
+                    &format!(r#"{{"i":{i}}}"#),
+                    &format!("key-{i}"),
+                );
+                if client.put(request).await.is_ok() {
+                    acknowledged.push(i);
+                    break 'retry;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_crash_failover_exactly_once() {
+    let mut plane = Plane::start(3, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let uris: Vec<String> = plane.nodes.iter().map(|n| n.grpc_uri()).collect();
+    let writer = tokio::spawn(write_through_failovers(uris, 120));
+    // Let some writes land, then crash the master mid-stream.
+    let master_uri = plane.nodes[master].grpc_uri();
+    eventually(DEADLINE, "some writes", || async {
+        let listing = entities(&master_uri)
+            .await?
+            .list(pb::ListRequest {
+                prefix: "w/".into(),
+            })
+            .await
+            .ok()?;
+        (listing.into_inner().entities.len() >= 20).then_some(())
+    })
+    .await;
+    plane.nodes[master].kill9().await;
+    let acknowledged = writer.await.unwrap();
+    assert_eq!(acknowledged.len(), 120);
+    let new = plane.wait_for_new_master(master, DEADLINE).await;
+    let listing = entities(&plane.nodes[new].grpc_uri())
+        .await
+        .unwrap()
+        .list(pb::ListRequest {
+            prefix: "w/".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let by_id: BTreeMap<_, _> = listing.entities.iter().map(|e| (e.id.clone(), e)).collect();
+    for i in acknowledged {
+        let entity = by_id
+            .get(&format!("w/{i:04}"))
+            .unwrap_or_else(|| panic!("acknowledged write {i} lost"));
+        assert_eq!(entity.version, 1, "write {i} applied more than once");
+    }
+}
+
+#[tokio::test]
+async fn a_paused_master_cannot_write_after_the_takeover() {
+    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    let old = plane.wait_for_master(DEADLINE).await;
+    let old_uri = plane.nodes[old].grpc_uri();
+    entities(&old_uri)
+        .await
+        .unwrap()
+        .put(put("before", "{}", ""))
+        .await
+        .unwrap();
+    plane.nodes[old].sigstop();
+    let new = plane.wait_for_new_master(old, DEADLINE).await;
+    let new_uri = plane.nodes[new].grpc_uri();
+    // The new master has fenced the log and accepts writes.
+    eventually(DEADLINE, "the new master to accept writes", || async {
+        entities(&new_uri)
+            .await?
+            .put(put("after", "{}", ""))
+            .await
+            .ok()
+    })
+    .await;
+    plane.nodes[old].sigcont();
+    let refused = entities(&old_uri)
+        .await
+        .unwrap()
+        .put(put("late", "{}", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    let listing = entities(&new_uri)
+        .await
+        .unwrap()
+        .list(pb::ListRequest {
+            prefix: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = listing.entities.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["after", "before"]);
+    assert!(
+        !std::fs::read_dir(plane.store_dir().join("state/log"))
+            .unwrap()
+            .any(|entry| std::fs::read_to_string(entry.unwrap().path())
+                .unwrap()
+                .contains("\"late\"")),
+        "the late write never reached the log"
+    );
+}
+
+#[tokio::test]
+async fn the_state_survives_a_restart_of_the_plane_with_auto_and_rebind_and_clean_empties_it() {
+    let mut plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[master].grpc_uri()).await.unwrap();
+    // Enough writes to cross a snapshot (every 100 entries).
+    for i in 0..130 {
+        client
+            .put(put(&format!("e/{i:03}"), &format!(r#"{{"i":{i}}}"#), ""))
+            .await
+            .unwrap();
+    }
+    for node in &plane.nodes {
+        node.sigterm();
+    }
+    for node in &mut plane.nodes {
+        node.wait_exit(DEADLINE).await;
+    }
+    assert!(
+        plane
+            .store_dir()
+            .join("state/snapshots")
+            .read_dir()
+            .unwrap()
+            .count()
+            >= 1
+    );
+    for persist in ["auto", "rebind"] {
+        let index = plane
+            .add(&format!("r-{persist}"), &args(&["--persist", persist]))
+            .await;
+        plane.wait_for_master(DEADLINE).await;
+        let uri = plane.nodes[index].grpc_uri();
+        let listing = eventually(DEADLINE, "the state back", || async {
+            entities(&uri)
+                .await?
+                .list(pb::ListRequest {
+                    prefix: "e/".into(),
+                })
+                .await
+                .ok()
+        })
+        .await
+        .into_inner();
+        assert_eq!(listing.entities.len(), 130, "--persist {persist}");
+        plane.nodes[index].sigterm();
+        plane.nodes[index].wait_exit(DEADLINE).await;
+    }
+    let index = plane.add("r-clean", &args(&["--persist", "clean"])).await;
+    plane.wait_for_master(DEADLINE).await;
+    let uri = plane.nodes[index].grpc_uri();
+    let listing = eventually(DEADLINE, "an empty state", || async {
+        entities(&uri)
+            .await?
+            .list(pb::ListRequest {
+                prefix: String::new(),
+            })
+            .await
+            .ok()
+    })
+    .await
+    .into_inner();
+    assert!(listing.entities.is_empty());
+}
