@@ -11,6 +11,7 @@ use crate::state::service::StateService;
 use crate::store::counting::CountingStore;
 use crate::store::disabled::NoStore;
 use crate::store::fs::DirStore;
+use crate::store::s3::{S3Options, S3Store};
 use crate::store::{Store, StoreError};
 use crate::{grpc, rest, rest_entities};
 use haplane::NodeId;
@@ -44,10 +45,17 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &settings.store {
         StoreLocation::None => Arc::new(NoStore),
         StoreLocation::Directory(path) => Arc::new(DirStore::open(path)?),
-        StoreLocation::S3 { location, .. } => {
-            return Err(StoreError::NotSupported {
-                message: format!("{location}: the S3 backend is not built yet"),
-            });
+        StoreLocation::S3 {
+            location,
+            endpoint,
+            path_style,
+        } => {
+            let mut options = S3Options::from_location(location)?;
+            options.endpoint = endpoint.clone();
+            options.path_style = *path_style;
+            let store = S3Store::connect(options).await?;
+            store.probe_conditional_writes().await?;
+            Arc::new(store)
         }
     })
 }

@@ -13,6 +13,8 @@ use tonic::transport::Channel;
 
 pub use haplane;
 
+pub mod moto;
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,6 +77,8 @@ pub struct PlaneOptions {
     pub heartbeat_timeout: Duration,
     /// Extra `haplane launch` arguments for every node.
     pub extra_args: Vec<String>,
+    /// `Some((location, endpoint))`: an S3 store instead of the temporary directory.
+    pub s3: Option<(String, String)>,
 }
 
 impl PlaneOptions {
@@ -84,6 +88,15 @@ impl PlaneOptions {
             poll_period: Duration::from_millis(100),
             heartbeat_timeout: Duration::from_secs(1),
             extra_args: Vec::new(),
+            s3: None,
+        }
+    }
+
+    /// The same timings on an S3 store at `endpoint` (moto), under `s3://bucket/prefix`.
+    pub fn on_s3(self, location: &str, endpoint: &str) -> Self {
+        Self {
+            s3: Some((location.to_owned(), endpoint.to_owned())),
+            ..self
         }
     }
 
@@ -341,8 +354,6 @@ impl Plane {
             id.into(),
             "--bind".into(),
             "127.0.0.1:0".into(),
-            "--persistence-dir".into(),
-            self.store_dir().display().to_string(),
             "--poll-period".into(),
             format!("{}ms", self.options.poll_period.as_millis()),
             "--heartbeat-timeout".into(),
@@ -350,14 +361,40 @@ impl Plane {
             "--pid-file".into(),
             format!("{id}.pid"),
         ];
+        match &self.options.s3 {
+            Some((location, endpoint)) => args.extend([
+                "--persistence-location".into(),
+                location.clone(),
+                "--s3-endpoint".into(),
+                endpoint.clone(),
+            ]),
+            None => args.extend([
+                "--persistence-dir".into(),
+                self.store_dir().display().to_string(),
+            ]),
+        }
         args.extend(self.options.extra_args.iter().cloned());
         args.extend(extra.iter().cloned());
         args
     }
 
+    fn env(&self) -> Vec<(String, String)> {
+        if self.options.s3.is_some() {
+            moto::aws_env()
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn launch_args(&self, id: &str, args: &[String]) -> Launched {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        launch_with_env(self.dir.path(), id, args, &env).await
+    }
+
     /// Launches one node; it may run or exit.
     pub async fn launch(&self, id: &str, extra: &[String]) -> Launched {
-        launch(self.dir.path(), id, &self.args_for(id, extra)).await
+        self.launch_args(id, &self.args_for(id, extra)).await
     }
 
     /// Launches nodes concurrently and adds them to the plane; all must start.
@@ -378,7 +415,7 @@ impl Plane {
     /// Restarts node `index` (which must have exited) with its original arguments.
     pub async fn restart(&mut self, index: usize) {
         let (id, args) = (self.nodes[index].id.clone(), self.nodes[index].args.clone());
-        self.nodes[index] = launch(self.dir.path(), &id, &args).await.running();
+        self.nodes[index] = self.launch_args(&id, &args).await.running();
     }
 
     pub fn index_of(&self, id: &str) -> usize {

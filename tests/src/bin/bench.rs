@@ -1,0 +1,200 @@
+//! haplane benchmarks: real nodes on loopback, figures printed (never asserted).
+//! `cargo run --release -p haplane-tests --bin bench -- [state|failover|all] [--long]`
+
+use haplane_tests::haplane::pb::{
+    self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
+};
+use haplane_tests::{Plane, PlaneOptions, eventually};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// p-th percentile (0..=100) of `samples`, which it sorts.
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[rank.min(samples.len() - 1)]
+}
+
+/// A number in `0..bound` from the clock's nanoseconds (good enough to spread samples).
+fn rand_below(bound: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    nanos % bound
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn row(name: &str, value: String) {
+    println!("| {name:<58} | {value:>28} |");
+}
+
+async fn channel(uri: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(uri.to_owned())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Managed state on the directory store: sequential acknowledged writes (rate, latency) and how
+/// long a hot standby takes to serve each write.
+async fn state(long: bool) {
+    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let standby = 1 - master;
+    let mut writer = EntityServiceClient::new(channel(&plane.nodes[master].grpc_uri()).await);
+    let mut reader = EntityServiceClient::new(channel(&plane.nodes[standby].grpc_uri()).await);
+    let writes = if long { 5_000 } else { 500 };
+    let mut latencies = Vec::with_capacity(writes);
+    let started = Instant::now();
+    for i in 0..writes {
+        let begin = Instant::now();
+        writer
+            .put(pb::PutRequest {
+                id: format!("bench/{i}"),
+                attributes_json: format!(r#"{{"i":{i}}}"#),
+                expected_version: None,
+                idempotency_key: format!("bench-{i}"),
+            })
+            .await
+            .expect("write");
+        latencies.push(begin.elapsed());
+    }
+    let elapsed = started.elapsed();
+    row(
+        "state: acknowledged writes per second (1 writer, dir store)",
+        format!("{:.0}", writes as f64 / elapsed.as_secs_f64()),
+    );
+    row(
+        "state: write latency p50",
+        ms(percentile(&mut latencies, 50.0)),
+    );
+    row(
+        "state: write latency p99",
+        ms(percentile(&mut latencies, 99.0)),
+    );
+
+    let samples = if long { 200 } else { 40 };
+    let mut lags = Vec::with_capacity(samples);
+    for i in 0..samples {
+        // Spread the writes over the tail period so the samples do not all start right after a tail.
+        tokio::time::sleep(Duration::from_millis(rand_below(100))).await;
+        let id = format!("lag/{i}");
+        writer
+            .put(pb::PutRequest {
+                id: id.clone(),
+                attributes_json: "{}".into(),
+                expected_version: None,
+                idempotency_key: String::new(),
+            })
+            .await
+            .expect("write");
+        let acked = Instant::now();
+        loop {
+            if reader.get(pb::GetRequest { id: id.clone() }).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        lags.push(acked.elapsed());
+    }
+    row(
+        "state: hot-standby lag p50 (poll 100 ms)",
+        ms(percentile(&mut lags, 50.0)),
+    );
+    row(
+        "state: hot-standby lag p99 (poll 100 ms)",
+        ms(percentile(&mut lags, 99.0)),
+    );
+}
+
+/// Crash failover (kill -9) and graceful hand-over (SIGTERM): time until a client holding a
+/// WatchMaster stream on a surviving node is told of the new master.
+async fn failover(long: bool, options: PlaneOptions, label: &str) {
+    let trials = if long { 20 } else { 5 };
+    let mut crash = Vec::new();
+    let mut graceful = Vec::new();
+    for trial in 0..trials * 2 {
+        let kill = trial % 2 == 0;
+        let mut plane = Plane::start(3, options.clone()).await;
+        let master = plane.wait_for_master(DEADLINE).await;
+        let watcher = (master + 1) % 3;
+        let mut client = HaServiceClient::new(channel(&plane.nodes[watcher].grpc_uri()).await);
+        let mut stream = client
+            .watch_master(pb::WatchMasterRequest { min_epoch: None })
+            .await
+            .expect("watch")
+            .into_inner();
+        let first = stream.next().await.expect("first view").expect("view");
+        let stopped = Instant::now();
+        if kill {
+            plane.nodes[master].kill9().await;
+        } else {
+            plane.nodes[master].sigterm();
+        }
+        loop {
+            let event = stream.next().await.expect("stream open").expect("event");
+            if !event.master_id.is_empty() && event.epoch > first.epoch {
+                break;
+            }
+        }
+        let took = stopped.elapsed();
+        if kill {
+            crash.push(took)
+        } else {
+            graceful.push(took)
+        }
+        eventually(DEADLINE, "plane agreed", || plane.agreed_master()).await;
+    }
+    row(
+        &format!("failover ({label}): crash, told p50 ({trials} trials)"),
+        ms(percentile(&mut crash, 50.0)),
+    );
+    row(
+        &format!("failover ({label}): crash, told p99"),
+        ms(percentile(&mut crash, 99.0)),
+    );
+    row(
+        &format!("failover ({label}): graceful, told p50"),
+        ms(percentile(&mut graceful, 50.0)),
+    );
+    row(
+        &format!("failover ({label}): graceful, told p99"),
+        ms(percentile(&mut graceful, 99.0)),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let long = args.iter().any(|a| a == "--long");
+    let suite = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .unwrap_or("all");
+    println!("| {:<58} | {:>28} |", "figure", "value");
+    println!("|{:-<60}|{:-<30}|", "", "");
+    if matches!(suite, "state" | "all") {
+        state(long).await;
+    }
+    if matches!(suite, "failover" | "all") {
+        failover(long, PlaneOptions::fast(), "poll 100ms, timeout 1s").await;
+        let defaults = PlaneOptions {
+            poll_period: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(10),
+            extra_args: Vec::new(),
+            s3: None,
+        };
+        failover(long, defaults, "defaults: poll 1s, timeout 10s").await;
+    }
+}
