@@ -1,1 +1,26 @@
-//! haplane-sdk: a client that follows the plane's master (filled in by the SDK issue).
+//! haplane-sdk: a client of a haplane plane that follows the master over `WatchMaster` (pushed,
+//! never polled) and routes calls to it, riding out failovers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), haplane_sdk::Error> {
+//! use haplane_sdk::{Client, ConnectOptions};
+//! let client = Client::connect(["http://127.0.0.1:8081"], ConnectOptions::default()).await?;
+//! let mut views = client.watch_master();
+//! while views.changed().await.is_ok() {
+//!     if let Some(view) = views.borrow().as_ref() {
+//!         println!("epoch {}: master {}", view.epoch, view.master_id);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod follower;
+mod master_channel;
+
+pub use client::{Client, ConnectOptions, Entity, NodeInfo, PlaneStates, StateInfo, Stats};
+pub use error::Error;
+pub use follower::ViewFilter;
+pub use haplane::{HaMode, MasterView, Member, NodeState};
+pub use master_channel::MasterChannel;
