@@ -8,6 +8,7 @@ pub mod election;
 pub mod error;
 pub mod grpc;
 pub mod grpc_entities;
+pub mod ha_cli;
 pub mod metrics;
 pub mod node;
 pub mod rest;

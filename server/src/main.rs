@@ -30,6 +30,8 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Operator client: state, states, set-state, priority, remove-terminated, watch.
+    Ha(haplane_server::ha_cli::HaArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -66,6 +68,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ha(args) => haplane_server::ha_cli::run(args).await,
         Command::Stop { pid_file, wait } => match app::stop(&pid_file, wait).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

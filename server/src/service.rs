@@ -51,6 +51,7 @@ pub struct MetricsView {
     pub failovers: u64,
     pub store_requests: RequestCounts,
     pub watchers: i64,
+    pub polls: u64,
 }
 
 /// The HA service of one node.
@@ -230,6 +231,7 @@ impl HaCore {
             failovers: counters.failovers.load(Ordering::Relaxed),
             store_requests: self.store.counts(),
             watchers: self.watchers.load(Ordering::Relaxed),
+            polls: counters.polls.load(Ordering::Relaxed),
         }
     }
 }

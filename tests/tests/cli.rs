@@ -192,3 +192,65 @@ async fn persist_disabled_runs_a_standalone_master_and_rebind_needs_a_plane() {
     .await;
     assert!(matches!(rebound, Launched::Running(_)));
 }
+
+#[tokio::test]
+async fn the_operator_client_reads_and_hands_over() {
+    use haplane_tests::{Plane, PlaneOptions};
+    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(Duration::from_secs(20)).await;
+    let endpoints = format!(
+        "{},{}",
+        plane.nodes[1 - master].grpc_uri(),
+        plane.nodes[master].grpc_uri()
+    );
+    let ha = |argv: &[&str]| {
+        let mut all = vec!["ha", "--endpoint", endpoints.as_str()];
+        all.extend_from_slice(argv);
+        let output = run(plane.dir.path(), &all);
+        assert!(
+            output.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let state: serde_json::Value = serde_json::from_str(&ha(&["--json", "state"])).unwrap();
+    assert_eq!(state["state"], "MASTER");
+    assert_eq!(state["nodeId"], plane.nodes[master].id.as_str());
+    let states = ha(&["states"]);
+    assert!(
+        states.contains("HOT_STANDBY") && states.contains("MASTER"),
+        "{states}"
+    );
+    assert_eq!(
+        ha(&["--json", "priority", "7"]).trim(),
+        r#"{"previousPriority":0}"#
+    );
+    assert_eq!(ha(&["priority"]).trim(), "7");
+    assert_eq!(
+        ha(&["set-state", "hot-standby"]).trim(),
+        "previous state MASTER"
+    );
+    let new = plane
+        .wait_for_new_master(master, Duration::from_secs(20))
+        .await;
+    assert_ne!(new, master);
+    let bad = run(
+        plane.dir.path(),
+        &["ha", "--endpoint", &endpoints, "set-state", "primary"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let unreachable = run(
+        plane.dir.path(),
+        &[
+            "ha",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--timeout",
+            "1s",
+            "state",
+        ],
+    );
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("no haplane endpoint"));
+}

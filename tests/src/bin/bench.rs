@@ -1,5 +1,5 @@
 //! haplane benchmarks: real nodes on loopback, figures printed (never asserted).
-//! `cargo run --release -p haplane-tests --bin bench -- [state|failover|all] [--long]`
+//! `cargo run --release -p haplane-tests --bin bench -- [state|fanout|budget|memory|failover|all] [--long]`
 
 use haplane_tests::haplane::pb::{
     self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
@@ -173,6 +173,161 @@ async fn failover(long: bool, options: PlaneOptions, label: &str) {
     );
 }
 
+/// Sums `haplane_store_requests_total` and reads `haplane_polls_total` from a node's /metrics.
+async fn requests_and_polls(node: &haplane_tests::Node) -> (f64, f64) {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let mut requests = 0.0;
+    let mut polls = 0.0;
+    for line in text.lines() {
+        let value = || {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if line.starts_with("haplane_store_requests_total{") {
+            requests += value();
+        } else if line.starts_with("haplane_polls_total ") {
+            polls = value();
+        }
+    }
+    (requests, polls)
+}
+
+/// Store requests per poll at steady state for the master and a standby (SPEC budget: standby
+/// at most 3, master at most 2; Brooklyn makes N + 4).
+async fn budget(long: bool, options: PlaneOptions, label: &str) {
+    let plane = Plane::start(3, options).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let standby = (master + 1) % 3;
+    // Let start-up scans and the first claims pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = (
+        requests_and_polls(&plane.nodes[master]).await,
+        requests_and_polls(&plane.nodes[standby]).await,
+    );
+    tokio::time::sleep(Duration::from_secs(if long { 60 } else { 10 })).await;
+    let after = (
+        requests_and_polls(&plane.nodes[master]).await,
+        requests_and_polls(&plane.nodes[standby]).await,
+    );
+    let per_poll = |b: (f64, f64), a: (f64, f64)| (a.0 - b.0) / (a.1 - b.1).max(1.0);
+    row(
+        &format!("store requests per poll, master ({label})"),
+        format!("{:.2} (Brooklyn: N+4 = 7)", per_poll(before.0, after.0)),
+    );
+    row(
+        &format!("store requests per poll, standby ({label})"),
+        format!("{:.2} (Brooklyn: N+4 = 7)", per_poll(before.1, after.1)),
+    );
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_bytes(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// WatchMaster fan-out: `count` subscribers on one standby; per master change, the spread from
+/// the first subscriber told to each of the others, and the node's memory per subscriber.
+async fn fanout(count: usize) {
+    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let node = 1 - master;
+    let idle = rss_bytes(plane.nodes[node].pid());
+    // 100 streams per HTTP/2 connection.
+    let connections = count.div_ceil(100);
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(channel(&plane.nodes[node].grpc_uri()).await);
+    }
+    let (sender, mut receipts) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let mut ready = Vec::new();
+    for i in 0..count {
+        let mut client = HaServiceClient::new(channels[i % connections].clone());
+        let sender = sender.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        ready.push(ready_rx);
+        tokio::spawn(async move {
+            let mut stream = client
+                .watch_master(pb::WatchMasterRequest { min_epoch: None })
+                .await
+                .expect("watch")
+                .into_inner();
+            let _ = stream.next().await;
+            let _ = ready_tx.send(());
+            while let Some(Ok(event)) = stream.next().await {
+                if !event.master_id.is_empty() {
+                    let _ = sender.send((event.epoch, Instant::now()));
+                }
+            }
+        });
+    }
+    for r in ready {
+        let _ = r.await;
+    }
+    let subscribed = rss_bytes(plane.nodes[node].pid());
+    let mut spreads = Vec::new();
+    let mut promote_to = node;
+    for _ in 0..3 {
+        // Hand the master role back and forth; the watched node learns of each change.
+        let mut ha = HaServiceClient::new(channel(&plane.nodes[promote_to].grpc_uri()).await);
+        let mut request = tonic::Request::new(pb::SetStateRequest {
+            mode: pb::HaMode::Master as i32,
+        });
+        request
+            .metadata_mut()
+            .insert("allow-non-master-access", "true".parse().expect("ascii"));
+        ha.set_state(request).await.expect("promote");
+        let mut times = Vec::with_capacity(count);
+        let mut epoch = 0;
+        while times.len() < count {
+            let (e, at) = tokio::time::timeout(DEADLINE, receipts.recv())
+                .await
+                .expect("notified")
+                .expect("open");
+            if e > epoch {
+                epoch = e;
+                times.clear();
+            }
+            times.push(at);
+        }
+        let first = *times.iter().min().expect("receipts");
+        spreads.extend(times.iter().map(|t| t.duration_since(first)));
+        promote_to = 1 - promote_to;
+    }
+    row(
+        &format!("fan-out {count} subscribers: first to each told, p50"),
+        ms(percentile(&mut spreads, 50.0)),
+    );
+    row(
+        &format!("fan-out {count} subscribers: first to each told, p99"),
+        ms(percentile(&mut spreads, 99.0)),
+    );
+    row(
+        &format!("fan-out {count} subscribers: node memory per subscriber"),
+        format!(
+            "{:.1} KiB",
+            (subscribed.saturating_sub(idle)) as f64 / count as f64 / 1024.0
+        ),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -186,6 +341,42 @@ async fn main() {
     println!("|{:-<60}|{:-<30}|", "", "");
     if matches!(suite, "state" | "all") {
         state(long).await;
+    }
+    if matches!(suite, "fanout" | "all") {
+        fanout(1_000).await;
+        fanout(10_000).await;
+    }
+    if matches!(suite, "budget" | "all") {
+        budget(long, PlaneOptions::fast(), "directory store").await;
+        let moto = haplane_tests::moto::MotoServer::start().await;
+        moto.create_bucket("budget").await;
+        budget(
+            long,
+            PlaneOptions::fast().on_s3("s3://budget/plane", &moto.endpoint),
+            "S3 (moto)",
+        )
+        .await;
+    }
+    if matches!(suite, "memory" | "all") {
+        let plane = Plane::start(
+            1,
+            PlaneOptions {
+                poll_period: Duration::from_secs(1),
+                heartbeat_timeout: Duration::from_secs(10),
+                extra_args: Vec::new(),
+                s3: None,
+            },
+        )
+        .await;
+        plane.wait_for_master(DEADLINE).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        row(
+            "idle node resident memory (release, master)",
+            format!(
+                "{:.1} MiB",
+                rss_bytes(plane.nodes[0].pid()) as f64 / 1048576.0
+            ),
+        );
     }
     if matches!(suite, "failover" | "all") {
         failover(long, PlaneOptions::fast(), "poll 100ms, timeout 1s").await;

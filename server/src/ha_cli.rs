@@ -1,0 +1,193 @@
+//! `haplane ha …`: the operator's client, built on the SDK. Human-readable output by default,
+//! `--json` for scripts.
+
+use clap::{Args, Subcommand};
+use haplane::HaMode;
+use haplane_sdk::{Client, ConnectOptions, MasterView};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `haplane ha` arguments.
+#[derive(Debug, Args)]
+pub struct HaArgs {
+    /// Node URIs, comma-separated; any subset of the plane is enough.
+    #[arg(long, value_delimiter = ',', required = true, env = "HAPLANE_ENDPOINT")]
+    pub endpoint: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for a master.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: HaCommand,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum HaCommand {
+    /// The master's state.
+    State,
+    /// Every node of the plane.
+    States,
+    /// Change the master's HA mode (e.g. hot-standby to hand over).
+    SetState {
+        #[arg(value_parser = |text: &str| text.parse::<HaMode>().map_err(|e| e.reason))]
+        mode: HaMode,
+    },
+    /// Show, or with N set, the master's priority.
+    Priority { priority: Option<i64> },
+    /// Remove terminated and long-dead records, or the one named.
+    RemoveTerminated { node_id: Option<String> },
+    /// Print each change of master until interrupted.
+    Watch,
+}
+
+fn print_view(view: &MasterView, as_json: bool) {
+    if as_json {
+        let members: Vec<_> = view
+            .members
+            .iter()
+            .map(|m| json!({"nodeId": m.node_id, "nodeUri": m.node_uri, "status": m.status.as_str(), "live": m.live}))
+            .collect();
+        println!(
+            "{}",
+            json!({"epoch": view.epoch, "masterId": view.master_id, "masterUri": view.master_uri, "members": members})
+        );
+    } else if view.master_id.is_empty() {
+        println!("epoch {}: no master", view.epoch);
+    } else {
+        println!(
+            "epoch {}: master {} at {}",
+            view.epoch, view.master_id, view.master_uri
+        );
+    }
+}
+
+async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
+    let options = ConnectOptions {
+        failover_timeout: args.timeout,
+        ..ConnectOptions::default()
+    };
+    let client = Client::connect(args.endpoint, options).await?;
+    match args.command {
+        HaCommand::State => {
+            let state = client.get_state().await?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"nodeId": state.node_id, "state": state.state.as_str(), "priority": state.priority,
+                           "epoch": state.epoch, "masterId": state.master_id, "masterUri": state.master_uri,
+                           "planeId": state.plane_id})
+                );
+            } else {
+                println!(
+                    "{} is {} (priority {}, epoch {})",
+                    state.node_id, state.state, state.priority, state.epoch
+                );
+            }
+        }
+        HaCommand::States => {
+            let plane = client.list_states().await?;
+            if args.json {
+                let nodes: Vec<_> = plane
+                    .nodes
+                    .iter()
+                    .map(|n| json!({"nodeId": n.node_id, "nodeUri": n.node_uri, "status": n.status.as_str(),
+                                    "priority": n.priority, "live": n.live,
+                                    "lastSeenAgeMs": u64::try_from(n.last_seen_age.as_millis()).unwrap_or(u64::MAX)}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"planeId": plane.plane_id, "masterId": plane.master_id, "epoch": plane.epoch, "nodes": nodes})
+                );
+            } else {
+                println!(
+                    "plane {} epoch {} master {}",
+                    plane.plane_id, plane.epoch, plane.master_id
+                );
+                println!(
+                    "{:<24} {:<12} {:>8} {:<5} {:>10}  uri",
+                    "node", "status", "priority", "live", "seen"
+                );
+                for n in &plane.nodes {
+                    println!(
+                        "{:<24} {:<12} {:>8} {:<5} {:>9.1}s  {}",
+                        n.node_id,
+                        n.status.as_str(),
+                        n.priority,
+                        n.live,
+                        n.last_seen_age.as_secs_f64(),
+                        n.node_uri
+                    );
+                }
+            }
+        }
+        HaCommand::SetState { mode } => {
+            let previous = client.set_state(mode).await?;
+            if args.json {
+                println!("{}", json!({"previousState": previous.as_str()}));
+            } else {
+                println!("previous state {previous}");
+            }
+        }
+        HaCommand::Priority { priority: None } => {
+            let state = client.get_state().await?;
+            println!(
+                "{}",
+                if args.json {
+                    json!({"priority": state.priority}).to_string()
+                } else {
+                    state.priority.to_string()
+                }
+            );
+        }
+        HaCommand::Priority {
+            priority: Some(priority),
+        } => {
+            let previous = client.set_priority(priority).await?;
+            println!(
+                "{}",
+                if args.json {
+                    json!({"previousPriority": previous}).to_string()
+                } else {
+                    format!("previous priority {previous}")
+                }
+            );
+        }
+        HaCommand::RemoveTerminated { node_id } => {
+            let removed = client.remove_terminated(node_id.as_deref()).await?;
+            if args.json {
+                println!("{}", json!({"removed": removed}));
+            } else if removed.is_empty() {
+                println!("nothing to remove");
+            } else {
+                println!("removed {}", removed.join(", "));
+            }
+        }
+        HaCommand::Watch => {
+            let mut views = client.watch_master();
+            loop {
+                if let Some(view) = views.borrow_and_update().as_ref() {
+                    print_view(view, args.json);
+                }
+                if views.changed().await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `haplane ha …`; exit code 1 with the error on stderr when it fails.
+pub async fn run(args: HaArgs) -> ExitCode {
+    match run_command(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
