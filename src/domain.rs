@@ -203,6 +203,10 @@ pub struct NodeRecord {
     /// False while the node sits out elections (demoted master, HOT_BACKUP, DISABLED).
     #[serde(default = "default_true")]
     pub electable: bool,
+    /// The last managed-state log entry the writer applied; on the master, the end of the log,
+    /// so hot copies read the log only when it grew.
+    #[serde(default)]
+    pub state_seq: u64,
 }
 
 fn default_true() -> bool {

@@ -175,7 +175,11 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(settings.poll_period))
-        .http2_keepalive_timeout(Some(settings.heartbeat_timeout))
+        // Pings every poll period keep streams alive through proxies; a watcher too busy to
+        // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
+        .http2_keepalive_timeout(Some(
+            settings.heartbeat_timeout.max(Duration::from_secs(20)),
+        ))
         .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

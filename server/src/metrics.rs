@@ -60,6 +60,11 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
         counter(view.failovers),
     );
     registry.register(
+        "polls",
+        "Polls of the store this node has made",
+        counter(view.polls),
+    );
+    registry.register(
         "skipped_records",
         "Store records skipped because they could not be read",
         counter(view.skipped_records),

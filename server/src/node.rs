@@ -55,6 +55,8 @@ pub struct Snapshot {
     /// While master: acting as master is allowed until then (`None` + standalone: forever).
     pub lease_until: Option<Instant>,
     pub standalone: bool,
+    /// The managed-state position the master last published in its record.
+    pub master_state_seq: u64,
 }
 
 impl Snapshot {
@@ -146,6 +148,7 @@ pub struct NodeHandle {
     history: Arc<Mutex<VecDeque<StateChange>>>,
     pub counters: Arc<NodeCounters>,
     pub clock: Arc<dyn Clock>,
+    state_seq: Arc<AtomicU64>,
 }
 
 impl NodeHandle {
@@ -205,6 +208,11 @@ impl NodeHandle {
             .await
     }
 
+    /// Sets the managed-state position this node publishes in its next record.
+    pub fn publish_state_seq(&self, seq: u64) {
+        self.state_seq.store(seq, Ordering::Relaxed);
+    }
+
     /// Asks the loop to poll now (a peer stepped down or claimed).
     pub fn nudge(&self) {
         let _ = self.commands.try_send(Command::Nudge);
@@ -239,6 +247,8 @@ struct Runtime {
     view: watch::Sender<MasterView>,
     history: Arc<Mutex<VecDeque<StateChange>>>,
     counters: Arc<NodeCounters>,
+    /// Set by the managed-state service; written into each record.
+    state_seq: Arc<AtomicU64>,
     last_scan: Option<Instant>,
     last_cleanup: Instant,
 }
@@ -276,6 +286,7 @@ pub async fn start(
         master_uri: String::new(),
         lease_until: None,
         standalone: election.is_standalone(),
+        master_state_seq: 0,
     });
     let (view, view_rx) = watch::channel(MasterView::default());
     let mut runtime = Runtime {
@@ -288,6 +299,7 @@ pub async fn start(
         view,
         history: Arc::new(Mutex::new(VecDeque::new())),
         counters: Arc::new(NodeCounters::default()),
+        state_seq: Arc::new(AtomicU64::new(0)),
         last_scan: None,
         last_cleanup: now,
     };
@@ -300,6 +312,7 @@ pub async fn start(
         history: runtime.history.clone(),
         counters: runtime.counters.clone(),
         clock,
+        state_seq: runtime.state_seq.clone(),
     };
     let task = tokio::spawn(runtime.run(command_rx, shutdown));
     Ok((handle, task))
@@ -522,6 +535,8 @@ impl Runtime {
 
     async fn write_record(&mut self) -> Result<(), StoreError> {
         let started = self.clock.now();
+        self.election
+            .set_state_seq(self.state_seq.load(Ordering::Relaxed));
         let record = self.election.next_record(wall_clock_ms(), started);
         let result = match (node_key(&record.node_id), json_body(&record)) {
             (Ok(key), Ok(body)) => {
@@ -948,6 +963,7 @@ impl Runtime {
             master_uri: master_uri.clone(),
             lease_until: self.election.lease_until(),
             standalone: self.election.is_standalone(),
+            master_state_seq: self.election.master_state_seq(),
         };
         let previous_state = self.snapshot.borrow().state;
         if previous_state != snapshot.state

@@ -102,6 +102,8 @@ pub struct Election {
     sit_out_through: Option<Epoch>,
     /// Set when the lease lapsed; cleared by the first good write that began after it.
     fenced_at: Option<Instant>,
+    /// The managed-state position we publish in our record.
+    state_seq: u64,
 }
 
 impl Election {
@@ -127,7 +129,22 @@ impl Election {
             standalone,
             sit_out_through: None,
             fenced_at: None,
+            state_seq: 0,
         }
+    }
+
+    /// Sets the managed-state position published in our next record.
+    pub fn set_state_seq(&mut self, seq: u64) {
+        self.state_seq = seq;
+    }
+
+    /// The managed-state position the current claimant last published (0 if unknown or us).
+    pub fn master_state_seq(&self) -> u64 {
+        self.claim
+            .as_ref()
+            .filter(|claim| claim.node_id != self.cfg.node_id)
+            .and_then(|claim| self.peers.get(&claim.node_id))
+            .map_or(0, |peer| peer.record.state_seq)
     }
 
     pub fn config(&self) -> &ElectionConfig {
@@ -258,6 +275,7 @@ impl Election {
             pid: self.cfg.pid,
             hostname: self.cfg.hostname.clone(),
             electable: self.publishes_electable(now),
+            state_seq: self.state_seq,
         }
     }
 

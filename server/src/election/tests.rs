@@ -43,6 +43,7 @@ fn record(name: &str, status: NodeState, heartbeat: u64, epoch_seen: Epoch) -> N
         pid: 2,
         hostname: "h".to_owned(),
         electable: true,
+        state_seq: 0,
     }
 }
 

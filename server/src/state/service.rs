@@ -47,7 +47,7 @@ pub struct Write {
 struct Replica {
     state: EntityState,
     loaded: bool,
-    /// When a read of the log last found its end (hot copies).
+    /// When this copy last matched the master's published log position (hot copies).
     caught_up_at: Option<Instant>,
     /// The epoch whose fence this node appended: writes are accepted for it only.
     writable_epoch: Option<u64>,
@@ -100,12 +100,12 @@ impl StateService {
     }
 
     /// Keeps the replica in step with the node's role until `stopped`: every `period`, and at
-    /// once when the node's state changes.
+    /// once when the node's state or the master's published log position changes.
     pub async fn run(self, period: Duration, mut stopped: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut node = self.inner.node.watch_snapshot();
-        let mut last_state = node.borrow().state;
+        let mut last_seen = (node.borrow().state, node.borrow().master_state_seq);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -113,9 +113,13 @@ impl StateService {
                     if changed.is_err() {
                         return;
                     }
-                    // The snapshot is republished every poll; only a new state needs a step now.
-                    let state = node.borrow_and_update().state;
-                    if std::mem::replace(&mut last_state, state) == state {
+                    // The snapshot is republished every poll; only a new state or a grown log
+                    // needs a step now.
+                    let seen = {
+                        let snapshot = node.borrow_and_update();
+                        (snapshot.state, snapshot.master_state_seq)
+                    };
+                    if std::mem::replace(&mut last_seen, seen) == seen {
                         continue;
                     }
                 }
@@ -139,7 +143,15 @@ impl StateService {
             }
             NodeState::HotStandby | NodeState::HotBackup => {
                 let _writer = self.inner.writer.lock().await;
-                self.inner.replica.write().await.writable_epoch = None;
+                let mut replica = self.inner.replica.write().await;
+                replica.writable_epoch = None;
+                // The master publishes the end of its log in its record, which this node reads
+                // every poll anyway: read the log only when it grew.
+                if replica.loaded && snapshot.master_state_seq <= replica.state.applied_seq {
+                    replica.caught_up_at = Some(self.now());
+                    return Ok(());
+                }
+                drop(replica);
                 self.catch_up().await?;
             }
             _ => {
@@ -177,6 +189,7 @@ impl StateService {
                 let outcome = replica.state.apply(entry).map_err(ServiceError::Internal)?;
                 self.publish(entry, outcome);
             }
+            self.inner.node.publish_state_seq(replica.state.applied_seq);
             if done {
                 replica.caught_up_at = Some(self.now());
                 return Ok(());
@@ -249,6 +262,7 @@ impl StateService {
                 message,
             })?;
         self.publish(&entry, outcome.clone());
+        self.inner.node.publish_state_seq(seq);
         if seq % SNAPSHOT_EVERY == 0
             && let Some(log) = &self.inner.log
             && let Err(err) = log.write_snapshot(&replica.state).await
