@@ -128,16 +128,8 @@ impl StateLog {
 mod tests {
     use super::*;
     use crate::state::Change;
+    use crate::state::tests::fence;
     use crate::store::fs::DirStore;
-
-    fn fence(seq: u64, epoch: u64) -> LogEntry {
-        LogEntry {
-            seq,
-            epoch,
-            idempotency_key: None,
-            change: Change::Fence,
-        }
-    }
 
     #[tokio::test]
     async fn a_deposed_writer_cannot_append_after_a_newer_fence() {

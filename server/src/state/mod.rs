@@ -180,7 +180,7 @@ impl EntityState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -201,7 +201,8 @@ mod tests {
         }
     }
 
-    fn fence(seq: u64, epoch: u64) -> LogEntry {
+    /// A fence entry, for the tests of this module and of `log`.
+    pub(crate) fn fence(seq: u64, epoch: u64) -> LogEntry {
         LogEntry {
             seq,
             epoch,
