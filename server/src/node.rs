@@ -66,6 +66,14 @@ impl Snapshot {
             && (self.standalone || self.lease_until.is_some_and(|until| now < until))
     }
 
+    /// The error for a master-only request on this node, naming the master it knows.
+    pub fn not_master(&self) -> ServiceError {
+        ServiceError::NotMaster {
+            master_id: self.master_id.clone(),
+            master_uri: self.master_uri.clone(),
+        }
+    }
+
     /// The state to report at `now`: a master whose lease lapsed (the loop is stuck on the store)
     /// reports FAILED rather than MASTER.
     pub fn effective_state(&self, now: Instant) -> NodeState {

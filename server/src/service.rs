@@ -122,11 +122,7 @@ impl HaCore {
 
     /// The error for a master-only request on this node, naming the master.
     pub fn not_master(&self) -> ServiceError {
-        let snapshot = self.node.snapshot();
-        ServiceError::NotMaster {
-            master_id: snapshot.master_id,
-            master_uri: snapshot.master_uri,
-        }
+        self.node.snapshot().not_master()
     }
 
     /// Brooklyn's guard: changes on a non-master need the explicit override.

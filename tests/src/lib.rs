@@ -92,6 +92,15 @@ impl PlaneOptions {
         }
     }
 
+    /// The production defaults: poll 1 s, timeout 10 s.
+    pub fn defaults() -> Self {
+        Self {
+            poll_period: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(10),
+            ..Self::fast()
+        }
+    }
+
     /// The same timings on an S3 store at `endpoint` (moto), under `s3://bucket/prefix`.
     pub fn on_s3(self, location: &str, endpoint: &str) -> Self {
         Self {

@@ -272,21 +272,13 @@ impl StateService {
         Ok(outcome)
     }
 
-    fn not_master(&self) -> ServiceError {
-        let snapshot = self.inner.node.snapshot();
-        ServiceError::NotMaster {
-            master_id: snapshot.master_id,
-            master_uri: snapshot.master_uri,
-        }
-    }
-
     /// Applies a put or delete on the master. Acknowledged only once the entry is in the store
     /// and the lease held from before the write until after it.
     pub async fn write(&self, write: Write) -> Result<WriteOutcome, ServiceError> {
         let _writer = self.inner.writer.lock().await;
         let snapshot = self.inner.node.snapshot();
         if !snapshot.may_act_as_master(self.now()) {
-            return Err(self.not_master());
+            return Err(snapshot.not_master());
         }
         // A master that has not fenced its epoch yet (just elected) does so now.
         self.fence_locked(snapshot.epoch).await?;
@@ -344,7 +336,7 @@ impl StateService {
                 let fenced_out = self.inner.replica.read().await.state.fence_epoch > snapshot.epoch;
                 Err(if fenced_out {
                     self.inner.replica.write().await.writable_epoch = None;
-                    self.not_master()
+                    self.inner.node.snapshot().not_master()
                 } else {
                     ServiceError::Unavailable("the log moved under this write; retry".to_owned())
                 })

@@ -358,16 +358,7 @@ async fn main() {
         .await;
     }
     if matches!(suite, "memory" | "all") {
-        let plane = Plane::start(
-            1,
-            PlaneOptions {
-                poll_period: Duration::from_secs(1),
-                heartbeat_timeout: Duration::from_secs(10),
-                extra_args: Vec::new(),
-                s3: None,
-            },
-        )
-        .await;
+        let plane = Plane::start(1, PlaneOptions::defaults()).await;
         plane.wait_for_master(DEADLINE).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         row(
@@ -380,12 +371,7 @@ async fn main() {
     }
     if matches!(suite, "failover" | "all") {
         failover(long, PlaneOptions::fast(), "poll 100ms, timeout 1s").await;
-        let defaults = PlaneOptions {
-            poll_period: Duration::from_secs(1),
-            heartbeat_timeout: Duration::from_secs(10),
-            extra_args: Vec::new(),
-            s3: None,
-        };
+        let defaults = PlaneOptions::defaults();
         failover(long, defaults, "defaults: poll 1s, timeout 10s").await;
     }
 }
