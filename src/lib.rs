@@ -1,6 +1,7 @@
 //! haplane's wire contract: the generated protobuf types (`pb`) and the plain domain types the
 //! server and SDK share, with one conversion module between them.
 
+pub mod codec;
 pub mod convert;
 pub mod domain;
 
