@@ -4,9 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -x scripts/setup-s3.sh ]; then
-  scripts/setup-s3.sh
-fi
+scripts/setup-s3.sh
 scripts/setup-tools.sh
 .tools/node_modules/.bin/buf lint
 cargo fmt --all --check

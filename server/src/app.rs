@@ -63,7 +63,7 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
 /// The default node id: `<hostname>-<port>`, reduced to the allowed characters, so a node
 /// restarted on the same host and port keeps its identity.
 fn default_node_id(port: u16) -> NodeId {
-    let host: String = gethostname_lossy()
+    let host: String = node::hostname()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -77,14 +77,6 @@ fn default_node_id(port: u16) -> NodeId {
     NodeId::parse(&format!("{host}-{port}"))
         .or_else(|_| NodeId::parse(&format!("node-{port}")))
         .unwrap_or_else(|_| unreachable!("node-<port> is always a valid id"))
-}
-
-fn gethostname_lossy() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "haplane".to_owned())
 }
 
 /// Sets `sender` to true on the first SIGTERM or SIGINT.

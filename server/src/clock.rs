@@ -19,6 +19,11 @@ impl Clock for TokioClock {
     }
 }
 
+/// A duration in whole milliseconds for the wire, saturating at `u64::MAX`.
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Milliseconds since the Unix epoch, for the informational timestamps in records.
 pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()

@@ -8,7 +8,7 @@ use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServi
 use haplane::{MasterView, NodeState};
 use std::pin::Pin;
 use std::time::Duration;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 /// Request metadata that lets SetState / SetPriority act on a non-master.
@@ -71,7 +71,7 @@ impl HaService for GrpcService {
                 status: state_to_wire(node.record.status),
                 priority: node.record.priority,
                 local_timestamp_ms: node.record.local_timestamp_ms,
-                last_seen_age_ms: u64::try_from(node.last_seen_age.as_millis()).unwrap_or(u64::MAX),
+                last_seen_age_ms: crate::clock::millis(node.last_seen_age),
                 heartbeat: node.record.heartbeat,
                 version: node.record.version,
                 live: node.live,
@@ -143,8 +143,6 @@ impl HaService for GrpcService {
         Ok(Response::new(pb::NudgeResponse {}))
     }
 }
-
-use tokio_stream::StreamExt;
 
 /// The master views a watcher receives: the current one at once, then one per change of master
 /// (a slow watcher skips straight to the newest), then, after the node stopped and published its

@@ -1,11 +1,11 @@
 //! The gRPC face of the managed state: `haplane.v1.EntityService` over `StateService`.
 
+use crate::clock::millis;
 use crate::error::ServiceError;
 use crate::state::service::{StateService, Write};
 use crate::state::{Entity, EntityId};
 use haplane::pb::{self, entity_service_server::EntityService};
 use std::pin::Pin;
-use std::time::Duration;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
@@ -22,10 +22,6 @@ fn to_wire(entity: Entity) -> pb::Entity {
         version: entity.version,
         updated_epoch: entity.updated_epoch,
     }
-}
-
-fn millis(lag: Duration) -> u64 {
-    u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn attributes(json: &str) -> Result<serde_json::Map<String, serde_json::Value>, ServiceError> {

@@ -96,7 +96,7 @@ async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
                     .iter()
                     .map(|n| json!({"nodeId": n.node_id, "nodeUri": n.node_uri, "status": n.status.as_str(),
                                     "priority": n.priority, "live": n.live,
-                                    "lastSeenAgeMs": u64::try_from(n.last_seen_age.as_millis()).unwrap_or(u64::MAX)}))
+                                    "lastSeenAgeMs": crate::clock::millis(n.last_seen_age)}))
                     .collect();
                 println!(
                     "{}",

@@ -62,8 +62,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Whether this node may act as master at `now` (state MASTER and a valid lease).
     pub fn may_act_as_master(&self, now: Instant) -> bool {
-        self.state == NodeState::Master
-            && (self.standalone || self.lease_until.is_some_and(|until| now < until))
+        crate::election::lease_allows_acting(self.state, self.standalone, self.lease_until, now)
     }
 
     /// The error for a master-only request on this node, naming the master it knows.
@@ -326,7 +325,8 @@ pub async fn start(
     Ok((handle, task))
 }
 
-fn hostname() -> String {
+/// This machine's host name (`unknown` if it cannot be read).
+pub fn hostname() -> String {
     let mut buffer = [0u8; 256];
     // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
     let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
@@ -716,15 +716,22 @@ impl Runtime {
         }
     }
 
+    /// URIs of the peers that are live now.
+    fn live_peer_uris(&self) -> Vec<String> {
+        self.election
+            .summaries(0, self.clock.now())
+            .into_iter()
+            .skip(1)
+            .filter(|peer| peer.live && !peer.record.node_uri.is_empty())
+            .map(|peer| peer.record.node_uri)
+            .collect()
+    }
+
     /// Tells every live peer to poll now, without waiting for the answers.
     fn nudge_peers(&self) {
-        let now = self.clock.now();
         let from = self.options.node_id.to_string();
-        for peer in self.election.summaries(0, now).into_iter().skip(1) {
-            if !peer.live || peer.record.node_uri.is_empty() {
-                continue;
-            }
-            let (uri, from) = (peer.record.node_uri.clone(), from.clone());
+        for uri in self.live_peer_uris() {
+            let from = from.clone();
             tokio::spawn(async move {
                 if let Err(err) = crate::grpc::nudge(&uri, &from).await {
                     tracing::debug!(%uri, error = %err, "nudge not delivered");
@@ -765,8 +772,9 @@ impl Runtime {
         }
     }
 
-    /// Deletes `node`'s record, or every record `removable` names (TERMINATED ones older than
-    /// `terminated_age`... here: any age on request, the retention when automatic).
+    /// Master only: deletes `node`'s record, or every record `Election::removable` names —
+    /// TERMINATED ones at least `terminated_age` old (0 on request, the retention when automatic)
+    /// and FAILED or stale ones older than the retention.
     async fn remove_records(
         &mut self,
         node: Option<NodeId>,
@@ -929,18 +937,11 @@ impl Runtime {
         }
         self.publish();
         if was_master {
-            let now = self.clock.now();
             let from = self.options.node_id.to_string();
-            let nudges = self
-                .election
-                .summaries(0, now)
-                .into_iter()
-                .skip(1)
-                .filter(|peer| peer.live && !peer.record.node_uri.is_empty())
-                .map(|peer| {
-                    let from = from.clone();
-                    async move { crate::grpc::nudge(&peer.record.node_uri, &from).await }
-                });
+            let nudges = self.live_peer_uris().into_iter().map(|uri| {
+                let from = from.clone();
+                async move { crate::grpc::nudge(&uri, &from).await }
+            });
             let _ = tokio::time::timeout(Duration::from_secs(1), futures::future::join_all(nudges))
                 .await;
         }

@@ -1,6 +1,7 @@
 //! The REST face, compatible with Brooklyn's `/v1/server/ha/*` endpoints (JSON bodies, form
 //! parameters, the non-master 403 guard), plus the SSE master watch; a thin adapter over `HaCore`.
 
+use crate::clock::millis;
 use crate::error::{NOT_MASTER_MESSAGE, ServiceError};
 use crate::grpc::master_events;
 use crate::service::{Access, HaCore, HealthClass};
@@ -203,10 +204,6 @@ async fn post_priority(
         allow_non_master: true,
     };
     Ok(Json(core.set_priority(priority, access).await?))
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn get_metrics(State(core): State<HaCore>) -> Json<Value> {

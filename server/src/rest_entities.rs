@@ -1,6 +1,7 @@
 //! The REST face of the managed state: `GET/PUT/DELETE /v1/entities/{id}` and `GET /v1/entities`,
 //! with `If-Match` versions and `Idempotency-Key`; a thin adapter over `StateService`.
 
+use crate::clock::millis;
 use crate::error::ServiceError;
 use crate::state::service::{ReadView, StateService, Write};
 use crate::state::{Entity, EntityId};
@@ -20,10 +21,6 @@ fn entity_json(entity: &Entity) -> Value {
         "version": entity.version,
         "updatedEpoch": entity.updated_epoch,
     })
-}
-
-fn millis(view_lag: std::time::Duration) -> u64 {
-    u64::try_from(view_lag.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn with_etag(body: Value, version: u64) -> Response {

@@ -8,6 +8,17 @@ use haplane::{Epoch, HaMode, MasterClaim, Member, NodeId, NodeRecord, NodeState}
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// The one rule for acting as master: MASTER state and, unless standalone (which has no lease),
+/// a lease that has not yet run out at `now`.
+pub fn lease_allows_acting(
+    state: NodeState,
+    standalone: bool,
+    lease_until: Option<Instant>,
+    now: Instant,
+) -> bool {
+    state == NodeState::Master && (standalone || lease_until.is_some_and(|until| now < until))
+}
+
 /// Timings and identity; fixed for the life of a node.
 #[derive(Debug, Clone)]
 pub struct ElectionConfig {
@@ -184,8 +195,7 @@ impl Election {
 
     /// Whether this node may act as master at `now`: master state and an unexpired lease.
     pub fn may_act_as_master(&self, now: Instant) -> bool {
-        self.state == NodeState::Master
-            && (self.standalone || self.lease_until.is_some_and(|until| now < until))
+        lease_allows_acting(self.state, self.standalone, self.lease_until, now)
     }
 
     fn lease_length(&self) -> Duration {
