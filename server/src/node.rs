@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// How many state changes the metrics endpoint keeps.
 const HISTORY_LEN: usize = 200;
+/// Store calls while joining wait up to this long: there is no lease yet to protect, and a
+/// start-up should survive a load spike rather than exit.
+const JOINING_OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The format of `plane.json` and the records this build writes.
 const FORMAT_VERSION: u32 = 1;
 
@@ -258,6 +261,8 @@ struct Runtime {
     state_seq: Arc<AtomicU64>,
     last_scan: Option<Instant>,
     last_cleanup: Instant,
+    /// True until the node holds or may claim a lease (see `op_timeout`).
+    joining: bool,
 }
 
 /// Starts a node on `store`: checks the plane, runs the start-up mode checks, and spawns the loop.
@@ -309,6 +314,7 @@ pub async fn start(
         state_seq: Arc::new(AtomicU64::new(0)),
         last_scan: None,
         last_cleanup: now,
+        joining: true,
     };
     runtime.join_plane().await?;
     let (commands, command_rx) = mpsc::channel(64);
@@ -339,6 +345,9 @@ pub fn hostname() -> String {
 
 impl Runtime {
     fn op_timeout(&self) -> Duration {
+        if self.joining {
+            return JOINING_OP_TIMEOUT;
+        }
         // A hung store call must not outlive the lease it could be renewing.
         (self
             .options
@@ -422,6 +431,8 @@ impl Runtime {
                 .await
                 .map_err(|e| self.store_error(e))?;
         }
+        // From here on a lease may be at stake: store calls get the lease-derived bound.
+        self.joining = false;
         if self.options.ha_mode == HaMode::Master
             && let Decision::Claim { epoch, reason } = self.election.startup_claim()
         {
