@@ -712,6 +712,9 @@ impl Runtime {
                     tracing::info!(epoch, reason, "became master");
                     self.counters.failovers.fetch_add(1, Ordering::Relaxed);
                 }
+                // Publish before the record write: peers can read the claim from now on and
+                // push it to clients, whose next call must find this node already MASTER.
+                self.publish();
                 if let Err(err) = self.write_record().await {
                     tracing::warn!(error = %err, "cannot publish the new claim in our record");
                 }
