@@ -4,6 +4,7 @@
 use crate::error::Error;
 use crate::follower::{self, FollowerSettings};
 use crate::master_channel::MasterChannel;
+use crate::transport::{Credentials, NodeChannel};
 use haplane::convert::node_state_from_wire;
 use haplane::pb::{
     self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
@@ -16,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 /// How a client connects and how long it rides out a failover.
 #[derive(Debug, Clone)]
@@ -28,6 +28,11 @@ pub struct ConnectOptions {
     /// HTTP/2 keep-alive ping interval; a frozen node's stream is dropped after three missed
     /// pings. Default 1 s.
     pub keep_alive: Duration,
+    /// For nodes started with `--auth-user`. Default none.
+    pub credentials: Option<Credentials>,
+    /// PEM CA certificate trusted (besides the system roots) for `https://` endpoints, e.g. read
+    /// with `std::fs::read(ca_file)`. Default none.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for ConnectOptions {
@@ -36,6 +41,8 @@ impl Default for ConnectOptions {
             failover_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(1),
+            credentials: None,
+            ca_pem: None,
         }
     }
 }
@@ -108,7 +115,7 @@ struct Inner {
     views: watch::Receiver<Option<MasterView>>,
     settings: FollowerSettings,
     options: ConnectOptions,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, NodeChannel>>,
     unary_calls: AtomicU64,
     watch_streams: Arc<AtomicU64>,
     follower: tokio::task::JoinHandle<()>,
@@ -160,6 +167,14 @@ impl Client {
         let settings = FollowerSettings {
             connect_timeout: options.connect_timeout,
             keep_alive: options.keep_alive,
+            ca_certificate: options
+                .ca_pem
+                .as_ref()
+                .map(tonic::transport::Certificate::from_pem),
+            authorization: options
+                .credentials
+                .as_ref()
+                .and_then(Credentials::authorization),
         };
         let seeds: Vec<String> = endpoints.into_iter().map(Into::into).collect();
         if seeds.is_empty() {
@@ -169,19 +184,30 @@ impl Client {
             follower::endpoint(seed, &settings)?;
         }
         let (sender, mut views) = watch::channel(None);
+        let (refusal_sender, mut refusals) = watch::channel(None);
         let watch_streams = Arc::new(AtomicU64::new(0));
         let follower = tokio::spawn(follower::follow(
             seeds.clone(),
             settings.clone(),
             sender,
+            refusal_sender,
             watch_streams.clone(),
         ));
-        let first = tokio::time::timeout(options.failover_timeout, views.wait_for(Option::is_some))
-            .await
-            .map(|found| found.is_ok());
-        if first != Ok(true) {
+        // The first view, or the first refusal of our credentials (no point waiting longer).
+        let first = tokio::time::timeout(options.failover_timeout, async {
+            tokio::select! {
+                found = views.wait_for(Option::is_some) => found.map(|_| ()).map_err(|_| Error::Closed),
+                refused = refusals.wait_for(Option::is_some) => Err(match refused.as_deref() {
+                    Ok(Some(status)) => Error::from_status(status),
+                    _ => Error::Closed,
+                }),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(Error::NoEndpoint(seeds.join(", "))));
+        if let Err(err) = first {
             follower.abort();
-            return Err(Error::NoEndpoint(seeds.join(", ")));
+            return Err(err);
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -267,7 +293,7 @@ impl Client {
     }
 
     /// A (cached, lazily connected) channel to `uri`.
-    pub(crate) fn channel(&self, uri: &str) -> Result<Channel, Error> {
+    pub(crate) fn channel(&self, uri: &str) -> Result<NodeChannel, Error> {
         let mut channels = self.inner.channels.lock().map_err(|_| Error::Closed)?;
         if let Some(channel) = channels.get(uri) {
             return Ok(channel.clone());
@@ -281,7 +307,7 @@ impl Client {
     /// `retry` allows, within the failover timeout.
     async fn on_master<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(NodeChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = Instant::now() + self.inner.options.failover_timeout;

@@ -2,15 +2,17 @@
 //! moves to the next member the moment the stream breaks, and publishes every accepted view.
 
 use crate::error::Error;
+use crate::transport::NodeChannel;
 use haplane::MasterView;
 use haplane::pb::{self, ha_service_client::HaServiceClient};
+use http::HeaderValue;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// Decides which views replace the current one: never a lower epoch (a lagging node cannot move
 /// the client back), and never, within an epoch, a master that already stepped down in it.
@@ -54,21 +56,30 @@ impl ViewFilter {
 pub(crate) struct FollowerSettings {
     pub connect_timeout: Duration,
     pub keep_alive: Duration,
+    /// Trusted besides the system roots for `https://` endpoints.
+    pub ca_certificate: Option<Certificate>,
+    pub authorization: Option<HeaderValue>,
 }
 
 pub(crate) fn endpoint(uri: &str, settings: &FollowerSettings) -> Result<Endpoint, Error> {
-    Endpoint::from_shared(uri.to_owned())
-        .map(|endpoint| {
-            endpoint
-                .connect_timeout(settings.connect_timeout)
-                .http2_keep_alive_interval(settings.keep_alive)
-                .keep_alive_timeout(settings.keep_alive * 3)
-                .keep_alive_while_idle(true)
-        })
-        .map_err(|err| Error::InvalidEndpoint {
-            endpoint: uri.to_owned(),
-            message: err.to_string(),
-        })
+    let invalid = |err: tonic::transport::Error| Error::InvalidEndpoint {
+        endpoint: uri.to_owned(),
+        message: err.to_string(),
+    };
+    let endpoint = Endpoint::from_shared(uri.to_owned())
+        .map_err(invalid)?
+        .connect_timeout(settings.connect_timeout)
+        .http2_keep_alive_interval(settings.keep_alive)
+        .keep_alive_timeout(settings.keep_alive * 3)
+        .keep_alive_while_idle(true);
+    if !uri.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let mut tls = ClientTlsConfig::new().with_native_roots();
+    if let Some(ca) = &settings.ca_certificate {
+        tls = tls.ca_certificate(ca.clone());
+    }
+    endpoint.tls_config(tls).map_err(invalid)
 }
 
 /// Follows the master through `seeds` (and every member it learns of) until `views` has no
@@ -77,6 +88,7 @@ pub(crate) async fn follow(
     seeds: Vec<String>,
     settings: FollowerSettings,
     views: watch::Sender<Option<MasterView>>,
+    refusals: watch::Sender<Option<tonic::Status>>,
     stream_opens: Arc<AtomicU64>,
 ) {
     let mut members: BTreeSet<String> = seeds.into_iter().collect();
@@ -102,11 +114,18 @@ pub(crate) async fn follow(
                 continue;
             };
             stream_opens.fetch_add(1, Ordering::Relaxed);
-            let Ok(response) = HaServiceClient::new(channel)
+            let channel = NodeChannel::new(channel, settings.authorization.clone());
+            let response = match HaServiceClient::new(channel)
                 .watch_master(pb::WatchMasterRequest { min_epoch: None })
                 .await
-            else {
-                continue;
+            {
+                Ok(response) => response,
+                Err(status) => {
+                    if status.code() == tonic::Code::Unauthenticated {
+                        refusals.send_replace(Some(status));
+                    }
+                    continue;
+                }
             };
             any_stream = true;
             last_good = Some(uri.clone());
@@ -140,8 +159,11 @@ pub(crate) async fn follow(
 }
 
 /// Opens a channel to `uri` for unary calls, lazily.
-pub(crate) fn lazy_channel(uri: &str, settings: &FollowerSettings) -> Result<Channel, Error> {
-    Ok(endpoint(uri, settings)?.connect_lazy())
+pub(crate) fn lazy_channel(uri: &str, settings: &FollowerSettings) -> Result<NodeChannel, Error> {
+    Ok(NodeChannel::new(
+        endpoint(uri, settings)?.connect_lazy(),
+        settings.authorization.clone(),
+    ))
 }
 
 #[cfg(test)]

@@ -18,9 +18,11 @@ mod client;
 mod error;
 mod follower;
 mod master_channel;
+mod transport;
 
 pub use client::{Client, ConnectOptions, Entity, NodeInfo, PlaneStates, StateInfo, Stats};
 pub use error::Error;
 pub use follower::ViewFilter;
 pub use haplane::{HaMode, MasterView, Member, NodeState};
 pub use master_channel::MasterChannel;
+pub use transport::{Credentials, NodeChannel};

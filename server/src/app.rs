@@ -1,8 +1,10 @@
 //! `haplane launch` and `haplane stop`: opens the store, starts the node, serves gRPC and REST on
 //! one port, writes the PID file, and stops gracefully on SIGTERM / SIGINT.
 
+use crate::auth::{self, Authenticator};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{PersistMode, Settings, StoreLocation};
+use crate::grpc::PeerClient;
 use crate::grpc_entities::GrpcEntities;
 use crate::node::{self, NodeOptions};
 use crate::service::HaCore;
@@ -19,6 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 /// Why `launch` ended with an error (the process exits non-zero with this message).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub enum LaunchError {
     },
     #[error("server failed: {0}")]
     Serve(String),
+    #[error("--tls-cert / --tls-key: {0}")]
+    Tls(String),
 }
 
 async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
@@ -114,10 +119,33 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         .node_id
         .clone()
         .unwrap_or_else(|| default_node_id(address.port()));
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let node_uri = settings
         .advertise_uri
         .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
+        .unwrap_or_else(|| format!("{scheme}://{address}"));
+    let authenticator = settings
+        .auth
+        .as_ref()
+        .map(|auth| Arc::new(Authenticator::new(auth)));
+    let peers = PeerClient::new(
+        settings.tls.as_ref().map(|tls| tls.peer_ca_pem.as_str()),
+        authenticator
+            .as_ref()
+            .and_then(|auth| auth.peer_authorization()),
+    );
+    // TLS first: a bad certificate must fail before the node joins the plane.
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        let identity = Identity::from_pem(&tls.cert_pem, tls.key_pem.expose());
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|err| LaunchError::Tls(err.to_string()))?;
+    }
     let store = open_store(&settings).await.map_err(LaunchError::Store)?;
     let counting = Arc::new(CountingStore::new(store));
     let options = NodeOptions {
@@ -132,6 +160,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         record_retention: settings.record_retention,
         require_existing: settings.persist == PersistMode::Rebind,
         clean_state: settings.persist == PersistMode::Clean,
+        peers,
     };
     let (stop_sender, stop) = watch::channel(false);
     stop_on_signal(stop_sender);
@@ -158,13 +187,19 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         settings.poll_period,
     )
     .map_err(|err| LaunchError::Serve(err.to_string()))?;
-    let app = rest::router(
+    let mut app = rest::router(
         core,
         rest_entities::router(state),
         grpc_routes.into_axum_router(),
     );
+    if let Some(authenticator) = authenticator {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            auth::require_credentials,
+        ));
+    }
     let mut server_stopped = stopped.clone();
-    let server = tonic::transport::Server::builder()
+    let server = builder
         .accept_http1(true)
         .http2_keepalive_interval(Some(settings.poll_period))
         // Pings every poll period keep streams alive through proxies; a watcher too busy to

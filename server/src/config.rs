@@ -5,7 +5,7 @@ use clap::Args;
 use haplane::{HaMode, NodeId};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -113,7 +113,28 @@ pub struct LaunchArgs {
     /// Log format: text or json.
     #[arg(long, env = "HAPLANE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// TOML file with any of the settings above (snake_case keys).
+    /// Require HTTP Basic credentials (REST) / `authorization` metadata (gRPC) for this user.
+    #[arg(long, env = "HAPLANE_AUTH_USER")]
+    pub auth_user: Option<String>,
+    /// The password of --auth-user (prefer HAPLANE_AUTH_PASSWORD: flags show in `ps`).
+    #[arg(long, env = "HAPLANE_AUTH_PASSWORD", hide_env_values = true)]
+    pub auth_password: Option<String>,
+    /// A file of `user:password` lines (mode 0600), instead of or besides --auth-user.
+    #[arg(long, env = "HAPLANE_AUTH_USERS_FILE")]
+    pub auth_users_file: Option<PathBuf>,
+    /// Require credentials for the health checks too (open by default for load balancers).
+    #[arg(long, env = "HAPLANE_AUTH_HEALTH")]
+    pub auth_health: bool,
+    /// PEM certificate chain: serve HTTPS and gRPC over TLS (needs --tls-key).
+    #[arg(long, env = "HAPLANE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HAPLANE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA this node trusts when it calls its peers. Default the --tls-cert file.
+    #[arg(long, env = "HAPLANE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// TOML file with any of the settings above (snake_case keys; no passwords).
     #[arg(long, env = "HAPLANE_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -139,6 +160,51 @@ struct FileSettings {
     node_version: Option<String>,
     pid_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    auth_user: Option<String>,
+    auth_users_file: Option<PathBuf>,
+    auth_health: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+}
+
+/// A password or private key: kept out of `Debug` output, so out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Who may call the node (SPEC 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `(user, password)` pairs; the first is also what this node presents to its peers.
+    pub users: Vec<(String, Secret)>,
+    /// Whether the health checks need credentials too.
+    pub protect_health: bool,
+}
+
+/// The node's TLS identity, read at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_pem: String,
+    pub key_pem: Secret,
+    /// What the node trusts when it calls peers.
+    pub peer_ca_pem: String,
 }
 
 /// Where the shared store is.
@@ -172,6 +238,10 @@ pub struct Settings {
     pub node_version: String,
     pub pid_file: PathBuf,
     pub log_format: LogFormat,
+    /// `None`: no credentials needed.
+    pub auth: Option<AuthSettings>,
+    /// `None`: plain HTTP/2 and HTTP/1.1.
+    pub tls: Option<TlsSettings>,
 }
 
 /// A setting that is wrong; the message names the flag.
@@ -199,6 +269,127 @@ fn from_file<T>(
             parse(&text).map_err(|msg| config_error(flag, format!("in config file: {msg}")))
         })
         .transpose()
+}
+
+fn read_file(flag: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|err| config_error(flag, format!("{}: {err}", path.display())))
+}
+
+/// `user:password` lines; blank lines and `#` comments are skipped. Errors name the line, never
+/// its content (it holds a password).
+fn parse_users_file(text: &str) -> Result<Vec<(String, Secret)>, String> {
+    let mut users = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                users.push((user.to_owned(), Secret::new(password)));
+            }
+            _ => return Err(format!("line {} is not user:password", index + 1)),
+        }
+    }
+    if users.is_empty() {
+        return Err("no user:password lines".to_owned());
+    }
+    Ok(users)
+}
+
+fn load_auth(
+    user: Option<String>,
+    password: Option<Secret>,
+    users_file: Option<PathBuf>,
+    protect_health: bool,
+) -> Result<Option<AuthSettings>, ConfigError> {
+    let mut users = Vec::new();
+    match (user, password) {
+        (Some(user), Some(password)) => {
+            if user.is_empty() || user.contains(':') {
+                return Err(config_error(
+                    "auth-user",
+                    "must be non-empty and without ':'",
+                ));
+            }
+            if password.expose().is_empty() {
+                return Err(config_error("auth-password", "must not be empty"));
+            }
+            users.push((user, password));
+        }
+        (Some(_), None) => {
+            return Err(config_error(
+                "auth-password",
+                "--auth-user needs --auth-password or HAPLANE_AUTH_PASSWORD",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(config_error(
+                "auth-user",
+                "--auth-password needs --auth-user",
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(path) = users_file {
+        let text = read_file("auth-users-file", &path)?;
+        let listed = parse_users_file(&text).map_err(|message| {
+            config_error("auth-users-file", format!("{}: {message}", path.display()))
+        })?;
+        users.extend(listed);
+    }
+    if users.is_empty() {
+        return match protect_health {
+            true => Err(config_error(
+                "auth-health",
+                "needs --auth-user or --auth-users-file",
+            )),
+            false => Ok(None),
+        };
+    }
+    Ok(Some(AuthSettings {
+        users,
+        protect_health,
+    }))
+}
+
+fn load_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    match (cert, key) {
+        (None, None) if ca.is_none() => Ok(None),
+        (None, None) => Err(config_error("tls-ca", "needs --tls-cert and --tls-key")),
+        (Some(_), None) => Err(config_error("tls-key", "--tls-cert needs --tls-key")),
+        (None, Some(_)) => Err(config_error("tls-cert", "--tls-key needs --tls-cert")),
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_file("tls-cert", &cert)?;
+            if !cert_pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(config_error(
+                    "tls-cert",
+                    format!("{}: no PEM certificate in it", cert.display()),
+                ));
+            }
+            let key_pem = read_file("tls-key", &key)?;
+            if !key_pem.contains("PRIVATE KEY-----") {
+                return Err(config_error(
+                    "tls-key",
+                    format!("{}: no PEM private key in it", key.display()),
+                ));
+            }
+            let peer_ca_pem = match ca {
+                Some(ca) => read_file("tls-ca", &ca)?,
+                None => cert_pem.clone(),
+            };
+            Ok(Some(TlsSettings {
+                cert_pem,
+                key_pem: Secret::new(key_pem),
+                peer_ca_pem,
+            }))
+        }
+    }
 }
 
 impl Settings {
@@ -279,6 +470,17 @@ impl Settings {
                 StoreLocation::Directory(directory.unwrap_or_else(|| PathBuf::from("haplane-data")))
             }
         };
+        let auth = load_auth(
+            args.auth_user.or(file.auth_user),
+            args.auth_password.map(Secret::new),
+            args.auth_users_file.or(file.auth_users_file),
+            args.auth_health || file.auth_health.unwrap_or(false),
+        )?;
+        let tls = load_tls(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_ca.or(file.tls_ca),
+        )?;
         let settings = Settings {
             ha_mode,
             persist,
@@ -306,6 +508,8 @@ impl Settings {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            auth,
+            tls,
         };
         settings.validate()
     }
@@ -455,6 +659,48 @@ mod tests {
         }
         assert!(load(&["--ha-mode", "primary"]).is_err());
         assert!(load(&["--node-id", "../x"]).is_err());
+    }
+
+    #[test]
+    fn auth_and_tls_settings_are_checked_and_secrets_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, "# ops\nadmin:hunter2\n\nops:pa:ss\n").unwrap();
+        let users = users.to_str().unwrap();
+        let s = load(&["--auth-users-file", users, "--auth-health"]).unwrap();
+        let auth = s.auth.clone().unwrap();
+        assert_eq!(auth.users[1].0, "ops");
+        assert_eq!(auth.users[1].1.expose(), "pa:ss");
+        assert!(auth.protect_health);
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("pa:ss"),
+            "{printed}"
+        );
+
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "admin:hunter2\njust-a-secret\n").unwrap();
+        let err = load(&["--auth-users-file", bad.to_str().unwrap()]).unwrap_err();
+        assert_eq!(err.flag, "auth-users-file");
+        assert!(err.message.contains("line 2") && !err.message.contains("just-a-secret"));
+
+        let cases: &[(&[&str], &str)] = &[
+            (&["--auth-user", "admin"], "auth-password"),
+            (&["--auth-password", "x"], "auth-user"),
+            (&["--auth-user", "a:b", "--auth-password", "x"], "auth-user"),
+            (&["--auth-health"], "auth-health"),
+            (&["--tls-cert", users], "tls-key"),
+            (&["--tls-key", users], "tls-cert"),
+            (
+                &["--tls-cert", "/nonexistent", "--tls-key", users],
+                "tls-cert",
+            ),
+            (&["--tls-cert", users, "--tls-key", users], "tls-cert"),
+        ];
+        for (args, flag) in cases {
+            assert_eq!(load(args).unwrap_err().flag, *flag, "{args:?}");
+        }
+        assert!(load(&[]).unwrap().auth.is_none());
     }
 
     #[test]

@@ -6,9 +6,12 @@ use crate::service::{Access, HaCore, HealthClass};
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
 use haplane::{MasterView, NodeState};
+use haplane_sdk::NodeChannel;
+use http::HeaderValue;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// Request metadata that lets SetState / SetPriority act on a non-master.
@@ -246,19 +249,44 @@ async fn track_master_health(
     }
 }
 
-/// Asks the node at `uri` to poll now. Bounded to half a second.
-pub async fn nudge(
-    uri: &str,
-    from_node_id: &str,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(uri.to_owned())?
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_millis(500));
-    let channel = endpoint.connect().await?;
-    pb::ha_service_client::HaServiceClient::new(channel)
-        .nudge(pb::NudgeRequest {
-            from_node_id: from_node_id.to_owned(),
-        })
-        .await?;
-    Ok(())
+/// How this node calls its peers (the `Nudge` client): their TLS trust and our credentials.
+#[derive(Debug, Clone, Default)]
+pub struct PeerClient {
+    tls: Option<ClientTlsConfig>,
+    authorization: Option<HeaderValue>,
+}
+
+impl PeerClient {
+    /// `peer_ca_pem`: trusted for `https://` peers; `authorization`: sent with every call.
+    pub fn new(peer_ca_pem: Option<&str>, authorization: Option<HeaderValue>) -> Self {
+        Self {
+            tls: peer_ca_pem.map(|pem| {
+                ClientTlsConfig::new()
+                    .with_native_roots()
+                    .ca_certificate(Certificate::from_pem(pem))
+            }),
+            authorization,
+        }
+    }
+
+    /// Asks the node at `uri` to poll now. Bounded to half a second.
+    pub async fn nudge(
+        &self,
+        uri: &str,
+        from_node_id: &str,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(uri.to_owned())?
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_millis(500));
+        if let (Some(tls), true) = (&self.tls, uri.starts_with("https://")) {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let channel = NodeChannel::new(endpoint.connect().await?, self.authorization.clone());
+        pb::ha_service_client::HaServiceClient::new(channel)
+            .nudge(pb::NudgeRequest {
+                from_node_id: from_node_id.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
 }

@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 use haplane::HaMode;
-use haplane_sdk::{Client, ConnectOptions, MasterView};
+use haplane_sdk::{Client, ConnectOptions, Credentials, MasterView};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +20,20 @@ pub struct HaArgs {
     /// How long to wait for a master.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// User for nodes started with --auth-user.
+    #[arg(long, env = "HAPLANE_AUTH_USER")]
+    pub auth_user: Option<String>,
+    /// Password of --auth-user (prefer the environment variable).
+    #[arg(
+        long,
+        env = "HAPLANE_AUTH_PASSWORD",
+        hide_env_values = true,
+        requires = "auth_user"
+    )]
+    pub auth_password: Option<String>,
+    /// PEM CA certificate to trust for https:// endpoints (besides the system roots).
+    #[arg(long, env = "HAPLANE_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: HaCommand,
 }
@@ -66,8 +80,24 @@ fn print_view(view: &MasterView, as_json: bool) {
 }
 
 async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
+    let ca_pem = match &args.ca_file {
+        Some(path) => {
+            Some(
+                std::fs::read(path).map_err(|err| haplane_sdk::Error::InvalidEndpoint {
+                    endpoint: format!("--ca-file {}", path.display()),
+                    message: err.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
     let options = ConnectOptions {
         failover_timeout: args.timeout,
+        credentials: args
+            .auth_user
+            .as_ref()
+            .map(|user| Credentials::new(user, args.auth_password.clone().unwrap_or_default())),
+        ca_pem,
         ..ConnectOptions::default()
     };
     let client = Client::connect(args.endpoint, options).await?;

@@ -2,6 +2,7 @@
 //! (`node`) drives it against a `Store`, and gRPC / REST adapters serve one `HaCore`.
 
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod election;

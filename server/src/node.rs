@@ -41,6 +41,8 @@ pub struct NodeOptions {
     pub require_existing: bool,
     /// Delete managed state at start-up (`--persist clean`), unless a live master holds it.
     pub clean_state: bool,
+    /// How to reach peers for nudges.
+    pub peers: crate::grpc::PeerClient,
 }
 
 /// What every reader of the node's state sees; republished after every poll and command.
@@ -746,8 +748,9 @@ impl Runtime {
         let from = self.options.node_id.to_string();
         for uri in self.live_peer_uris() {
             let from = from.clone();
+            let peers = self.options.peers.clone();
             tokio::spawn(async move {
-                if let Err(err) = crate::grpc::nudge(&uri, &from).await {
+                if let Err(err) = peers.nudge(&uri, &from).await {
                     tracing::debug!(%uri, error = %err, "nudge not delivered");
                 }
             });
@@ -952,9 +955,10 @@ impl Runtime {
         self.publish();
         if was_master {
             let from = self.options.node_id.to_string();
+            let peers = &self.options.peers;
             let nudges = self.live_peer_uris().into_iter().map(|uri| {
                 let from = from.clone();
-                async move { crate::grpc::nudge(&uri, &from).await }
+                async move { peers.nudge(&uri, &from).await }
             });
             let _ = tokio::time::timeout(Duration::from_secs(1), futures::future::join_all(nudges))
                 .await;

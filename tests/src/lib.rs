@@ -79,6 +79,8 @@ pub struct PlaneOptions {
     pub extra_args: Vec<String>,
     /// `Some((location, endpoint))`: an S3 store instead of the temporary directory.
     pub s3: Option<(String, String)>,
+    /// Extra environment variables for every node.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl PlaneOptions {
@@ -89,6 +91,7 @@ impl PlaneOptions {
             heartbeat_timeout: Duration::from_secs(1),
             extra_args: Vec::new(),
             s3: None,
+            extra_env: Vec::new(),
         }
     }
 
@@ -388,11 +391,13 @@ impl Plane {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        if self.options.s3.is_some() {
+        let mut env = if self.options.s3.is_some() {
             moto::aws_env()
         } else {
             Vec::new()
-        }
+        };
+        env.extend(self.options.extra_env.iter().cloned());
+        env
     }
 
     async fn launch_args(&self, id: &str, args: &[String]) -> Launched {

@@ -14,6 +14,7 @@ fn options() -> ConnectOptions {
         failover_timeout: DEADLINE,
         connect_timeout: Duration::from_millis(500),
         keep_alive: Duration::from_millis(300),
+        ..ConnectOptions::default()
     }
 }
 
