@@ -515,8 +515,14 @@ impl Settings {
     }
 
     fn validate(mut self) -> Result<Self, ConfigError> {
-        if self.poll_period < Duration::from_millis(10) {
-            return Err(config_error("poll-period", "must be at least 10ms"));
+        // Bounds first, so that the arithmetic below and in the node cannot overflow.
+        if self.poll_period < Duration::from_millis(10)
+            || self.poll_period > Duration::from_secs(3600)
+        {
+            return Err(config_error("poll-period", "must be between 10ms and 1h"));
+        }
+        if self.heartbeat_timeout > Duration::from_secs(24 * 3600) {
+            return Err(config_error("heartbeat-timeout", "must be at most 24h"));
         }
         if self.heartbeat_timeout < self.poll_period * 2 {
             return Err(config_error(
@@ -527,9 +533,6 @@ impl Settings {
                     humantime::format_duration(self.poll_period)
                 ),
             ));
-        }
-        if self.heartbeat_timeout > Duration::from_secs(24 * 3600) {
-            return Err(config_error("heartbeat-timeout", "must be at most 24h"));
         }
         if self.safety_margin >= self.heartbeat_timeout / 2 {
             return Err(config_error(
