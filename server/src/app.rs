@@ -12,6 +12,7 @@ use crate::state::log::StateLog;
 use crate::state::service::StateService;
 use crate::store::counting::CountingStore;
 use crate::store::disabled::NoStore;
+use crate::store::faulty::FaultyStore;
 use crate::store::fs::DirStore;
 use crate::store::s3::{S3Options, S3Store};
 use crate::store::{Store, StoreError};
@@ -147,7 +148,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
             .map_err(|err| LaunchError::Tls(err.to_string()))?;
     }
     let store = open_store(&settings).await.map_err(LaunchError::Store)?;
-    let counting = Arc::new(CountingStore::new(store));
+    let counting = Arc::new(CountingStore::new(FaultyStore::wrap_if_enabled(store)));
     let options = NodeOptions {
         node_id: node_id.clone(),
         node_uri: node_uri.clone(),

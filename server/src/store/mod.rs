@@ -4,6 +4,7 @@
 pub mod conformance;
 pub mod counting;
 pub mod disabled;
+pub mod faulty;
 pub mod fs;
 pub mod s3;
 
