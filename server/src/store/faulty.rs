@@ -193,7 +193,7 @@ mod tests {
     async fn faults_follow_the_control_file_and_lost_acks_still_write() {
         let dir = tempfile::tempdir().unwrap();
         let control = dir.path().join("faults");
-        let inner = Arc::new(DirStore::open(&dir.path().join("store")).unwrap());
+        let inner = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
         let store = FaultyStore::new(inner.clone(), control.clone());
         let key = Key::parse("nodes/a.json").unwrap();
         store
