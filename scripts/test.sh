@@ -10,3 +10,6 @@ scripts/setup-tools.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads "${HAPLANE_TEST_THREADS:-4}"
+# The chaos run's short profile on both stores; each prints its one summary line.
+cargo run -q -p haplane-tests --bin chaos -- --profile ci --store dir
+cargo run -q -p haplane-tests --bin chaos -- --profile ci --store s3

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 
 pub use haplane;
 
+pub mod history;
 pub mod moto;
 
 /// The workspace root (parent of this crate).
