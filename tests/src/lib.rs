@@ -31,10 +31,18 @@ pub fn haplane_binary() -> &'static Path {
         if let Ok(path) = std::env::var("HAPLANE_BIN") {
             return PathBuf::from(path);
         }
+        // The same profile as the harness itself: release benchmarks measure a release node.
+        let profile = if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        };
         let status = std::process::Command::new(env!("CARGO"))
             .args([
                 "build",
                 "--quiet",
+                "--profile",
+                profile,
                 "-p",
                 "haplane-server",
                 "--bin",
@@ -47,7 +55,12 @@ pub fn haplane_binary() -> &'static Path {
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join("target"));
-        target.join("debug").join("haplane")
+        let directory = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        target.join(directory).join("haplane")
     })
 }
 

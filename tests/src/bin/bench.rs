@@ -1,5 +1,6 @@
 //! haplane benchmarks: real nodes on loopback, figures printed (never asserted).
-//! `cargo run --release -p haplane-tests --bin bench -- [state|fanout|budget|memory|failover|all] [--long]`
+//! `cargo run --release -p haplane-tests --bin bench -- [state|fanout|budget|memory|failover|unary|all] [--long]`
+//! (`bare-grpc` / `bare-rest` are the baseline servers the `unary` suite starts as processes.)
 
 use haplane_tests::haplane::pb::{
     self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
@@ -328,9 +329,242 @@ async fn fanout(count: usize) {
     );
 }
 
+/// The baseline: a bare tonic server answering GetState with a constant.
+#[derive(Debug, Default)]
+struct BareHa;
+
+type BareStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::MasterEvent, tonic::Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl pb::ha_service_server::HaService for BareHa {
+    async fn get_state(
+        &self,
+        _request: tonic::Request<pb::GetStateRequest>,
+    ) -> Result<tonic::Response<pb::GetStateResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::GetStateResponse {
+            node_id: "bare".into(),
+            state: pb::NodeState::Master as i32,
+            priority: 0,
+            epoch: 1,
+            master_id: "bare".into(),
+            master_uri: "http://127.0.0.1".into(),
+            plane_id: "bare".into(),
+        }))
+    }
+    async fn list_states(
+        &self,
+        _: tonic::Request<pb::ListStatesRequest>,
+    ) -> Result<tonic::Response<pb::ListStatesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
+    async fn set_state(
+        &self,
+        _: tonic::Request<pb::SetStateRequest>,
+    ) -> Result<tonic::Response<pb::SetStateResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
+    async fn set_priority(
+        &self,
+        _: tonic::Request<pb::SetPriorityRequest>,
+    ) -> Result<tonic::Response<pb::SetPriorityResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
+    async fn remove_terminated(
+        &self,
+        _: tonic::Request<pb::RemoveTerminatedRequest>,
+    ) -> Result<tonic::Response<pb::RemoveTerminatedResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
+    type WatchMasterStream = BareStream;
+    async fn watch_master(
+        &self,
+        _: tonic::Request<pb::WatchMasterRequest>,
+    ) -> Result<tonic::Response<BareStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
+    async fn nudge(
+        &self,
+        _: tonic::Request<pb::NudgeRequest>,
+    ) -> Result<tonic::Response<pb::NudgeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
+}
+
+/// Runs a baseline server on 127.0.0.1:0, printing `listening on ADDRESS` like haplane does.
+async fn bare_server(kind: &str) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    println!(
+        "bare {kind} listening on {}",
+        listener.local_addr().expect("address")
+    );
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    if kind == "bare-grpc" {
+        tonic::transport::Server::builder()
+            .add_service(pb::ha_service_server::HaServiceServer::new(BareHa))
+            .serve_with_incoming(incoming)
+            .await
+            .expect("serve");
+    } else {
+        let app = axum::Router::new().route(
+            "/v1/server/ha/state",
+            axum::routing::get(|| async { axum::Json("MASTER") }),
+        );
+        let listener = incoming.into_inner();
+        axum::serve(listener, app).await.expect("serve");
+    }
+}
+
+/// Starts this binary as a baseline server process; answers it and its address.
+async fn start_bare(kind: &str) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
+        .arg(kind)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start baseline server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = lines.next_line().await.expect("read").expect("a line");
+    let address = line.rsplit(' ').next().expect("address").to_owned();
+    (child, address)
+}
+
+/// Load: `concurrency` callers for `duration` after a warm-up; answers (requests/s, latencies).
+async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (f64, Vec<Duration>)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let run = |length: Duration| {
+        let call = call.clone();
+        async move {
+            let until = Instant::now() + length;
+            let workers = (0..concurrency).map(|worker| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    while Instant::now() < until {
+                        let begin = Instant::now();
+                        call(worker).await;
+                        latencies.push(begin.elapsed());
+                    }
+                    latencies
+                })
+            });
+            let mut all = Vec::new();
+            for worker in futures::future::join_all(workers).await {
+                all.extend(worker.expect("worker"));
+            }
+            all
+        }
+    };
+    run(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let latencies = run(duration).await;
+    (
+        latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    )
+}
+
+async fn grpc_load(address: &str, concurrency: usize, duration: Duration) -> (f64, Vec<Duration>) {
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(channel(&format!("http://{address}")).await);
+    }
+    load(concurrency, duration, move |worker| {
+        let mut client = HaServiceClient::new(channels[worker % channels.len()].clone());
+        async move {
+            client
+                .get_state(pb::GetStateRequest {})
+                .await
+                .expect("GetState");
+        }
+    })
+    .await
+}
+
+async fn rest_load(address: &str, concurrency: usize, duration: Duration) -> (f64, Vec<Duration>) {
+    let http = reqwest::Client::new();
+    let url = format!("http://{address}/v1/server/ha/state");
+    load(concurrency, duration, move |_| {
+        let request = http.get(&url);
+        async move {
+            let body = request
+                .send()
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body");
+            assert_eq!(body, "\"MASTER\"");
+        }
+    })
+    .await
+}
+
+fn unary_rows(what: &str, haplane: (f64, Vec<Duration>), bare: (f64, Vec<Duration>)) {
+    let (rate, mut latencies) = haplane;
+    let (bare_rate, mut bare_latencies) = bare;
+    row(
+        &format!("{what}: requests/s haplane / bare (ratio)"),
+        format!("{rate:.0} / {bare_rate:.0} ({:.2})", rate / bare_rate),
+    );
+    row(
+        &format!("{what}: p50 haplane / bare"),
+        format!(
+            "{} / {}",
+            ms(percentile(&mut latencies, 50.0)),
+            ms(percentile(&mut bare_latencies, 50.0))
+        ),
+    );
+    row(
+        &format!("{what}: p99 haplane / bare"),
+        format!(
+            "{} / {}",
+            ms(percentile(&mut latencies, 99.0)),
+            ms(percentile(&mut bare_latencies, 99.0))
+        ),
+    );
+}
+
+/// Unary GetState (gRPC) and GET state (REST) against a master, beside bare tonic / axum
+/// servers in their own processes, same load, same run.
+async fn unary(long: bool) {
+    let duration = Duration::from_secs(if long { 20 } else { 5 });
+    let concurrency = 32;
+    let plane = Plane::start(1, PlaneOptions::defaults()).await;
+    plane.wait_for_master(DEADLINE).await;
+    let node = plane.nodes[0].address.clone();
+    let (_grpc_child, bare_grpc) = start_bare("bare-grpc").await;
+    let (_rest_child, bare_rest) = start_bare("bare-rest").await;
+    let haplane = grpc_load(&node, concurrency, duration).await;
+    let bare = grpc_load(&bare_grpc, concurrency, duration).await;
+    unary_rows(
+        &format!("gRPC GetState, {concurrency} in flight"),
+        haplane,
+        bare,
+    );
+    let haplane = rest_load(&node, concurrency, duration).await;
+    let bare = rest_load(&bare_rest, concurrency, duration).await;
+    unary_rows(
+        &format!("REST GET state, {concurrency} in flight"),
+        haplane,
+        bare,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(kind) = args.first().filter(|a| a.starts_with("bare-")) {
+        bare_server(kind).await;
+        return;
+    }
     let long = args.iter().any(|a| a == "--long");
     let suite = args
         .iter()
@@ -368,6 +602,9 @@ async fn main() {
                 rss_bytes(plane.nodes[0].pid()) as f64 / 1048576.0
             ),
         );
+    }
+    if matches!(suite, "unary" | "all") {
+        unary(long).await;
     }
     if matches!(suite, "failover" | "all") {
         failover(long, PlaneOptions::fast(), "poll 100ms, timeout 1s").await;
