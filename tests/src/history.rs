@@ -110,9 +110,10 @@ pub fn thousands(n: usize) -> String {
 pub fn summary(label: &str, history: &History, verdict: &Verdict) -> String {
     let max_failover = history.recoveries.iter().max().copied().unwrap_or_default();
     format!(
-        "chaos[{label}]: {} faults, {} acked writes, {} lost, {} duplicated, {} split-brain epochs, {} epoch regressions, {} panics, max failover {:.1} s",
+        "chaos[{label}]: {} faults, {} acked writes ({} not acked), {} lost, {} duplicated, {} split-brain epochs, {} epoch regressions, {} panics, max failover {:.1} s",
         thousands(history.faults),
         thousands(history.acked.len()),
+        thousands(history.unacked.len()),
         verdict.lost.len(),
         verdict.duplicated.len(),
         verdict.split_brain_epochs.len(),
@@ -182,7 +183,7 @@ mod tests {
         let line = summary("dir", &history, &Verdict::default());
         assert_eq!(
             line,
-            "chaos[dir]: 200 faults, 4,512 acked writes, 0 lost, 0 duplicated, 0 split-brain epochs, 0 epoch regressions, 0 panics, max failover 1.4 s"
+            "chaos[dir]: 200 faults, 4,512 acked writes (1 not acked), 0 lost, 0 duplicated, 0 split-brain epochs, 0 epoch regressions, 0 panics, max failover 1.4 s"
         );
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000_000), "1,000,000");
