@@ -321,14 +321,13 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
     })
     .await;
     assert_eq!(rows.len(), 3);
-    let highlighted = browser
-        .find(Locator::Css("#nodes tr.master"))
-        .await
-        .unwrap();
-    assert_eq!(
-        highlighted.attr("data-node-id").await.unwrap().as_deref(),
-        Some("n1")
-    );
+    // The table is re-rendered on every refresh: find and read the row in one attempt.
+    let highlighted = haplane_tests::eventually(DEADLINE, "the highlighted master row", || async {
+        let row = browser.find(Locator::Css("#nodes tr.master")).await.ok()?;
+        row.attr("data-node-id").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(highlighted, "n1");
     assert!(
         !browser
             .find(Locator::Id("banner"))
