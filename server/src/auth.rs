@@ -23,7 +23,10 @@ const HEALTH_PATHS: [&str; 3] = [
 /// Checks requests against the configured users.
 #[derive(Debug)]
 pub struct Authenticator {
-    users: Vec<(String, Secret)>,
+    /// `user:password` of every user, as a Basic header decodes to.
+    accepted: Vec<Secret>,
+    /// The first user's header, presented to peers.
+    peer_authorization: Option<HeaderValue>,
     protect_health: bool,
 }
 
@@ -46,7 +49,14 @@ impl Refusal {
 impl Authenticator {
     pub fn new(settings: &AuthSettings) -> Self {
         Self {
-            users: settings.users.clone(),
+            accepted: settings
+                .users
+                .iter()
+                .map(|(user, password)| Secret::new(format!("{user}:{}", password.expose())))
+                .collect(),
+            peer_authorization: settings.users.first().and_then(|(user, password)| {
+                Credentials::new(user, password.expose()).authorization()
+            }),
             protect_health: settings.protect_health,
         }
     }
@@ -68,9 +78,8 @@ impl Authenticator {
             .decode(encoded.trim())
             .map_err(|_| Refusal::Invalid)?;
         let mut matched = subtle::Choice::from(0);
-        for (user, password) in &self.users {
-            let expected = format!("{user}:{}", password.expose());
-            matched |= expected.as_bytes().ct_eq(&decoded);
+        for expected in &self.accepted {
+            matched |= expected.expose().as_bytes().ct_eq(&decoded);
         }
         match bool::from(matched) {
             true => Ok(()),
@@ -80,8 +89,7 @@ impl Authenticator {
 
     /// The `authorization` value this node presents to its peers (the first user).
     pub fn peer_authorization(&self) -> Option<HeaderValue> {
-        let (user, password) = self.users.first()?;
-        Credentials::new(user, password.expose()).authorization()
+        self.peer_authorization.clone()
     }
 }
 
@@ -102,12 +110,7 @@ pub async fn require_credentials(
 }
 
 fn refused(request: &Request, refusal: Refusal) -> Response {
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    if is_grpc {
+    if crate::rest::is_grpc_request(request.headers()) {
         return tonic::Status::unauthenticated(refusal.message()).into_http::<Body>();
     }
     let body = serde_json::json!({ "message": refusal.message() }).to_string();

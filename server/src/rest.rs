@@ -308,6 +308,14 @@ async fn method_not_allowed() -> Response {
     )
 }
 
+/// Whether a request is gRPC (by its content type), so that it is answered the gRPC way.
+pub fn is_grpc_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"))
+}
+
 /// The REST routes (the HA shim plus `extra`, e.g. the entity routes); anything else goes to
 /// `grpc` when it is a gRPC request, else 404.
 pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
@@ -336,12 +344,7 @@ pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
     ha.fallback(move |request: Request<Body>| {
         let grpc = grpc.clone();
         async move {
-            let is_grpc = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|value| value.to_str().ok())
-                .is_some_and(|value| value.starts_with("application/grpc"));
-            if is_grpc {
+            if is_grpc_request(request.headers()) {
                 match grpc.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},

@@ -220,24 +220,7 @@ impl Node {
 
     /// GetState with a short timeout; `None` if the node does not answer.
     pub async fn try_state(&self) -> Option<pb::GetStateResponse> {
-        let attempt = async {
-            let channel = tonic::transport::Endpoint::from_shared(self.grpc_uri())
-                .ok()?
-                .connect_timeout(Duration::from_millis(300))
-                .timeout(Duration::from_millis(700))
-                .connect()
-                .await
-                .ok()?;
-            HaServiceClient::new(channel)
-                .get_state(pb::GetStateRequest {})
-                .await
-                .ok()
-                .map(tonic::Response::into_inner)
-        };
-        tokio::time::timeout(Duration::from_secs(1), attempt)
-            .await
-            .ok()
-            .flatten()
+        try_state_at(&self.grpc_uri()).await
     }
 
     /// GetState; panics if the node does not answer.
@@ -257,6 +240,28 @@ impl Drop for Node {
             let _ = child.start_kill();
         }
     }
+}
+
+/// GetState of the node at `uri`, bounded to a second; `None` if it does not answer.
+pub async fn try_state_at(uri: &str) -> Option<pb::GetStateResponse> {
+    let attempt = async {
+        let channel = tonic::transport::Endpoint::from_shared(uri.to_owned())
+            .ok()?
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_millis(700))
+            .connect()
+            .await
+            .ok()?;
+        HaServiceClient::new(channel)
+            .get_state(pb::GetStateRequest {})
+            .await
+            .ok()
+            .map(tonic::Response::into_inner)
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What `launch` did: a running node, or the exit code and log of one that refused to start.

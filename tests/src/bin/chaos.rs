@@ -8,10 +8,10 @@
 //! `cargo run -p haplane-tests --bin chaos -- [--profile ci|long] [--store dir|s3] [--seed N]`
 
 use haplane_sdk::{Client, ConnectOptions};
-use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
+use haplane_tests::haplane::pb;
 use haplane_tests::history::{self, FinalEntity, History};
 use haplane_tests::moto::MotoServer;
-use haplane_tests::{Plane, PlaneOptions};
+use haplane_tests::{Plane, PlaneOptions, try_state_at};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::process::ExitCode;
@@ -59,25 +59,7 @@ fn record(history: &Shared<History>, change: impl FnOnce(&mut History)) {
 async fn sample(uris: Shared<Vec<String>>, history: Shared<History>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let current = uris.lock().map(|u| u.clone()).unwrap_or_default();
-        let asks = current.into_iter().map(|uri| async move {
-            let attempt = async {
-                let channel = tonic::transport::Endpoint::from_shared(uri)
-                    .ok()?
-                    .connect_timeout(Duration::from_millis(300))
-                    .connect()
-                    .await
-                    .ok()?;
-                HaServiceClient::new(channel)
-                    .get_state(pb::GetStateRequest {})
-                    .await
-                    .ok()
-                    .map(tonic::Response::into_inner)
-            };
-            tokio::time::timeout(Duration::from_millis(700), attempt)
-                .await
-                .ok()
-                .flatten()
-        });
+        let asks = current.iter().map(|uri| try_state_at(uri));
         for state in futures::future::join_all(asks).await.into_iter().flatten() {
             if state.state == pb::NodeState::Master as i32 {
                 record(&history, |h| h.masters.push((state.epoch, state.node_id)));
