@@ -831,6 +831,12 @@ impl Runtime {
     }
 
     async fn set_mode(&mut self, mode: HaMode) -> Result<NodeState, ServiceError> {
+        if mode == HaMode::Master && !self.election.is_standalone() {
+            // A master deposed a moment ago by another node's promotion may not have seen the
+            // newer claim yet; without this probe it would answer "already master" and do nothing.
+            self.probe_claims().await?;
+            self.publish();
+        }
         let now = self.clock.now();
         let previous = self.snapshot.borrow().effective_state(now);
         let change = self

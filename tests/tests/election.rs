@@ -197,6 +197,35 @@ async fn promoting_a_standby_takes_over_and_the_old_master_steps_down() {
     assert_eq!(state.epoch, old_epoch + 1);
 }
 
+/// Promotions in quick succession: each one lands, even on a master deposed a moment ago that
+/// has not yet seen the newer claim (it used to answer "already master" and do nothing).
+#[tokio::test]
+async fn back_to_back_promotions_each_take_effect() {
+    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    let first = plane.wait_for_master(DEADLINE).await;
+    let mut clients = [plane.nodes[0].client().await, plane.nodes[1].client().await];
+    let mut target = 1 - first;
+    for round in 0..40 {
+        // No pause between rounds: the node promoted next was deposed by the previous round.
+        let response = clients[target]
+            .set_state(allow_non_master(pb::SetStateRequest {
+                mode: pb::HaMode::Master as i32,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(
+            response.previous_state,
+            NodeState::Master as i32,
+            "round {round}: node {target} answered as if it were still master"
+        );
+        target = 1 - target;
+    }
+    let last = 1 - target;
+    let state = plane.nodes[last].state().await;
+    assert!(is(&state, NodeState::Master), "{state:?}");
+}
+
 #[tokio::test]
 async fn a_demoted_master_hands_over_and_does_not_win_again() {
     let mut plane = Plane::new(PlaneOptions::fast());
