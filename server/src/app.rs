@@ -16,7 +16,7 @@ use crate::store::faulty::FaultyStore;
 use crate::store::fs::DirStore;
 use crate::store::s3::{S3Options, S3Store};
 use crate::store::{Store, StoreError};
-use crate::{grpc, rest, rest_entities};
+use crate::{grpc, rest, rest_entities, serve};
 use haplane::NodeId;
 use std::path::Path;
 use std::sync::Arc;
@@ -199,24 +199,23 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
             auth::require_credentials,
         ));
     }
-    let mut server_stopped = stopped.clone();
-    let server = builder
+    let builder = builder
         .accept_http1(true)
         .http2_keepalive_interval(Some(settings.poll_period))
         // Pings every poll period keep streams alive through proxies; a watcher too busy to
         // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
         .http2_keepalive_timeout(Some(
             settings.heartbeat_timeout.max(Duration::from_secs(20)),
-        ))
-        .add_routes(tonic::service::Routes::from(app))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = server_stopped.wait_for(|stopped| *stopped).await;
-                // Let streams deliver their last view and UNAVAILABLE before connections close.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            },
-        );
+        ));
+    let server = serve::serve(
+        listener,
+        builder,
+        tonic::service::Routes::from(app),
+        serve::serving_threads(),
+        stopped.clone(),
+        // Lets streams deliver their last view and UNAVAILABLE before connections close.
+        Duration::from_millis(200),
+    );
     let server = tokio::spawn(server);
     println!(
         "haplane {node_id} listening on {address} (advertised as {node_uri}), store {}, state {}",
@@ -229,7 +228,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let _ = std::fs::remove_file(&settings.pid_file);
     match served {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(err))) => Err(LaunchError::Serve(err.to_string())),
+        Ok(Ok(Err(err))) => Err(LaunchError::Serve(err)),
         Ok(Err(err)) => Err(LaunchError::Serve(err.to_string())),
         Err(_) => {
             tracing::warn!("connections did not close within 5s; exiting anyway");

@@ -2,14 +2,16 @@
 //! SERVING only on the master), reflection v1 and v1alpha, and the client side of `Nudge`.
 
 use crate::error::ServiceError;
-use crate::service::{Access, HaCore, HealthClass};
+use crate::service::{Access, HaCore, HealthClass, WatcherGuard};
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
 use haplane::{MasterView, NodeState};
 use haplane_sdk::NodeChannel;
 use http::HeaderValue;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Request, Response, Status};
@@ -131,10 +133,8 @@ impl HaService for GrpcService {
         request: Request<pb::WatchMasterRequest>,
     ) -> Result<Response<Self::WatchMasterStream>, Status> {
         let min_epoch = request.into_inner().min_epoch.unwrap_or(0);
-        let events = master_events(&self.core, min_epoch).map(|view| match view {
-            Ok(view) => Ok(pb::MasterEvent::from(&view)),
-            Err(status) => Err(status),
-        });
+        let events = master_events(&self.core, min_epoch)
+            .map(|view| view.map(|view| pb::MasterEvent::from(view.as_ref())));
         Ok(Response::new(Box::pin(events)))
     }
 
@@ -150,42 +150,51 @@ impl HaService for GrpcService {
 /// The master views a watcher receives: the current one at once, then one per change of master
 /// (a slow watcher skips straight to the newest), then, after the node stopped and published its
 /// last view, `UNAVAILABLE`. Shared by gRPC `WatchMaster` and the REST SSE stream.
+///
+/// The stream is polled by the connection's own stream task; there is no task or channel per
+/// watcher, and every watcher shares the one `Arc` the node published.
 pub fn master_events(
     core: &HaCore,
     min_epoch: u64,
-) -> impl Stream<Item = Result<MasterView, Status>> + Send + use<> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    let mut views = core.watch_master();
-    let mut stopped = core.stopped();
-    let watcher = core.count_watcher();
-    tokio::spawn(async move {
-        let _watcher = watcher;
-        let mut last_sent: Option<MasterView> = None;
+) -> impl Stream<Item = Result<Arc<MasterView>, Status>> + Send + use<> {
+    struct Watch {
+        views: watch::Receiver<Arc<MasterView>>,
+        stopped: watch::Receiver<bool>,
+        last_sent: Option<Arc<MasterView>>,
+        _watcher: WatcherGuard,
+    }
+    let shutting_down = || Status::unavailable("node is shutting down");
+    let watch = Watch {
+        views: core.watch_master(),
+        stopped: core.stopped(),
+        last_sent: None,
+        _watcher: core.count_watcher(),
+    };
+    futures::stream::unfold(Some(watch), move |watch| async move {
+        let mut watch = watch?;
         loop {
-            let view = views.borrow_and_update().clone();
-            let is_new = last_sent
+            let view = watch.views.borrow_and_update().clone();
+            let is_new = watch
+                .last_sent
                 .as_ref()
                 .is_none_or(|last| last.master_differs(&view));
             if is_new && view.epoch >= min_epoch {
-                if sender.send(Ok(view.clone())).await.is_err() {
-                    return;
-                }
-                last_sent = Some(view);
+                watch.last_sent = Some(view.clone());
+                return Some((Ok(view), Some(watch)));
             }
-            if *stopped.borrow() {
-                break;
+            if *watch.stopped.borrow() {
+                return Some((Err(shutting_down()), None));
             }
             tokio::select! {
-                changed = views.changed() => if changed.is_err() { break },
-                _ = stopped.changed() => {}
-                _ = sender.closed() => return,
+                changed = watch.views.changed() => if changed.is_err() {
+                    return Some((Err(shutting_down()), None));
+                },
+                changed = watch.stopped.changed() => if changed.is_err() {
+                    return Some((Err(shutting_down()), None));
+                },
             }
         }
-        let _ = sender
-            .send(Err(Status::unavailable("node is shutting down")))
-            .await;
-    });
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
+    })
 }
 
 /// Builds the gRPC routes: HaService, health, reflection v1 and v1alpha. Spawns the task that

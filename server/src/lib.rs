@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod node;
 pub mod rest;
 pub mod rest_entities;
+pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -46,7 +46,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
+// One thread runs the node (election, store calls, accepting connections); `serve` runs the
+// port's connections on serving threads of their own.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

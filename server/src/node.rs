@@ -156,7 +156,7 @@ pub enum StartError {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Snapshot>,
-    view: watch::Receiver<MasterView>,
+    view: watch::Receiver<Arc<MasterView>>,
     history: Arc<Mutex<VecDeque<StateChange>>>,
     pub counters: Arc<NodeCounters>,
     pub clock: Arc<dyn Clock>,
@@ -174,7 +174,7 @@ impl NodeHandle {
     }
 
     /// A receiver of the master view: current value first, then each change of master.
-    pub fn watch_view(&self) -> watch::Receiver<MasterView> {
+    pub fn watch_view(&self) -> watch::Receiver<Arc<MasterView>> {
         self.view.clone()
     }
 
@@ -256,7 +256,7 @@ struct Runtime {
     clock: Arc<dyn Clock>,
     plane_id: String,
     snapshot: watch::Sender<Snapshot>,
-    view: watch::Sender<MasterView>,
+    view: watch::Sender<Arc<MasterView>>,
     history: Arc<Mutex<VecDeque<StateChange>>>,
     counters: Arc<NodeCounters>,
     /// Set by the managed-state service; written into each record.
@@ -302,7 +302,7 @@ pub async fn start(
         standalone: election.is_standalone(),
         master_state_seq: 0,
     });
-    let (view, view_rx) = watch::channel(MasterView::default());
+    let (view, view_rx) = watch::channel(Arc::new(MasterView::default()));
     let mut runtime = Runtime {
         election,
         options,
@@ -1019,9 +1019,10 @@ impl Runtime {
             plane_id: self.plane_id.clone(),
             members: self.election.members(now),
         };
+        // Shared, not copied, by every watcher: a change of master reaches thousands of streams.
         self.view.send_if_modified(|current| {
             let changed = current.master_differs(&view);
-            *current = view;
+            *current = Arc::new(view);
             changed
         });
     }

@@ -164,7 +164,7 @@ impl HaCore {
     }
 
     /// A receiver of the master view (current first, then each change of master).
-    pub fn watch_master(&self) -> watch::Receiver<MasterView> {
+    pub fn watch_master(&self) -> watch::Receiver<Arc<MasterView>> {
         self.node.watch_view()
     }
 

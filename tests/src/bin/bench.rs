@@ -244,13 +244,19 @@ fn rss_bytes(pid: i32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// WatchMaster fan-out: `count` subscribers on one standby; per master change, the spread from
-/// the first subscriber told to each of the others, and the node's memory per subscriber.
-async fn fanout(count: usize) {
+/// WatchMaster fan-out: `count` subscribers on one node of two. Per master change (SetState on
+/// alternating nodes), the time from the SetState call to the last subscriber told and to each
+/// one; and the node's memory per subscriber. The subscribers run in this process, on the same two
+/// cores as the nodes, so their decoding is part of the figure.
+async fn fanout(count: usize, changes: usize) {
     let plane = Plane::start(2, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let node = 1 - master;
     let idle = rss_bytes(plane.nodes[node].pid());
+    eprintln!(
+        "fan-out {count}: subscribers on node pid {}",
+        plane.nodes[node].pid()
+    );
     // 100 streams per HTTP/2 connection.
     let connections = count.div_ceil(100);
     let mut channels = Vec::new();
@@ -259,12 +265,13 @@ async fn fanout(count: usize) {
     }
     let (sender, mut receipts) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     let mut ready = Vec::new();
+    let mut subscribers = tokio::task::JoinSet::new();
     for i in 0..count {
         let mut client = HaServiceClient::new(channels[i % connections].clone());
         let sender = sender.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         ready.push(ready_rx);
-        tokio::spawn(async move {
+        subscribers.spawn(async move {
             let mut stream = client
                 .watch_master(pb::WatchMasterRequest { min_epoch: None })
                 .await
@@ -272,9 +279,14 @@ async fn fanout(count: usize) {
                 .into_inner();
             let _ = stream.next().await;
             let _ = ready_tx.send(());
-            while let Some(Ok(event)) = stream.next().await {
-                if !event.master_id.is_empty() {
-                    let _ = sender.send((event.epoch, Instant::now()));
+            loop {
+                match stream.next().await {
+                    Some(Ok(event)) if event.master_id.is_empty() => {}
+                    Some(Ok(event)) => {
+                        let _ = sender.send((event.epoch, Instant::now()));
+                    }
+                    Some(Err(status)) => panic!("subscriber {i}: {status}"),
+                    None => panic!("subscriber {i}: stream ended"),
                 }
             }
         });
@@ -283,10 +295,13 @@ async fn fanout(count: usize) {
         let _ = r.await;
     }
     let subscribed = rss_bytes(plane.nodes[node].pid());
-    let mut spreads = Vec::new();
+    let mut to_last = Vec::with_capacity(changes);
+    let mut to_each = Vec::with_capacity(changes * count);
     let mut promote_to = node;
-    for _ in 0..3 {
-        // Hand the master role back and forth; the watched node learns of each change.
+    let mut epoch = 0;
+    for _ in 0..changes {
+        // Hand the master role back and forth; the watched node is told of each change either by
+        // its own claim or by its peer's nudge.
         let mut ha = HaServiceClient::new(channel(&plane.nodes[promote_to].grpc_uri()).await);
         let mut request = tonic::Request::new(pb::SetStateRequest {
             mode: pb::HaMode::Master as i32,
@@ -294,34 +309,45 @@ async fn fanout(count: usize) {
         request
             .metadata_mut()
             .insert("allow-non-master-access", "true".parse().expect("ascii"));
+        let changed_at = Instant::now();
         ha.set_state(request).await.expect("promote");
-        let mut times = Vec::with_capacity(count);
-        let mut epoch = 0;
-        while times.len() < count {
-            let (e, at) = tokio::time::timeout(DEADLINE, receipts.recv())
-                .await
-                .expect("notified")
-                .expect("open");
+        let mut told = Vec::with_capacity(count);
+        while told.len() < count {
+            let Ok(Some((e, at))) = tokio::time::timeout(DEADLINE, receipts.recv()).await else {
+                panic!(
+                    "{} of {count} told of epoch {epoch} after promoting node {promote_to}; states {:?}",
+                    told.len(),
+                    plane.states().await
+                );
+            };
+            if e < epoch {
+                continue; // a late receipt of the previous change
+            }
             if e > epoch {
                 epoch = e;
-                times.clear();
+                told.clear();
             }
-            times.push(at);
+            told.push(at.duration_since(changed_at));
         }
-        let first = *times.iter().min().expect("receipts");
-        spreads.extend(times.iter().map(|t| t.duration_since(first)));
+        to_last.push(*told.iter().max().expect("receipts"));
+        to_each.extend(told);
         promote_to = 1 - promote_to;
     }
+    // Before the plane stops, or every subscriber would see its stream break.
+    subscribers.shutdown().await;
+    let name = |what: &str| format!("fan-out {count}: master change to {what}");
     row(
-        &format!("fan-out {count} subscribers: first to each told, p50"),
-        ms(percentile(&mut spreads, 50.0)),
+        &name(&format!("last told, p50 ({changes} changes)")),
+        ms(percentile(&mut to_last, 50.0)),
     );
     row(
-        &format!("fan-out {count} subscribers: first to each told, p99"),
-        ms(percentile(&mut spreads, 99.0)),
+        &name(&format!("last told, p99 ({changes} changes)")),
+        ms(percentile(&mut to_last, 99.0)),
     );
+    row(&name("each told, p50"), ms(percentile(&mut to_each, 50.0)));
+    row(&name("each told, p99"), ms(percentile(&mut to_each, 99.0)));
     row(
-        &format!("fan-out {count} subscribers: node memory per subscriber"),
+        &format!("fan-out {count}: node memory per subscriber"),
         format!(
             "{:.1} KiB",
             (subscribed.saturating_sub(idle)) as f64 / count as f64 / 1024.0
@@ -433,67 +459,56 @@ async fn start_bare(kind: &str) -> (tokio::process::Child, String) {
     (child, address)
 }
 
-/// Load: `concurrency` callers for `duration` after a warm-up; answers (requests/s, latencies).
-async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (f64, Vec<Duration>)
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let run = |length: Duration| {
-        let call = call.clone();
-        async move {
-            let until = Instant::now() + length;
-            let workers = (0..concurrency).map(|worker| {
-                let call = call.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    while Instant::now() < until {
-                        let begin = Instant::now();
-                        call(worker).await;
-                        latencies.push(begin.elapsed());
-                    }
-                    latencies
-                })
-            });
-            let mut all = Vec::new();
-            for worker in futures::future::join_all(workers).await {
-                all.extend(worker.expect("worker"));
-            }
-            all
-        }
-    };
-    run(Duration::from_secs(1)).await;
+/// One request of a load: called with the caller's index, resolves when answered.
+type Call = std::sync::Arc<dyn Fn(usize) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Load: `concurrency` callers for `duration`; answers (requests/s, latencies).
+async fn load(call: &Call, concurrency: usize, duration: Duration) -> (f64, Vec<Duration>) {
     let started = Instant::now();
-    let latencies = run(duration).await;
-    (
-        latencies.len() as f64 / started.elapsed().as_secs_f64(),
-        latencies,
-    )
+    let until = started + duration;
+    let workers = (0..concurrency).map(|worker| {
+        let call = call.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let begin = Instant::now();
+                call(worker).await;
+                latencies.push(begin.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut all = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        all.extend(worker.expect("worker"));
+    }
+    (all.len() as f64 / started.elapsed().as_secs_f64(), all)
 }
 
-async fn grpc_load(address: &str, concurrency: usize, duration: Duration) -> (f64, Vec<Duration>) {
+/// GetState over 4 HTTP/2 connections.
+async fn grpc_call(address: &str) -> Call {
     let mut channels = Vec::new();
     for _ in 0..4 {
         channels.push(channel(&format!("http://{address}")).await);
     }
-    load(concurrency, duration, move |worker| {
+    std::sync::Arc::new(move |worker| {
         let mut client = HaServiceClient::new(channels[worker % channels.len()].clone());
-        async move {
+        Box::pin(async move {
             client
                 .get_state(pb::GetStateRequest {})
                 .await
                 .expect("GetState");
-        }
+        })
     })
-    .await
 }
 
-async fn rest_load(address: &str, concurrency: usize, duration: Duration) -> (f64, Vec<Duration>) {
+/// GET /v1/server/ha/state over a keep-alive pool.
+fn rest_call(address: &str) -> Call {
     let http = reqwest::Client::new();
     let url = format!("http://{address}/v1/server/ha/state");
-    load(concurrency, duration, move |_| {
+    std::sync::Arc::new(move |_| {
         let request = http.get(&url);
-        async move {
+        Box::pin(async move {
             let body = request
                 .send()
                 .await
@@ -502,17 +517,52 @@ async fn rest_load(address: &str, concurrency: usize, duration: Duration) -> (f6
                 .await
                 .expect("body");
             assert_eq!(body, "\"MASTER\"");
-        }
+        })
     })
-    .await
 }
 
-fn unary_rows(what: &str, haplane: (f64, Vec<Duration>), bare: (f64, Vec<Duration>)) {
-    let (rate, mut latencies) = haplane;
-    let (bare_rate, mut bare_latencies) = bare;
+/// The same load against haplane and a bare server, in `rounds` alternating runs (the order
+/// flips each round, so drift on a shared machine hits both) after a warm-up of each; prints
+/// the median requests/s of each, their ratio, the spread of per-round ratios, and latencies.
+async fn side_by_side(what: &str, haplane: Call, bare: Call, rounds: usize, duration: Duration) {
+    let concurrency = 32;
+    let warm_up = Duration::from_secs(1);
+    load(&haplane, concurrency, warm_up).await;
+    load(&bare, concurrency, warm_up).await;
+    let (mut rates, mut bare_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut latencies, mut bare_latencies) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (rate, bare_rate) = if round % 2 == 0 {
+            let ours = load(&haplane, concurrency, duration).await;
+            let theirs = load(&bare, concurrency, duration).await;
+            latencies.extend(ours.1);
+            bare_latencies.extend(theirs.1);
+            (ours.0, theirs.0)
+        } else {
+            let theirs = load(&bare, concurrency, duration).await;
+            let ours = load(&haplane, concurrency, duration).await;
+            latencies.extend(ours.1);
+            bare_latencies.extend(theirs.1);
+            (ours.0, theirs.0)
+        };
+        rates.push(rate);
+        bare_rates.push(bare_rate);
+        ratios.push(rate / bare_rate);
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (rate, bare_rate) = (median(&mut rates), median(&mut bare_rates));
+    let what = format!("{what}, {concurrency} in flight");
     row(
         &format!("{what}: requests/s haplane / bare (ratio)"),
         format!("{rate:.0} / {bare_rate:.0} ({:.2})", rate / bare_rate),
+    );
+    ratios.sort_by(f64::total_cmp);
+    row(
+        &format!("{what}: ratio per round, {rounds} rounds of {duration:?}"),
+        format!("{:.2} .. {:.2}", ratios[0], ratios[rounds - 1]),
     );
     row(
         &format!("{what}: p50 haplane / bare"),
@@ -535,27 +585,29 @@ fn unary_rows(what: &str, haplane: (f64, Vec<Duration>), bare: (f64, Vec<Duratio
 /// Unary GetState (gRPC) and GET state (REST) against a master, beside bare tonic / axum
 /// servers in their own processes, same load, same run.
 async fn unary(long: bool) {
-    let duration = Duration::from_secs(if long { 20 } else { 5 });
-    let concurrency = 32;
+    let rounds = if long { 10 } else { 5 };
+    let duration = Duration::from_secs(2);
     let plane = Plane::start(1, PlaneOptions::defaults()).await;
     plane.wait_for_master(DEADLINE).await;
     let node = plane.nodes[0].address.clone();
     let (_grpc_child, bare_grpc) = start_bare("bare-grpc").await;
     let (_rest_child, bare_rest) = start_bare("bare-rest").await;
-    let haplane = grpc_load(&node, concurrency, duration).await;
-    let bare = grpc_load(&bare_grpc, concurrency, duration).await;
-    unary_rows(
-        &format!("gRPC GetState, {concurrency} in flight"),
-        haplane,
-        bare,
-    );
-    let haplane = rest_load(&node, concurrency, duration).await;
-    let bare = rest_load(&bare_rest, concurrency, duration).await;
-    unary_rows(
-        &format!("REST GET state, {concurrency} in flight"),
-        haplane,
-        bare,
-    );
+    side_by_side(
+        "gRPC GetState",
+        grpc_call(&node).await,
+        grpc_call(&bare_grpc).await,
+        rounds,
+        duration,
+    )
+    .await;
+    side_by_side(
+        "REST GET state",
+        rest_call(&node),
+        rest_call(&bare_rest),
+        rounds,
+        duration,
+    )
+    .await;
 }
 
 #[tokio::main]
@@ -577,8 +629,9 @@ async fn main() {
         state(long).await;
     }
     if matches!(suite, "fanout" | "all") {
-        fanout(1_000).await;
-        fanout(10_000).await;
+        let changes = if long { 100 } else { 20 };
+        fanout(1_000, changes).await;
+        fanout(10_000, changes).await;
     }
     if matches!(suite, "budget" | "all") {
         budget(long, PlaneOptions::fast(), "directory store").await;
