@@ -152,13 +152,15 @@ impl HaService for GrpcService {
 /// last view, `UNAVAILABLE`. Shared by gRPC `WatchMaster` and the REST SSE stream.
 ///
 /// The stream is polled by the connection's own stream task; there is no task or channel per
-/// watcher, and every watcher shares the one `Arc` the node published.
+/// watcher, every watcher shares the one `Arc` the node published, and the wake-up comes from the
+/// serving thread's relay (`watch_relay`).
 pub fn master_events(
     core: &HaCore,
     min_epoch: u64,
 ) -> impl Stream<Item = Result<Arc<MasterView>, Status>> + Send + use<> {
     struct Watch {
         views: watch::Receiver<Arc<MasterView>>,
+        wakeups: watch::Receiver<u64>,
         stopped: watch::Receiver<bool>,
         last_sent: Option<Arc<MasterView>>,
         _watcher: WatcherGuard,
@@ -166,6 +168,7 @@ pub fn master_events(
     let shutting_down = || Status::unavailable("node is shutting down");
     let watch = Watch {
         views: core.watch_master(),
+        wakeups: core.master_wakeups(),
         stopped: core.stopped(),
         last_sent: None,
         _watcher: core.count_watcher(),
@@ -173,7 +176,9 @@ pub fn master_events(
     futures::stream::unfold(Some(watch), move |watch| async move {
         let mut watch = watch?;
         loop {
-            let view = watch.views.borrow_and_update().clone();
+            // Seen before the view is read: a change after the read wakes us again.
+            watch.wakeups.borrow_and_update();
+            let view = watch.views.borrow().clone();
             let is_new = watch
                 .last_sent
                 .as_ref()
@@ -186,7 +191,7 @@ pub fn master_events(
                 return Some((Err(shutting_down()), None));
             }
             tokio::select! {
-                changed = watch.views.changed() => if changed.is_err() {
+                changed = watch.wakeups.changed() => if changed.is_err() {
                     return Some((Err(shutting_down()), None));
                 },
                 changed = watch.stopped.changed() => if changed.is_err() {

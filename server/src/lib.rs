@@ -18,3 +18,4 @@ pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod watch_relay;

@@ -4,6 +4,7 @@
 use crate::error::ServiceError;
 use crate::node::{Listing, NodeHandle, StateChange};
 use crate::store::counting::{CountingStore, RequestCounts};
+use crate::watch_relay::ThreadRelays;
 use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -65,6 +66,7 @@ pub struct HaCore {
     stopped: watch::Receiver<bool>,
     store: Arc<CountingStore>,
     watchers: Arc<AtomicI64>,
+    relays: Arc<ThreadRelays>,
 }
 
 /// Counts one open master watch while it lives.
@@ -94,6 +96,7 @@ impl HaCore {
             stopped,
             store,
             watchers: Arc::default(),
+            relays: Arc::default(),
         }
     }
 
@@ -166,6 +169,12 @@ impl HaCore {
     /// A receiver of the master view (current first, then each change of master).
     pub fn watch_master(&self) -> watch::Receiver<Arc<MasterView>> {
         self.node.watch_view()
+    }
+
+    /// A counter that changes after each change of master, notified on the calling thread
+    /// (see `watch_relay`); read the view itself from `watch_master`.
+    pub fn master_wakeups(&self) -> watch::Receiver<u64> {
+        self.relays.for_this_thread(&self.node.watch_view())
     }
 
     /// Registers an open watch (for the watchers gauge) until the guard drops.
