@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the S3-compatible server the tests use, moto (its conditional writes are atomic under
-# concurrency), into the project venv .venv; idempotent.
+# Installs the S3-compatible server the tests use, moto, into the project venv .venv; idempotent.
+# The tests start it through scripts/moto_serial.py, which makes its conditional writes atomic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then

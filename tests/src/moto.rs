@@ -32,13 +32,16 @@ pub struct MotoServer {
 
 impl MotoServer {
     pub async fn start() -> Self {
-        let binary = workspace_root().join(".venv/bin/moto_server");
+        let root = workspace_root();
+        let python = root.join(".venv/bin/python");
         assert!(
-            binary.exists(),
+            root.join(".venv/bin/moto_server").exists(),
             "moto is not installed: run scripts/setup-s3.sh"
         );
         let port = free_port();
-        let child = Command::new(binary)
+        // moto behind a lock: see scripts/moto_serial.py (its conditional PUT is not atomic).
+        let child = Command::new(python)
+            .arg(root.join("scripts/moto_serial.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
