@@ -242,6 +242,25 @@ impl Drop for Node {
     }
 }
 
+/// Arguments for a quick single node: a free loopback port, poll 100 ms, timeout 1 s, its
+/// directory store at `store`, then `extra` (last, so a caller may append a flag's value).
+pub fn quick_node_args(store: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--bind",
+        "127.0.0.1:0",
+        "--poll-period",
+        "100ms",
+        "--heartbeat-timeout",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(["--persistence-dir".to_owned(), store.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// GetState of the node at `uri`, bounded to a second; `None` if it does not answer.
 pub async fn try_state_at(uri: &str) -> Option<pb::GetStateResponse> {
     let attempt = async {

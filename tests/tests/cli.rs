@@ -2,7 +2,7 @@
 //! the PID file and `haplane stop`, persistence modes, and start-up errors.
 
 use haplane_tests::haplane::pb::NodeState;
-use haplane_tests::{Launched, Node, haplane_binary, launch, launch_with_env};
+use haplane_tests::{Launched, Node, haplane_binary, launch, launch_with_env, quick_node_args};
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,20 +12,7 @@ fn args(list: &[&str]) -> Vec<String> {
 
 /// Arguments for a quick node on a free port with its store in `dir`.
 fn node_args(dir: &Path, extra: &[&str]) -> Vec<String> {
-    let mut all = args(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--poll-period",
-        "100ms",
-        "--heartbeat-timeout",
-        "1s",
-    ]);
-    all.extend([
-        "--persistence-dir".to_owned(),
-        dir.join("store").display().to_string(),
-    ]);
-    all.extend(args(extra));
-    all
+    quick_node_args(&dir.join("store"), extra)
 }
 
 fn run(dir: &Path, argv: &[&str]) -> std::process::Output {

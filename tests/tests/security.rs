@@ -5,7 +5,9 @@
 use haplane_sdk::{Client, ConnectOptions, Credentials, Error, NodeState};
 use haplane_tests::haplane::pb;
 use haplane_tests::moto::{self, MotoServer};
-use haplane_tests::{Node, Plane, PlaneOptions, eventually, haplane_binary, launch_with_env, tool};
+use haplane_tests::{
+    Node, Plane, PlaneOptions, eventually, haplane_binary, launch_with_env, quick_node_args, tool,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::process::Command;
@@ -73,26 +75,9 @@ async fn grpc_health(node: &Node) -> i32 {
 }
 
 async fn auth_node(dir: &Path, id: &str, extra: &[&str]) -> Node {
-    let mut args: Vec<String> = [
-        "--node-id",
-        id,
-        "--bind",
-        "127.0.0.1:0",
-        "--poll-period",
-        "100ms",
-        "--heartbeat-timeout",
-        "1s",
-        "--pid-file",
-        "pid",
-        "--auth-user",
-        "admin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push("--persistence-dir".into());
-    args.push(dir.join(format!("store-{id}")).display().to_string());
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut flags = vec!["--node-id", id, "--pid-file", "pid", "--auth-user", "admin"];
+    flags.extend(extra);
+    let args = quick_node_args(&dir.join(format!("store-{id}")), &flags);
     launch_with_env(
         dir,
         id,

@@ -532,19 +532,15 @@ async fn side_by_side(what: &str, haplane: Call, bare: Call, rounds: usize, dura
     let (mut rates, mut bare_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut latencies, mut bare_latencies) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let (rate, bare_rate) = if round % 2 == 0 {
+        let ((rate, ours), (bare_rate, theirs)) = if round % 2 == 0 {
             let ours = load(&haplane, concurrency, duration).await;
-            let theirs = load(&bare, concurrency, duration).await;
-            latencies.extend(ours.1);
-            bare_latencies.extend(theirs.1);
-            (ours.0, theirs.0)
+            (ours, load(&bare, concurrency, duration).await)
         } else {
             let theirs = load(&bare, concurrency, duration).await;
-            let ours = load(&haplane, concurrency, duration).await;
-            latencies.extend(ours.1);
-            bare_latencies.extend(theirs.1);
-            (ours.0, theirs.0)
+            (load(&haplane, concurrency, duration).await, theirs)
         };
+        latencies.extend(ours);
+        bare_latencies.extend(theirs);
         rates.push(rate);
         bare_rates.push(bare_rate);
         ratios.push(rate / bare_rate);
