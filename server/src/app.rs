@@ -210,7 +210,8 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let server = serve::serve(
         listener,
         builder,
-        tonic::service::Routes::from(app),
+        // with_state(()) lets axum prepare its routes once instead of per request.
+        tonic::service::Routes::from(app.with_state(())),
         serve::serving_threads(),
         stopped.clone(),
         // Lets streams deliver their last view and UNAVAILABLE before connections close.

@@ -168,6 +168,11 @@ impl NodeHandle {
         self.snapshot.borrow().clone()
     }
 
+    /// Reads the current snapshot in place (no copy of its strings; hot paths use this).
+    pub fn read_snapshot<R>(&self, read: impl FnOnce(&Snapshot) -> R) -> R {
+        read(&self.snapshot.borrow())
+    }
+
     /// A receiver of the node's snapshot, republished after every poll and command.
     pub fn watch_snapshot(&self) -> watch::Receiver<Snapshot> {
         self.snapshot.clone()

@@ -121,7 +121,7 @@ async fn non_master_guard(State(core): State<HaCore>, request: Request, next: Ne
 }
 
 async fn get_state(State(core): State<HaCore>) -> Json<String> {
-    Json(core.state().state.to_string())
+    Json(core.current_state().to_string())
 }
 
 async fn post_state(
@@ -188,7 +188,7 @@ async fn clear_node(
 }
 
 async fn get_priority(State(core): State<HaCore>) -> Json<i64> {
-    Json(core.state().priority)
+    Json(core.priority())
 }
 
 async fn post_priority(
@@ -249,7 +249,7 @@ async fn get_health(
         HealthClass::HotReplica => StatusCode::TOO_MANY_REQUESTS,
         HealthClass::Other => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (status, Json(core.state().state.to_string())).into_response()
+    (status, Json(core.current_state().to_string())).into_response()
 }
 
 fn view_json(view: &MasterView) -> Value {

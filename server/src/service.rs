@@ -2,7 +2,7 @@
 //! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
 
 use crate::error::ServiceError;
-use crate::node::{Listing, NodeHandle, StateChange};
+use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
 use crate::store::counting::{CountingStore, RequestCounts};
 use crate::watch_relay::ThreadRelays;
 use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
@@ -55,9 +55,15 @@ pub struct MetricsView {
     pub polls: u64,
 }
 
-/// The HA service of one node.
+/// The HA service of one node. Cloning it is one reference count: axum clones the state of
+/// a route several times per request, and the serving threads share it.
 #[derive(Debug, Clone)]
 pub struct HaCore {
+    inner: Arc<Core>,
+}
+
+#[derive(Debug)]
+struct Core {
     node: NodeHandle,
     poll_period: Duration,
     heartbeat_timeout: Duration,
@@ -66,7 +72,7 @@ pub struct HaCore {
     stopped: watch::Receiver<bool>,
     store: Arc<CountingStore>,
     watchers: Arc<AtomicI64>,
-    relays: Arc<ThreadRelays>,
+    relays: ThreadRelays,
 }
 
 /// Counts one open master watch while it lives.
@@ -88,7 +94,7 @@ impl HaCore {
         store: Arc<CountingStore>,
     ) -> Self {
         let started = node.clock.now();
-        Self {
+        let inner = Arc::new(Core {
             node,
             poll_period,
             heartbeat_timeout,
@@ -96,36 +102,52 @@ impl HaCore {
             stopped,
             store,
             watchers: Arc::default(),
-            relays: Arc::default(),
-        }
+            relays: ThreadRelays::default(),
+        });
+        Self { inner }
     }
 
     fn now(&self) -> Instant {
-        self.node.clock.now()
+        self.inner.node.clock.now()
     }
 
     /// `GetState`.
     pub fn state(&self) -> StateView {
-        let snapshot = self.node.snapshot();
-        StateView {
-            state: snapshot.effective_state(self.now()),
-            node_id: snapshot.node_id,
+        let now = self.now();
+        self.inner.node.read_snapshot(|snapshot| StateView {
+            state: snapshot.effective_state(now),
+            node_id: snapshot.node_id.clone(),
             priority: snapshot.priority,
             epoch: snapshot.epoch,
-            master_id: snapshot.master_id,
-            master_uri: snapshot.master_uri,
-            plane_id: snapshot.plane_id,
-        }
+            master_id: snapshot.master_id.clone(),
+            master_uri: snapshot.master_uri.clone(),
+            plane_id: snapshot.plane_id.clone(),
+        })
+    }
+
+    /// This node's state (FAILED for a master whose lease ran out).
+    pub fn current_state(&self) -> NodeState {
+        let now = self.now();
+        self.inner
+            .node
+            .read_snapshot(|snapshot| snapshot.effective_state(now))
+    }
+
+    pub fn priority(&self) -> i64 {
+        self.inner.node.read_snapshot(|snapshot| snapshot.priority)
     }
 
     /// Whether this node may act as master right now (state and lease).
     pub fn is_master(&self) -> bool {
-        self.node.snapshot().may_act_as_master(self.now())
+        let now = self.now();
+        self.inner
+            .node
+            .read_snapshot(|snapshot| snapshot.may_act_as_master(now))
     }
 
     /// The error for a master-only request on this node, naming the master.
     pub fn not_master(&self) -> ServiceError {
-        self.node.snapshot().not_master()
+        self.inner.node.read_snapshot(Snapshot::not_master)
     }
 
     /// Brooklyn's guard: changes on a non-master need the explicit override.
@@ -139,19 +161,19 @@ impl HaCore {
 
     /// `ListStates`.
     pub async fn list_states(&self) -> Result<Listing, ServiceError> {
-        self.node.list().await
+        self.inner.node.list().await
     }
 
     /// `SetState`: answers the previous state.
     pub async fn set_state(&self, mode: HaMode, access: Access) -> Result<NodeState, ServiceError> {
         self.check_write_access(access)?;
-        self.node.set_mode(mode).await
+        self.inner.node.set_mode(mode).await
     }
 
     /// `SetPriority`: answers the previous priority.
     pub async fn set_priority(&self, priority: i64, access: Access) -> Result<i64, ServiceError> {
         self.check_write_access(access)?;
-        self.node.set_priority(priority).await
+        self.inner.node.set_priority(priority).await
     }
 
     /// `RemoveTerminated`: master only, whatever the access override says.
@@ -163,44 +185,46 @@ impl HaCore {
         if !self.is_master() {
             return Err(self.not_master());
         }
-        self.node.remove_terminated(node).await
+        self.inner.node.remove_terminated(node).await
     }
 
     /// A receiver of the master view (current first, then each change of master).
     pub fn watch_master(&self) -> watch::Receiver<Arc<MasterView>> {
-        self.node.watch_view()
+        self.inner.node.watch_view()
     }
 
     /// A counter that changes after each change of master, notified on the calling thread
     /// (see `watch_relay`); read the view itself from `watch_master`.
     pub fn master_wakeups(&self) -> watch::Receiver<u64> {
-        self.relays.for_this_thread(&self.node.watch_view())
+        self.inner
+            .relays
+            .for_this_thread(&self.inner.node.watch_view())
     }
 
     /// Registers an open watch (for the watchers gauge) until the guard drops.
     pub fn count_watcher(&self) -> WatcherGuard {
-        self.watchers.fetch_add(1, Ordering::Relaxed);
-        WatcherGuard(self.watchers.clone())
+        self.inner.watchers.fetch_add(1, Ordering::Relaxed);
+        WatcherGuard(self.inner.watchers.clone())
     }
 
     /// The heartbeat write latency histogram.
     pub fn heartbeat_write_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
-        self.node.counters.heartbeat_write_seconds.clone()
+        self.inner.node.counters.heartbeat_write_seconds.clone()
     }
 
     /// Becomes true once the node stopped and published its last view.
     pub fn stopped(&self) -> watch::Receiver<bool> {
-        self.stopped.clone()
+        self.inner.stopped.clone()
     }
 
     /// A peer says the store changed.
     pub fn nudge(&self) {
-        self.node.nudge();
+        self.inner.node.nudge();
     }
 
     /// Load-balancer class of this node.
     pub fn health(&self) -> HealthClass {
-        match self.state().state {
+        match self.current_state() {
             NodeState::Master => HealthClass::Master,
             NodeState::HotStandby | NodeState::HotBackup => HealthClass::HotReplica,
             _ => HealthClass::Other,
@@ -209,33 +233,33 @@ impl HaCore {
 
     /// Whether the node is running (not stopped).
     pub fn is_up(&self) -> bool {
-        !*self.stopped.borrow()
+        !*self.inner.stopped.borrow()
     }
 
     /// Whether the node is up and in a working state (not FAILED, TERMINATED or INITIALIZING).
     pub fn is_healthy(&self) -> bool {
         self.is_up()
             && !matches!(
-                self.state().state,
+                self.current_state(),
                 NodeState::Failed | NodeState::Terminated | NodeState::Initializing
             )
     }
 
     pub fn metrics(&self) -> MetricsView {
-        let snapshot = self.node.snapshot();
-        let counters = &self.node.counters;
+        let snapshot = self.inner.node.snapshot();
+        let counters = &self.inner.node.counters;
         MetricsView {
             state: snapshot.effective_state(self.now()),
-            uptime: self.now().saturating_duration_since(self.started),
+            uptime: self.now().saturating_duration_since(self.inner.started),
             priority: snapshot.priority,
             epoch: snapshot.epoch,
-            poll_period: self.poll_period,
-            heartbeat_timeout: self.heartbeat_timeout,
-            history: self.node.history(),
+            poll_period: self.inner.poll_period,
+            heartbeat_timeout: self.inner.heartbeat_timeout,
+            history: self.inner.node.history(),
             skipped_records: counters.skipped_records.load(Ordering::Relaxed),
             failovers: counters.failovers.load(Ordering::Relaxed),
-            store_requests: self.store.counts(),
-            watchers: self.watchers.load(Ordering::Relaxed),
+            store_requests: self.inner.store.counts(),
+            watchers: self.inner.watchers.load(Ordering::Relaxed),
             polls: counters.polls.load(Ordering::Relaxed),
         }
     }
