@@ -22,7 +22,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tonic::transport::{Identity, ServerTlsConfig};
 
 /// Why `launch` ended with an error (the process exits non-zero with this message).
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +139,12 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
             .and_then(|auth| auth.peer_authorization()),
     );
     // TLS first: a bad certificate must fail before the node joins the plane.
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &settings.tls {
-        let identity = Identity::from_pem(&tls.cert_pem, tls.key_pem.expose());
-        builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
-            .map_err(|err| LaunchError::Tls(err.to_string()))?;
-    }
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(|tls| serve::tls_acceptor(&tls.cert_pem, tls.key_pem.expose()))
+        .transpose()
+        .map_err(LaunchError::Tls)?;
     let store = open_store(&settings).await.map_err(LaunchError::Store)?;
     let counting = Arc::new(CountingStore::new(FaultyStore::wrap_if_enabled(store)));
     let options = NodeOptions {
@@ -188,30 +186,26 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         settings.poll_period,
     )
     .map_err(|err| LaunchError::Serve(err.to_string()))?;
-    let mut app = rest::router(
-        core,
-        rest_entities::router(state),
-        grpc_routes.into_axum_router(),
-    );
+    let entities = rest_entities::router(state, &core);
+    let mut app = rest::router(core, entities, grpc_routes.into_axum_router());
     if let Some(authenticator) = authenticator {
         app = app.layer(axum::middleware::from_fn_with_state(
             authenticator,
             auth::require_credentials,
         ));
     }
-    let builder = builder
-        .accept_http1(true)
-        .http2_keepalive_interval(Some(settings.poll_period))
+    let connections = serve::ConnectionSettings {
+        tls,
         // Pings every poll period keep streams alive through proxies; a watcher too busy to
         // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
-        .http2_keepalive_timeout(Some(
-            settings.heartbeat_timeout.max(Duration::from_secs(20)),
-        ));
+        http2_keepalive_interval: settings.poll_period,
+        http2_keepalive_timeout: settings.heartbeat_timeout.max(Duration::from_secs(20)),
+    };
     let server = serve::serve(
         listener,
-        builder,
+        connections,
         // with_state(()) lets axum prepare its routes once instead of per request.
-        tonic::service::Routes::from(app.with_state(())),
+        app.with_state(()),
         serve::serving_threads(),
         stopped.clone(),
         // Lets streams deliver their last view and UNAVAILABLE before connections close.

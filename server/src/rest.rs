@@ -7,11 +7,11 @@ use crate::grpc::master_events;
 use crate::service::{Access, HaCore, HealthClass};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use haplane::{HaMode, MasterView};
 use serde_json::{Value, json};
@@ -107,14 +107,23 @@ fn allows_non_master(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Brooklyn's guard: a change (POST/PUT/DELETE/PATCH) on a non-master is refused with 403
-/// unless one of the allow headers says `true`.
+/// Wraps the changing methods of `routes` in Brooklyn's guard (on a non-master a change is
+/// refused with 403 unless one of the allow headers says `true`) and the body limit (413).
+/// Reads take no body and are never guarded, so they do not pay for either.
+pub fn guard_changes<S>(core: &HaCore, routes: MethodRouter<S>) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            core.clone(),
+            non_master_guard,
+        ))
+        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
 async fn non_master_guard(State(core): State<HaCore>, request: Request, next: Next) -> Response {
-    let changes = matches!(
-        *request.method(),
-        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    );
-    if changes && !allows_non_master(request.headers()) && !core.is_master() {
+    if !allows_non_master(request.headers()) && !core.is_master() {
         return core.not_master().into_response();
     }
     next.run(request).await
@@ -322,25 +331,31 @@ pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
     let ha = Router::new()
         .route("/", get(console))
         .route("/metrics", get(prometheus_metrics))
-        .route("/v1/server/ha/state", get(get_state).post(post_state))
+        .route(
+            "/v1/server/ha/state",
+            get(get_state).merge(guard_changes(&core, post(post_state))),
+        )
         .route("/v1/server/ha/states", get(get_states))
-        .route("/v1/server/ha/states/clear", post(clear_states))
-        .route("/v1/server/ha/states/clear/node", post(clear_node))
+        .route(
+            "/v1/server/ha/states/clear",
+            guard_changes(&core, post(clear_states)),
+        )
+        .route(
+            "/v1/server/ha/states/clear/node",
+            guard_changes(&core, post(clear_node)),
+        )
         .route(
             "/v1/server/ha/priority",
-            get(get_priority).post(post_priority),
+            get(get_priority).merge(guard_changes(&core, post(post_priority))),
         )
         .route("/v1/server/ha/metrics", get(get_metrics))
         .route("/v1/server/ha/health", get(get_health))
         .route("/v1/server/ha/watch", get(watch_sse))
         .route("/v1/server/up", get(get_up))
         .route("/v1/server/healthy", get(get_healthy))
-        .with_state(core.clone())
+        .with_state(core)
         .merge(extra)
-        .method_not_allowed_fallback(method_not_allowed)
-        // route_layer: the guard and limit apply to these routes only, never to gRPC below.
-        .route_layer(middleware::from_fn_with_state(core, non_master_guard))
-        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .method_not_allowed_fallback(method_not_allowed);
     ha.fallback(move |request: Request<Body>| {
         let grpc = grpc.clone();
         async move {

@@ -3,13 +3,15 @@
 
 use crate::clock::millis;
 use crate::error::ServiceError;
+use crate::rest::guard_changes;
+use crate::service::HaCore;
 use crate::state::service::{ReadView, StateService, Write};
 use crate::state::{Entity, EntityId};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -146,13 +148,13 @@ async fn delete_entity(
     ))
 }
 
-/// The entity routes.
-pub fn router(state: StateService) -> Router {
+/// The entity routes; writes pass Brooklyn's non-master guard of `core`.
+pub fn router(state: StateService, core: &HaCore) -> Router {
     Router::new()
         .route("/v1/entities", get(list_entities))
         .route(
             "/v1/entities/{*id}",
-            get(get_entity).put(put_entity).delete(delete_entity),
+            get(get_entity).merge(guard_changes(core, put(put_entity).delete(delete_entity))),
         )
         .with_state(state)
 }
