@@ -122,6 +122,52 @@ async fn malformed_input_gets_precise_errors_and_the_node_keeps_serving() {
     );
 }
 
+/// The node peeks at a connection's first bytes to pick the runtime that serves it (HTTP/1.1 on
+/// its own). Openings that arrive in pieces are still served in their protocol, and a client
+/// that connects and sends nothing holds up nobody. (Which runtime serves is a speed matter, seen
+/// in the unary benchmark, not here.)
+#[tokio::test]
+async fn openings_in_pieces_are_served_and_a_silent_client_blocks_nobody() {
+    let plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let node = &plane.nodes[master];
+    let _silent = tokio::net::TcpStream::connect(&node.address).await.unwrap();
+
+    // "PR" could open HTTP/2's preface; "OPFIND ..." makes it an HTTP/1.1 method.
+    let mut socket = tokio::net::TcpStream::connect(&node.address).await.unwrap();
+    socket.write_all(b"PR").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket
+        .write_all(b"OPFIND /v1/server/ha/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 405"), "{text:?}");
+
+    // The HTTP/2 preface in two pieces, then an empty SETTINGS frame: the node answers with its
+    // own SETTINGS frame (frame type 4 on stream 0).
+    let mut socket = tokio::net::TcpStream::connect(&node.address).await.unwrap();
+    socket.write_all(b"PRI * HT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket
+        .write_all(b"TP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut header = [0u8; 9];
+    tokio::time::timeout(DEADLINE, socket.read_exact(&mut header))
+        .await
+        .expect("a frame")
+        .unwrap();
+    assert_eq!((header[3], &header[5..9]), (4, &[0u8; 4][..]), "{header:?}");
+
+    assert_eq!(node.state().await.state, pb::NodeState::Master as i32);
+}
+
 /// Sends one raw HTTP/1.1 request (no client-side path normalisation) and answers its status.
 async fn raw_status(address: &str, method: &str, target: &str, body: &[u8]) -> u16 {
     let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
