@@ -134,30 +134,23 @@ async fn openings_in_pieces_are_served_and_a_silent_client_blocks_nobody() {
     let _silent = tokio::net::TcpStream::connect(&node.address).await.unwrap();
 
     // "PR" could open HTTP/2's preface; "OPFIND ..." makes it an HTTP/1.1 method.
-    let mut socket = tokio::net::TcpStream::connect(&node.address).await.unwrap();
-    socket.write_all(b"PR").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    socket
-        .write_all(b"OPFIND /v1/server/ha/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, socket.read_to_end(&mut answer))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&answer);
+    let mut socket = send_in_two_pieces(
+        &node.address,
+        b"PR",
+        b"OPFIND /v1/server/ha/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = read_answer(&mut socket).await;
     assert!(text.starts_with("HTTP/1.1 405"), "{text:?}");
 
     // The HTTP/2 preface in two pieces, then an empty SETTINGS frame: the node answers with its
     // own SETTINGS frame (frame type 4 on stream 0).
-    let mut socket = tokio::net::TcpStream::connect(&node.address).await.unwrap();
-    socket.write_all(b"PRI * HT").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    socket
-        .write_all(b"TP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
+    let mut socket = send_in_two_pieces(
+        &node.address,
+        b"PRI * HT",
+        b"TP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+    )
+    .await;
     let mut header = [0u8; 9];
     tokio::time::timeout(DEADLINE, socket.read_exact(&mut header))
         .await
@@ -166,6 +159,25 @@ async fn openings_in_pieces_are_served_and_a_silent_client_blocks_nobody() {
     assert_eq!((header[3], &header[5..9]), (4, &[0u8; 4][..]), "{header:?}");
 
     assert_eq!(node.state().await.state, pb::NodeState::Master as i32);
+}
+
+/// Connects and sends `first`, then `rest` 100 ms later (two TCP segments).
+async fn send_in_two_pieces(address: &str, first: &[u8], rest: &[u8]) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(rest).await.unwrap();
+    socket
+}
+
+/// Everything the node sends until it closes the connection, as text.
+async fn read_answer(socket: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Sends one raw HTTP/1.1 request (no client-side path normalisation) and answers its status.
@@ -177,12 +189,7 @@ async fn raw_status(address: &str, method: &str, target: &str, body: &[u8]) -> u
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     socket.write_all(body).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, socket.read_to_end(&mut answer))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&answer);
+    let text = read_answer(&mut socket).await;
     text.split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
