@@ -95,6 +95,9 @@ pub struct PlaneOptions {
     pub s3: Option<(String, String)>,
     /// Extra environment variables for every node.
     pub extra_env: Vec<(String, String)>,
+    /// Give every node its own fault control file (`Plane::fault_file`), so store faults can be
+    /// asymmetric: one node's store calls fail or slow down while the others' do not.
+    pub per_node_faults: bool,
 }
 
 impl PlaneOptions {
@@ -106,6 +109,7 @@ impl PlaneOptions {
             extra_args: Vec::new(),
             s3: None,
             extra_env: Vec::new(),
+            per_node_faults: false,
         }
     }
 
@@ -428,18 +432,35 @@ impl Plane {
         args
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    /// Node `id`'s own store-fault control file (see `PlaneOptions::per_node_faults`); write
+    /// `server/src/store/faulty.rs`'s lines into it to inject faults into that node alone.
+    pub fn fault_file(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.faults"))
+    }
+
+    /// Replaces node `id`'s faults with `lines` (an empty string clears them).
+    pub fn set_faults(&self, id: &str, lines: &str) {
+        std::fs::write(self.fault_file(id), lines).expect("write fault control file");
+    }
+
+    fn env(&self, id: &str) -> Vec<(String, String)> {
         let mut env = if self.options.s3.is_some() {
             moto::aws_env()
         } else {
             Vec::new()
         };
         env.extend(self.options.extra_env.iter().cloned());
+        if self.options.per_node_faults {
+            env.push((
+                "HAPLANE_TEST_STORE_FAULTS".into(),
+                self.fault_file(id).display().to_string(),
+            ));
+        }
         env
     }
 
     async fn launch_args(&self, id: &str, args: &[String]) -> Launched {
-        let env = self.env();
+        let env = self.env(id);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         launch_with_env(self.dir.path(), id, args, &env).await
     }
