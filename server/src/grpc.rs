@@ -145,6 +145,16 @@ impl HaService for GrpcService {
         self.core.nudge();
         Ok(Response::new(pb::NudgeResponse {}))
     }
+
+    async fn step_down(
+        &self,
+        request: Request<pb::StepDownRequest>,
+    ) -> Result<Response<pb::StepDownResponse>, Status> {
+        let request = request.into_inner();
+        tracing::info!(from = %request.from_node_id, epoch = request.epoch, "switchover: asked to step down");
+        let stepped_down = self.core.step_down(request.epoch).await?;
+        Ok(Response::new(pb::StepDownResponse { stepped_down }))
+    }
 }
 
 /// The master views a watcher receives: the current one at once, then one per change of master
@@ -263,7 +273,10 @@ async fn track_master_health(
     }
 }
 
-/// How this node calls its peers (the `Nudge` client): their TLS trust and our credentials.
+/// Why a call to a peer failed.
+pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How this node calls its peers (`Nudge`, `StepDown`): their TLS trust and our credentials.
 #[derive(Debug, Clone, Default)]
 pub struct PeerClient {
     tls: Option<ClientTlsConfig>,
@@ -283,24 +296,49 @@ impl PeerClient {
         }
     }
 
-    /// Asks the node at `uri` to poll now. Bounded to half a second.
-    pub async fn nudge(
+    /// A client of the peer at `uri`, every call bounded to `limit`.
+    async fn client(
         &self,
         uri: &str,
-        from_node_id: &str,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        limit: Duration,
+    ) -> Result<pb::ha_service_client::HaServiceClient<NodeChannel>, PeerError> {
         let mut endpoint = tonic::transport::Endpoint::from_shared(uri.to_owned())?
             .connect_timeout(Duration::from_millis(300))
-            .timeout(Duration::from_millis(500));
+            .timeout(limit);
         if let (Some(tls), true) = (&self.tls, uri.starts_with("https://")) {
             endpoint = endpoint.tls_config(tls.clone())?;
         }
         let channel = NodeChannel::new(endpoint.connect().await?, self.authorization.clone());
-        pb::ha_service_client::HaServiceClient::new(channel)
+        Ok(pb::ha_service_client::HaServiceClient::new(channel))
+    }
+
+    /// Asks the node at `uri` to poll now. Bounded to half a second.
+    pub async fn nudge(&self, uri: &str, from_node_id: &str) -> Result<(), PeerError> {
+        self.client(uri, Duration::from_millis(500))
+            .await?
             .nudge(pb::NudgeRequest {
                 from_node_id: from_node_id.to_owned(),
             })
             .await?;
         Ok(())
+    }
+
+    /// Asks the master at `uri` to step down from `epoch` (switchover); whether it did. Bounded
+    /// to two seconds: the master answers after publishing, before any store call.
+    pub async fn step_down(
+        &self,
+        uri: &str,
+        from_node_id: &str,
+        epoch: u64,
+    ) -> Result<bool, PeerError> {
+        let answer = self
+            .client(uri, Duration::from_secs(2))
+            .await?
+            .step_down(pb::StepDownRequest {
+                from_node_id: from_node_id.to_owned(),
+                epoch,
+            })
+            .await?;
+        Ok(answer.into_inner().stepped_down)
     }
 }

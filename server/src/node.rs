@@ -3,7 +3,7 @@
 
 use crate::clock::{Clock, wall_clock_ms};
 use crate::election::{
-    Decision, Election, ElectionConfig, ModeChange, NodeSummary, StartupVerdict,
+    Decision, Election, ElectionConfig, Lease, ModeChange, NodeSummary, StartupVerdict,
 };
 use crate::error::ServiceError;
 use crate::store::{Key, PutMode, Store, StoreError};
@@ -24,6 +24,10 @@ const HISTORY_LEN: usize = 200;
 const JOINING_OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The format of `plane.json` and the records this build writes.
 const FORMAT_VERSION: u32 = 1;
+/// Every this many polls a node re-reads `plane.json` and a master its own claim, to find a
+/// store that was replaced or rolled back (one extra read, not one every poll: the request
+/// budget of docs/behaviour.md).
+const STORE_CHECK_EVERY: u64 = 10;
 
 /// Runtime settings of a node (derived from `config::Settings` once the port is known).
 #[derive(Debug, Clone)]
@@ -57,9 +61,12 @@ pub struct Snapshot {
     pub epoch: Epoch,
     pub master_id: String,
     pub master_uri: String,
-    /// While master: acting as master is allowed until then (`None` + standalone: forever).
-    pub lease_until: Option<Instant>,
+    /// While master: until when, and from when, acting as master is allowed (standalone:
+    /// forever).
+    pub lease: Lease,
     pub standalone: bool,
+    /// What a master that may not act yet (it waits for its predecessor's lease) reports.
+    pub follower_state: NodeState,
     /// The managed-state position the master last published in its record.
     pub master_state_seq: u64,
 }
@@ -67,7 +74,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Whether this node may act as master at `now` (state MASTER and a valid lease).
     pub fn may_act_as_master(&self, now: Instant) -> bool {
-        crate::election::lease_allows_acting(self.state, self.standalone, self.lease_until, now)
+        crate::election::lease_allows_acting(self.state, self.standalone, self.lease, now)
     }
 
     /// The error for a master-only request on this node, naming the master it knows.
@@ -79,12 +86,15 @@ impl Snapshot {
     }
 
     /// The state to report at `now`: a master whose lease lapsed (the loop is stuck on the store)
-    /// reports FAILED rather than MASTER.
+    /// reports FAILED rather than MASTER, and one still waiting out its predecessor's lease
+    /// reports its follower state.
     pub fn effective_state(&self, now: Instant) -> NodeState {
-        if self.state == NodeState::Master && !self.may_act_as_master(now) {
-            NodeState::Failed
-        } else {
+        if self.state != NodeState::Master || self.may_act_as_master(now) {
             self.state
+        } else if self.lease.until.is_some_and(|until| now < until) {
+            self.follower_state
+        } else {
+            NodeState::Failed
         }
     }
 }
@@ -137,6 +147,8 @@ enum Command {
     SetPriority(i64, Reply<i64>),
     List(Reply<Listing>),
     RemoveTerminated(Option<NodeId>, Reply<Vec<String>>),
+    /// A peer wants to take over from `epoch` (switchover): answers whether we stopped acting.
+    StepDown(Epoch, Reply<bool>),
     Nudge,
 }
 
@@ -225,6 +237,13 @@ impl NodeHandle {
             .await
     }
 
+    /// A peer asks this node to step down from `epoch` so that it can take over; answers once
+    /// this node no longer acts as master (true) or declines (false: it is master of a newer
+    /// epoch than the asker knows).
+    pub async fn step_down(&self, epoch: Epoch) -> Result<bool, ServiceError> {
+        self.ask(|reply| Command::StepDown(epoch, reply)).await
+    }
+
     /// Sets the managed-state position this node publishes in its next record.
     pub fn publish_state_seq(&self, seq: u64) {
         self.state_seq.store(seq, Ordering::Relaxed);
@@ -268,6 +287,8 @@ struct Runtime {
     state_seq: Arc<AtomicU64>,
     last_scan: Option<Instant>,
     last_cleanup: Instant,
+    /// Polls made, for `STORE_CHECK_EVERY`.
+    polls: u64,
     /// True until the node holds or may claim a lease (see `op_timeout`).
     joining: bool,
 }
@@ -303,8 +324,9 @@ pub async fn start(
         epoch: 0,
         master_id: String::new(),
         master_uri: String::new(),
-        lease_until: None,
+        lease: Lease::default(),
         standalone: election.is_standalone(),
+        follower_state: election.follower_state(),
         master_state_seq: 0,
     });
     let (view, view_rx) = watch::channel(Arc::new(MasterView::default()));
@@ -321,6 +343,7 @@ pub async fn start(
         state_seq: Arc::new(AtomicU64::new(0)),
         last_scan: None,
         last_cleanup: now,
+        polls: 0,
         joining: true,
     };
     runtime.join_plane().await?;
@@ -364,10 +387,13 @@ impl Runtime {
         .max(Duration::from_millis(50))
     }
 
+    /// Runs one store call under the operation timeout. Every store call goes through here, and
+    /// a node that stopped acting as master publishes that first (docs/behaviour.md, exclusion).
     async fn bounded<T>(
         &self,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        self.publish_if_stepped_down();
         let limit = self.op_timeout();
         tokio::time::timeout(limit, operation)
             .await
@@ -396,13 +422,17 @@ impl Runtime {
         self.load_claims().await.map_err(|e| self.store_error(e))?;
         self.write_record().await.map_err(|e| self.store_error(e))?;
         self.scan_members().await.map_err(|e| self.store_error(e))?;
-        let deadline = self.clock.now() + self.options.heartbeat_timeout + self.options.poll_period;
+        // Proving a record silent takes a read begun a full timeout after it was first seen.
+        let deadline =
+            self.clock.now() + self.options.heartbeat_timeout + self.options.poll_period * 3;
         loop {
             let now = self.clock.now();
             let verdict = if self.options.clean_state {
-                match self.election.claimant_liveness(now) {
+                // Any live node may be a master (or about to be one) that serves this state: an
+                // unexpired claim is not needed for that, mid-failover there is none.
+                match self.election.any_peer_liveness(now) {
                     Some(true) => StartupVerdict::Refuse(
-                        "--persist clean: another node holds a live master claim; refusing to wipe its state"
+                        "--persist clean: another node's record is live; refusing to wipe the state it may serve (stop every node first)"
                             .to_owned(),
                     ),
                     Some(false) => StartupVerdict::Wait,
@@ -430,6 +460,9 @@ impl Runtime {
                 StartupVerdict::Wait => {
                     tokio::time::sleep(self.options.poll_period).await;
                     self.poll_store().await;
+                    if self.options.clean_state {
+                        self.scan_members().await.map_err(|e| self.store_error(e))?;
+                    }
                 }
             }
         }
@@ -443,8 +476,9 @@ impl Runtime {
         if self.options.ha_mode == HaMode::Master
             && let Decision::Claim { epoch, reason } = self.election.startup_claim()
         {
+            // The verdict found no master that may act: nothing to wait out.
             let won = self
-                .claim(epoch, &reason)
+                .claim(epoch, &reason, true)
                 .await
                 .map_err(|e| self.store_error(e))?;
             if !won {
@@ -540,23 +574,90 @@ impl Runtime {
             }
         };
         let was_master = self.election.state() == NodeState::Master;
-        self.election.observe_claim(claim, self.clock.now());
+        self.election.observe_claim(claim);
         if was_master && self.election.state() != NodeState::Master {
             tracing::warn!(epoch, "a newer master claim exists; stepping down");
+            self.publish();
         }
         Ok(())
     }
 
-    /// Probes `master/<known + 1>` until there is none (one GET at steady state).
+    /// Probes `master/<known + 1>` until there is none (one GET at steady state). The read that
+    /// finds none lets a master renew its lease (`Election::no_newer_claim`).
     async fn probe_claims(&mut self) -> Result<(), StoreError> {
         loop {
             let next = self.election.epoch() + 1;
+            let started = self.clock.now();
             match self.read_claim(next).await {
                 Ok(()) => continue,
-                Err(StoreError::NotFound { .. }) => return Ok(()),
+                Err(StoreError::NotFound { .. }) => {
+                    self.election.no_newer_claim(started, self.clock.now());
+                    self.publish_if_stepped_down();
+                    return Ok(());
+                }
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Reads the claim of the highest epoch a record has seen, when it is above every claim we
+    /// know: the plane moved on while we did not look (or the store lost that claim).
+    async fn catch_up_claims(&mut self) -> Result<(), StoreError> {
+        let seen = self.election.highest_epoch_seen();
+        if seen <= self.election.epoch() {
+            return Ok(());
+        }
+        match self.read_claim(seen).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every `STORE_CHECK_EVERY` polls: is this still the store we joined? `plane.json` must hold
+    /// our plane id and, on a master, our claim must still be there. If not, the node stops
+    /// acting and takes no further part until restarted.
+    async fn check_store_identity(&mut self) -> Result<(), StoreError> {
+        let plane_key = Key::parse("plane.json")?;
+        let problem = match self.bounded(self.store.get(&plane_key)).await {
+            Err(StoreError::NotFound { .. }) => Some("plane.json is gone".to_owned()),
+            Err(err) => return Err(err),
+            Ok(body) => match serde_json::from_slice::<PlaneInfo>(&body) {
+                Ok(plane) if plane.plane_id == self.plane_id => None,
+                Ok(plane) => Some(format!(
+                    "plane id changed from {} to {}",
+                    self.plane_id, plane.plane_id
+                )),
+                Err(err) => Some(format!("plane.json cannot be read: {err}")),
+            },
+        };
+        let problem = match (problem, self.election.state() == NodeState::Master) {
+            (None, true) => {
+                let epoch = self.election.epoch();
+                match self.bounded(self.store.get(&claim_key(epoch)?)).await {
+                    Err(StoreError::NotFound { .. }) => {
+                        Some(format!("our claim master/{epoch:020}.json is gone"))
+                    }
+                    Err(err) => return Err(err),
+                    Ok(body) => match serde_json::from_slice::<MasterClaim>(&body) {
+                        Ok(claim) if claim.node_id == self.options.node_id => None,
+                        _ => Some(format!(
+                            "our claim master/{epoch:020}.json now names another node"
+                        )),
+                    },
+                }
+            }
+            (problem, _) => problem,
+        };
+        if let Some(problem) = problem {
+            let why = format!(
+                "store {} was replaced or rolled back ({problem}); this node stopped acting and takes no part until restarted",
+                self.store.describe()
+            );
+            tracing::error!("{why}");
+            self.election.store_replaced(why, self.clock.now());
+            self.publish();
+        }
+        Ok(())
     }
 
     async fn write_record(&mut self) -> Result<(), StoreError> {
@@ -571,10 +672,13 @@ impl Runtime {
             }
             (Err(err), _) | (_, Err(err)) => Err(err),
         };
-        self.election.own_write_finished(started, result.is_ok());
+        let finished = self.clock.now();
+        self.election
+            .own_write_finished(started, finished, result.is_ok());
+        self.publish_if_stepped_down();
         self.counters
             .heartbeat_write_seconds
-            .observe(self.clock.now().duration_since(started).as_secs_f64());
+            .observe(finished.duration_since(started).as_secs_f64());
         result
     }
 
@@ -605,6 +709,7 @@ impl Runtime {
 
     /// Lists `nodes/` and reads every record (concurrently).
     async fn scan_members(&mut self) -> Result<(), StoreError> {
+        let started = self.clock.now();
         let keys = self.bounded(self.store.list("nodes/")).await?;
         let this = &*self;
         let reads = keys
@@ -628,11 +733,12 @@ impl Runtime {
             }
         }
         for record in records {
-            self.election.observe_record(record, now);
+            self.election.observe_record(record, started, now);
         }
-        for id in self.election.peer_ids() {
+        let claimant = self.election.claim().map(|claim| claim.node_id.clone());
+        for id in self.election.peer_ids().into_iter().chain(claimant) {
             if !present.contains(&id) {
-                self.election.forget_peer(&id);
+                self.election.observe_absent(&id, started, now);
             }
         }
         self.last_scan = Some(now);
@@ -648,15 +754,18 @@ impl Runtime {
             return Ok(());
         }
         let key = node_key(&holder)?;
+        let started = self.clock.now();
         match self.bounded(self.store.get(&key)).await {
             Ok(body) => {
                 if let Some(record) = self.parse_record(&key, &body) {
-                    self.election.observe_record(record, self.clock.now());
+                    self.election
+                        .observe_record(record, started, self.clock.now());
                 }
                 Ok(())
             }
             Err(StoreError::NotFound { .. }) => {
-                self.election.forget_peer(&holder);
+                self.election
+                    .observe_absent(&holder, started, self.clock.now());
                 Ok(())
             }
             Err(err) => Err(err),
@@ -667,6 +776,7 @@ impl Runtime {
     /// scan only while an election may be needed.
     async fn poll_store(&mut self) {
         self.counters.polls.fetch_add(1, Ordering::Relaxed);
+        self.polls += 1;
         self.election.decide(self.clock.now());
         if let Err(err) = self.write_record().await {
             tracing::warn!(error = %err, "heartbeat write failed");
@@ -682,12 +792,22 @@ impl Runtime {
         {
             tracing::warn!(error = %err, "cannot read node records");
         }
+        if let Err(err) = self.catch_up_claims().await {
+            tracing::warn!(error = %err, "cannot read the newest claim a record names");
+        }
+        if self.polls.is_multiple_of(STORE_CHECK_EVERY)
+            && self.election.store_problem().is_none()
+            && let Err(err) = self.check_store_identity().await
+        {
+            tracing::warn!(error = %err, "cannot check the store's identity");
+        }
     }
 
     async fn poll(&mut self) {
         self.poll_store().await;
         if let Decision::Claim { epoch, reason } = self.election.decide(self.clock.now()) {
-            match self.claim(epoch, &reason).await {
+            // The election claims only when no master may be acting.
+            match self.claim(epoch, &reason, true).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(epoch, "another node claimed the epoch first; following it")
@@ -700,7 +820,13 @@ impl Runtime {
     }
 
     /// Creates `master/<epoch>`; `Ok(false)` when another node got there first.
-    async fn claim(&mut self, epoch: Epoch, reason: &str) -> Result<bool, StoreError> {
+    /// `predecessor_stopped`: see `Election::claim_won`.
+    async fn claim(
+        &mut self,
+        epoch: Epoch,
+        reason: &str,
+        predecessor_stopped: bool,
+    ) -> Result<bool, StoreError> {
         let claim = MasterClaim {
             epoch,
             node_id: self.options.node_id.clone(),
@@ -714,9 +840,10 @@ impl Runtime {
             .await
         {
             Ok(()) => {
-                self.election.claim_won(claim, self.clock.now());
+                self.election
+                    .claim_won(claim, predecessor_stopped, self.clock.now());
                 if self.election.state() == NodeState::Master {
-                    tracing::info!(epoch, reason, "became master");
+                    tracing::info!(epoch, reason, predecessor_stopped, "became master");
                     self.counters.failovers.fetch_add(1, Ordering::Relaxed);
                 }
                 // Publish before the record write: peers can read the claim from now on and
@@ -789,8 +916,11 @@ impl Runtime {
         let now = self.clock.now();
         let claim = self.election.active_master(now);
         ServiceError::NotMaster {
-            master_id: claim.map(|c| c.node_id.to_string()).unwrap_or_default(),
-            master_uri: claim.map(|c| c.node_uri.clone()).unwrap_or_default(),
+            master_id: claim
+                .as_ref()
+                .map(|c| c.node_id.to_string())
+                .unwrap_or_default(),
+            master_uri: claim.map(|c| c.node_uri).unwrap_or_default(),
         }
     }
 
@@ -865,19 +995,69 @@ impl Runtime {
         Ok(previous)
     }
 
-    /// Operator promotion: claim the next epoch now, re-reading and retrying once if a
-    /// concurrent claim took it.
+    /// Operator promotion (switchover): ask the master that may be acting to step down, then
+    /// claim the next epoch; re-read and retry once if a concurrent claim took it. A master that
+    /// does not answer is waited out after the claim (`Election::claim_won`), never overlapped.
     async fn promote(&mut self) -> Result<(), ServiceError> {
         for _ in 0..2 {
             self.probe_claims().await?;
-            let epoch = self.election.epoch() + 1;
-            if self.claim(epoch, "promoted by operator").await? {
+            let predecessor_stopped = match self.election.active_master(self.clock.now()) {
+                Some(master) if master.node_id != self.options.node_id => {
+                    self.ask_to_step_down(&master).await
+                }
+                _ => true,
+            };
+            let epoch = self.election.next_epoch();
+            if self
+                .claim(epoch, "promoted by operator", predecessor_stopped)
+                .await?
+            {
                 return Ok(());
             }
         }
         Err(ServiceError::Unavailable(
             "promotion lost the claim race twice; try again".to_owned(),
         ))
+    }
+
+    /// Asks `master` to step down so that we can take over; whether it answered that it did.
+    async fn ask_to_step_down(&self, master: &MasterClaim) -> bool {
+        let from = self.options.node_id.to_string();
+        match self
+            .options
+            .peers
+            .step_down(&master.node_uri, &from, master.epoch)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(master = %master.node_id, epoch = master.epoch, "the master stepped down for us");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(master = %master.node_id, epoch = master.epoch, "the master declined to step down; waiting out its lease after our claim");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(master = %master.node_id, error = %err, "cannot reach the master to ask it to step down; waiting out its lease after our claim");
+                false
+            }
+        }
+    }
+
+    /// A peer's switchover request: stop acting first (published at once), answer, then write
+    /// the released record and tell the peers.
+    async fn step_down(&mut self, epoch: Epoch, reply: Reply<bool>) {
+        let was_master = self.election.state() == NodeState::Master;
+        let stopped = self.election.step_down_for(epoch, self.clock.now());
+        self.publish();
+        let _ = reply.send(Ok(stopped));
+        if was_master && self.election.state() != NodeState::Master {
+            tracing::info!(epoch, "stepped down for a switchover");
+            if let Err(err) = self.write_record().await {
+                tracing::warn!(error = %err, "cannot publish the step-down in our record");
+            }
+            self.nudge_peers();
+        }
     }
 
     async fn list(&mut self) -> Result<Listing, ServiceError> {
@@ -924,6 +1104,7 @@ impl Runtime {
                 let result = self.remove_records(node, Duration::ZERO).await;
                 let _ = reply.send(result);
             }
+            Command::StepDown(epoch, reply) => self.step_down(epoch, reply).await,
             Command::Nudge => {
                 if !self.election.is_standalone() {
                     self.poll().await;
@@ -976,11 +1157,21 @@ impl Runtime {
         }
     }
 
+    /// Publishes at once when the election's state or lease differs from what readers see: a
+    /// node that stopped acting as master must say so before its next store call.
+    fn publish_if_stepped_down(&self) {
+        let stale = self.snapshot.borrow().state != self.election.state()
+            || self.snapshot.borrow().lease != self.election.lease();
+        if stale {
+            self.publish();
+        }
+    }
+
     /// Publishes the snapshot, the master view (watchers wake only on a change of master) and
     /// the state history.
-    fn publish(&mut self) {
+    fn publish(&self) {
         let now = self.clock.now();
-        let active = self.election.active_master(now).cloned();
+        let active = self.election.active_master(now);
         let (master_id, master_uri) = match (&active, self.election.is_standalone()) {
             (_, true) => (
                 self.options.node_id.to_string(),
@@ -999,8 +1190,9 @@ impl Runtime {
             epoch: self.election.epoch(),
             master_id: master_id.clone(),
             master_uri: master_uri.clone(),
-            lease_until: self.election.lease_until(),
+            lease: self.election.lease(),
             standalone: self.election.is_standalone(),
+            follower_state: self.election.follower_state(),
             master_state_seq: self.election.master_state_seq(),
         };
         let previous_state = self.snapshot.borrow().state;

@@ -222,6 +222,11 @@ impl HaCore {
         self.inner.node.nudge();
     }
 
+    /// A peer asks this node to step down from `epoch` for a switchover.
+    pub async fn step_down(&self, epoch: u64) -> Result<bool, ServiceError> {
+        self.inner.node.step_down(epoch).await
+    }
+
     /// Load-balancer class of this node.
     pub fn health(&self) -> HealthClass {
         match self.current_state() {

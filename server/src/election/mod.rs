@@ -9,14 +9,22 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The one rule for acting as master: MASTER state and, unless standalone (which has no lease),
-/// a lease that has not yet run out at `now`.
-pub fn lease_allows_acting(
-    state: NodeState,
-    standalone: bool,
-    lease_until: Option<Instant>,
-    now: Instant,
-) -> bool {
-    state == NodeState::Master && (standalone || lease_until.is_some_and(|until| now < until))
+/// a lease that has not yet run out at `now`, and no wait for a predecessor still pending
+/// (`acting_from`: see `Election::claim_won`).
+pub fn lease_allows_acting(state: NodeState, standalone: bool, lease: Lease, now: Instant) -> bool {
+    state == NodeState::Master
+        && (standalone
+            || (lease.until.is_some_and(|until| now < until)
+                && lease.acting_from.is_none_or(|from| now >= from)))
+}
+
+/// A master's lease as the node's readers need it to decide, at any instant, whether it acts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// Acting as master is allowed until then.
+    pub until: Option<Instant>,
+    /// A master that could not confirm its predecessor stopped acts only from then on.
+    pub acting_from: Option<Instant>,
 }
 
 /// Timings and identity; fixed for the life of a node.
@@ -28,6 +36,7 @@ pub struct ElectionConfig {
     /// A peer is live while its heartbeat changed within this long, by our clock.
     pub heartbeat_timeout: Duration,
     /// A master stops acting `heartbeat_timeout - safety_margin` after its last good write began.
+    /// The margin absorbs the difference of clock rates between nodes (docs/behaviour.md).
     pub safety_margin: Duration,
     /// An AUTO node waits this long after start-up before claiming an empty plane, so that nodes
     /// started together see each other and the best of them wins.
@@ -77,10 +86,23 @@ pub struct ModeRefused(pub String);
 #[derive(Debug, Clone)]
 pub struct PeerView {
     pub record: NodeRecord,
-    /// When (our clock) we last saw its heartbeat counter change, or first saw it.
+    /// When (our clock) we last saw its heartbeat counter change, or first saw it: the end of
+    /// the first successful read that returned the current counter.
     pub last_change: Instant,
+    /// When the latest successful read that returned this record began. Silence is judged from
+    /// successful reads only: a read that fails tells nothing about the peer.
+    pub last_read_started: Instant,
     /// Whether we have seen the counter change at all (not just a first sighting).
     pub seen_changing: bool,
+}
+
+/// The claimant's record was missing from the store: since when, by successful reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Absence {
+    /// End of the first successful read that found no record.
+    since: Instant,
+    /// Start of the latest successful read that found no record.
+    last_read_started: Instant,
 }
 
 /// One row of `ListStates`.
@@ -101,12 +123,18 @@ pub struct Election {
     heartbeat: u64,
     peers: BTreeMap<NodeId, PeerView>,
     claim: Option<MasterClaim>,
-    claim_seen_at: Option<Instant>,
+    /// Set while the holder of the current claim (someone else) has no record in the store.
+    claimant_absent: Option<Absence>,
     started_at: Instant,
     /// Start of the last own-record write that succeeded.
     last_good_write: Option<Instant>,
-    /// While master: acting as master is allowed until then.
-    lease_until: Option<Instant>,
+    /// Start of a successful own-record write that may renew the lease once a read of the next
+    /// claim, begun after it, finds none (`no_newer_claim`).
+    pending_renewal: Option<Instant>,
+    /// While master: until when, and from when, acting as master is allowed.
+    lease: Lease,
+    /// Why this node stopped taking part for good (the store was replaced or rolled back).
+    store_problem: Option<String>,
     /// Works alone (`--ha-mode disabled`): master of its own state, no store, no election.
     standalone: bool,
     /// A demoted master sits out elections until an epoch above this one exists.
@@ -133,10 +161,12 @@ impl Election {
             heartbeat: 0,
             peers: BTreeMap::new(),
             claim: None,
-            claim_seen_at: None,
+            claimant_absent: None,
             started_at: now,
             last_good_write: None,
-            lease_until: None,
+            pending_renewal: None,
+            lease: Lease::default(),
+            store_problem: None,
             standalone,
             sit_out_through: None,
             fenced_at: None,
@@ -188,14 +218,19 @@ impl Election {
         self.claim.as_ref()
     }
 
-    /// When the master lease ends (`None` when not master; standalone masters never lapse).
-    pub fn lease_until(&self) -> Option<Instant> {
-        self.lease_until
+    /// The master lease (`until` is `None` when not master; standalone masters never lapse).
+    pub fn lease(&self) -> Lease {
+        self.lease
     }
 
     /// Whether this node may act as master at `now`: master state and an unexpired lease.
     pub fn may_act_as_master(&self, now: Instant) -> bool {
-        lease_allows_acting(self.state, self.standalone, self.lease_until, now)
+        lease_allows_acting(self.state, self.standalone, self.lease, now)
+    }
+
+    /// Why this node left the plane for good, if it did (`store_replaced`).
+    pub fn store_problem(&self) -> Option<&str> {
+        self.store_problem.as_deref()
     }
 
     fn lease_length(&self) -> Duration {
@@ -204,8 +239,16 @@ impl Election {
             .saturating_sub(self.cfg.safety_margin)
     }
 
+    /// Liveness for choosing candidates and for listings: heard from within a timeout.
     fn is_live(&self, peer: &PeerView, now: Instant) -> bool {
         now.saturating_duration_since(peer.last_change) < self.cfg.heartbeat_timeout
+    }
+
+    /// Whether a successful read that began a full timeout after we first saw the peer's
+    /// current heartbeat still returned it. Only this proves a master's lease is over: its
+    /// lease began before we first saw that heartbeat, and a later renewal would have changed it.
+    fn confirmed_silent(&self, peer: &PeerView) -> bool {
+        peer.last_read_started >= peer.last_change + self.cfg.heartbeat_timeout
     }
 
     /// The peer we know as `id`.
@@ -215,10 +258,18 @@ impl Election {
 
     // ----- inputs -----------------------------------------------------------------------------
 
-    /// A record read from the store. Our own is ignored: we know our state better.
-    pub fn observe_record(&mut self, record: NodeRecord, now: Instant) {
+    /// A record read from the store by a read that began at `read_started` and ended at `now`.
+    /// Our own is ignored: we know our state better.
+    pub fn observe_record(&mut self, record: NodeRecord, read_started: Instant, now: Instant) {
         if record.node_id == self.cfg.node_id {
             return;
+        }
+        if self
+            .claim
+            .as_ref()
+            .is_some_and(|claim| claim.node_id == record.node_id)
+        {
+            self.claimant_absent = None;
         }
         match self.peers.get_mut(&record.node_id) {
             Some(peer) => {
@@ -226,12 +277,14 @@ impl Election {
                     peer.last_change = now;
                     peer.seen_changing = true;
                 }
+                peer.last_read_started = peer.last_read_started.max(read_started);
                 peer.record = record;
             }
             None => {
                 let view = PeerView {
                     record,
                     last_change: now,
+                    last_read_started: read_started,
                     seen_changing: false,
                 };
                 self.peers.insert(view.record.node_id.clone(), view);
@@ -239,9 +292,26 @@ impl Election {
         }
     }
 
-    /// A record that is no longer in the store.
+    /// A record we deleted ourselves (clean-up of terminated and dead nodes).
     pub fn forget_peer(&mut self, id: &NodeId) {
         self.peers.remove(id);
+    }
+
+    /// A successful read that began at `read_started` and ended at `now` found no record for
+    /// `id`: we forget the peer, and for the claimant we start (or go on) counting its absence.
+    pub fn observe_absent(&mut self, id: &NodeId, read_started: Instant, now: Instant) {
+        self.peers.remove(id);
+        if self
+            .claim
+            .as_ref()
+            .is_some_and(|claim| claim.node_id == *id)
+        {
+            let absence = self.claimant_absent.get_or_insert(Absence {
+                since: now,
+                last_read_started: read_started,
+            });
+            absence.last_read_started = absence.last_read_started.max(read_started);
+        }
     }
 
     /// Ids of every peer we know.
@@ -251,17 +321,48 @@ impl Election {
 
     /// A master claim read from the store. Lower or equal epochs than the known one are ignored.
     /// A master that learns of a newer claim by someone else steps down at once.
-    pub fn observe_claim(&mut self, claim: MasterClaim, now: Instant) {
+    pub fn observe_claim(&mut self, claim: MasterClaim) {
         if claim.epoch <= self.epoch() {
             return;
         }
         let superseded = self.state == NodeState::Master && !self.standalone;
         self.claim = Some(claim);
-        self.claim_seen_at = Some(now);
+        self.claimant_absent = None;
         if superseded {
-            self.lease_until = None;
+            self.lease = Lease::default();
+            self.pending_renewal = None;
             self.state = self.follower_state();
         }
+    }
+
+    /// A read of the claim after ours, begun at `read_started`, found none. A successful own
+    /// write begun before that read renews the lease: had a newer claim existed when the write
+    /// began, the read would have found it. So a master's lease never outlives, by more than one
+    /// lease length, the creation of a newer claim (docs/behaviour.md, exclusion).
+    pub fn no_newer_claim(&mut self, read_started: Instant, now: Instant) {
+        let Some(write_started) = self.pending_renewal else {
+            return;
+        };
+        if write_started >= read_started || self.state != NodeState::Master || self.standalone {
+            return;
+        }
+        self.pending_renewal = None;
+        match self.lease.until {
+            Some(until) if now < until => {
+                self.lease.until = Some(until.max(write_started + self.lease_length()));
+            }
+            _ => self.fence(now),
+        }
+    }
+
+    /// The store no longer holds the plane this node joined (plane id changed, `plane.json`
+    /// gone, or our own claim vanished): stop acting at once and take no further part.
+    pub fn store_replaced(&mut self, why: String, now: Instant) {
+        if self.standalone {
+            return;
+        }
+        self.store_problem = Some(why);
+        self.fence(now);
     }
 
     /// The record to write now; bumps the heartbeat counter.
@@ -289,44 +390,55 @@ impl Election {
         }
     }
 
-    /// The outcome of writing our own record, which began at `started`.
-    pub fn own_write_finished(&mut self, started: Instant, ok: bool) {
+    /// The outcome of writing our own record, which began at `started` and ended at `finished`.
+    pub fn own_write_finished(&mut self, started: Instant, finished: Instant, ok: bool) {
         if !ok {
             return;
+        }
+        if self.state == NodeState::Master && !self.standalone {
+            // A write renews only a lease that was still valid when it *completed*: a master
+            // paused or slowed past its lease must not be revived by a write that lands late,
+            // because peers may have timed it out meanwhile. The renewal itself waits for the
+            // next-claim read (`no_newer_claim`).
+            match self.lease.until {
+                Some(until) if finished < until => self.pending_renewal = Some(started),
+                _ => {
+                    self.fence(finished);
+                    return;
+                }
+            }
         }
         self.last_good_write = Some(started);
         if self.fenced_at.is_some_and(|fenced| started > fenced) {
             self.fenced_at = None;
         }
-        if self.state == NodeState::Master && !self.standalone {
-            // Renew only a lease that was still valid when the write began: a master that was
-            // paused past its lease must not be revived by a write that happens to succeed.
-            match self.lease_until {
-                Some(until) if started < until => {
-                    self.lease_until = Some(started + self.lease_length());
-                }
-                _ => self.fence(started),
-            }
-        }
     }
 
     fn fence(&mut self, now: Instant) {
-        self.lease_until = None;
+        self.lease = Lease::default();
+        self.pending_renewal = None;
         self.state = NodeState::Failed;
         self.fenced_at = Some(now);
     }
 
-    /// Our claim for `epoch` was created: we are master.
-    pub fn claim_won(&mut self, claim: MasterClaim, now: Instant) {
+    /// Our claim was created by a call that ended at `now`: we are master. `predecessor_stopped`
+    /// says whether we know the previous master cannot be acting (it released, was silent for a
+    /// timeout, or answered our step-down request). If not, we act only a full timeout after the
+    /// claim: by then the old master has read our claim or its lease has run out, since it
+    /// renews only after a read of the next claim finds none.
+    pub fn claim_won(&mut self, claim: MasterClaim, predecessor_stopped: bool, now: Instant) {
         let lease_until = self
             .last_good_write
             .map(|start| start + self.lease_length());
         self.claim = Some(claim);
-        self.claim_seen_at = Some(now);
+        self.claimant_absent = None;
         self.sit_out_through = None;
         match lease_until {
             Some(until) if now < until => {
-                self.lease_until = Some(until);
+                self.lease = Lease {
+                    until: Some(until),
+                    acting_from: (!predecessor_stopped).then(|| now + self.cfg.heartbeat_timeout),
+                };
                 self.state = NodeState::Master;
             }
             // The claim went through but our own lease is gone: publish the step-down at once so
@@ -337,7 +449,11 @@ impl Election {
 
     // ----- decisions --------------------------------------------------------------------------
 
-    fn follower_state(&self) -> NodeState {
+    /// The state a node of our mode takes when it is not master.
+    pub fn follower_state(&self) -> NodeState {
+        if self.store_problem.is_some() {
+            return NodeState::Failed;
+        }
         match self.mode {
             HaMode::Standby => NodeState::Standby,
             HaMode::HotBackup => NodeState::HotBackup,
@@ -347,10 +463,11 @@ impl Election {
     }
 
     fn mode_is_electable(&self) -> bool {
-        matches!(
-            self.mode,
-            HaMode::Auto | HaMode::Master | HaMode::Standby | HaMode::HotStandby
-        )
+        self.store_problem.is_none()
+            && matches!(
+                self.mode,
+                HaMode::Auto | HaMode::Master | HaMode::Standby | HaMode::HotStandby
+            )
     }
 
     fn sitting_out(&self) -> bool {
@@ -377,20 +494,67 @@ impl Election {
         record.status != NodeState::Master && record.epoch_seen >= epoch
     }
 
-    /// The claim of a master that is acting now, as far as we can tell.
-    pub fn active_master(&self, now: Instant) -> Option<&MasterClaim> {
-        let claim = self.claim.as_ref()?;
-        if claim.node_id == self.cfg.node_id {
-            return self.may_act_as_master(now).then_some(claim);
+    /// The master that may be acting now, as far as we can tell: the holder of the highest
+    /// claim until it released it or successful reads proved it silent for a timeout; else a
+    /// peer whose record says MASTER in an epoch at least as high as any claim we know (its claim
+    /// may be one we have not read yet, or one a rolled-back store lost).
+    pub fn active_master(&self, now: Instant) -> Option<MasterClaim> {
+        if let Some(claim) = &self.claim {
+            if claim.node_id == self.cfg.node_id {
+                if self.may_act_as_master(now) {
+                    return Some(claim.clone());
+                }
+            } else if self.claimant_may_act(claim) {
+                return Some(claim.clone());
+            }
         }
-        let active = match self.peers.get(&claim.node_id) {
-            Some(peer) => self.is_live(peer, now) && !Self::released(&peer.record, claim.epoch),
-            // Not read yet: assume the claimant is alive for one timeout after we saw the claim.
-            None => self.claim_seen_at.is_some_and(|seen| {
-                now.saturating_duration_since(seen) < self.cfg.heartbeat_timeout
+        self.unclaimed_master()
+    }
+
+    fn claimant_may_act(&self, claim: &MasterClaim) -> bool {
+        match self.peers.get(&claim.node_id) {
+            Some(peer) => {
+                !self.confirmed_silent(peer) && !Self::released(&peer.record, claim.epoch)
+            }
+            None => self.claimant_absent.is_none_or(|absent| {
+                absent.last_read_started < absent.since + self.cfg.heartbeat_timeout
             }),
-        };
-        active.then_some(claim)
+        }
+    }
+
+    fn unclaimed_master(&self) -> Option<MasterClaim> {
+        let holder = self.claim.as_ref().map(|claim| &claim.node_id);
+        self.peers
+            .values()
+            .filter(|peer| {
+                peer.record.status == NodeState::Master
+                    && peer.record.epoch_seen >= self.epoch()
+                    && Some(&peer.record.node_id) != holder
+                    && !self.confirmed_silent(peer)
+            })
+            .max_by_key(|peer| peer.record.epoch_seen)
+            .map(|peer| MasterClaim {
+                epoch: peer.record.epoch_seen,
+                node_id: peer.record.node_id.clone(),
+                node_uri: peer.record.node_uri.clone(),
+                claimed_at: 0,
+                reason: "seen in its record".to_owned(),
+            })
+    }
+
+    /// The highest epoch any peer's record says it has seen.
+    pub fn highest_epoch_seen(&self) -> Epoch {
+        self.peers
+            .values()
+            .map(|peer| peer.record.epoch_seen)
+            .max()
+            .unwrap_or(0)
+            .max(self.epoch())
+    }
+
+    /// The epoch the next claim must take: above every claim and every epoch a record has seen.
+    pub fn next_epoch(&self) -> Epoch {
+        self.highest_epoch_seen() + 1
     }
 
     /// Whether the node should read every record this poll: when no master is active, or the
@@ -414,7 +578,7 @@ impl Election {
             return Decision::Wait;
         }
         if self.state == NodeState::Master {
-            if !self.may_act_as_master(now) {
+            if self.lease.until.is_none_or(|until| now >= until) {
                 self.fence(now);
             }
             return Decision::Wait;
@@ -436,7 +600,7 @@ impl Election {
         }
         if self.winner(now).as_ref() == Some(&self.cfg.node_id) {
             Decision::Claim {
-                epoch: self.epoch() + 1,
+                epoch: self.next_epoch(),
                 reason: "elected: no live master".to_owned(),
             }
         } else {
@@ -477,16 +641,35 @@ impl Election {
     /// it is not (no claim, released, silent for a timeout), `Some(false)` while we have seen its
     /// record but not yet seen it change, `Some(true)` once seen heartbeating.
     pub fn claimant_liveness(&self, now: Instant) -> Option<bool> {
-        let claim = self.claim.as_ref()?;
+        let claim = self.active_master(now)?;
         if claim.node_id == self.cfg.node_id {
             // Our own claim from a previous life: we are not acting on it.
             return None;
         }
-        let peer = self.peers.get(&claim.node_id)?;
-        if Self::released(&peer.record, claim.epoch) || !self.is_live(peer, now) {
-            return None;
+        let Some(peer) = self.peers.get(&claim.node_id) else {
+            // A claim whose holder's record we have not read: unknown until proved absent.
+            return Some(false);
+        };
+        Some(peer.seen_changing && self.is_live(peer, now))
+    }
+
+    /// Whether some other node's record may still be heartbeating: `Some(true)` when one was
+    /// seen changing within a timeout, `Some(false)` while a record that does not say it stopped
+    /// has been neither seen changing nor proved silent, `None` when none can be live.
+    pub fn any_peer_liveness(&self, now: Instant) -> Option<bool> {
+        let mut undecided = false;
+        for peer in self.peers.values() {
+            if matches!(peer.record.status, NodeState::Terminated) {
+                continue;
+            }
+            if peer.seen_changing && self.is_live(peer, now) {
+                return Some(true);
+            }
+            if !self.confirmed_silent(peer) {
+                undecided = true;
+            }
         }
-        Some(peer.seen_changing)
+        undecided.then_some(false)
     }
 
     /// Start-up check for the explicit modes (SPEC 1): MASTER refuses a live master, STANDBY and
@@ -519,7 +702,7 @@ impl Election {
     /// Start-up in MASTER mode after a `Proceed` verdict: claim the next epoch now.
     pub fn startup_claim(&self) -> Decision {
         Decision::Claim {
-            epoch: self.epoch() + 1,
+            epoch: self.next_epoch(),
             reason: "started with --ha-mode master".to_owned(),
         }
     }
@@ -548,10 +731,13 @@ impl Election {
                             .to_owned(),
                     ));
                 }
+                if let Some(problem) = &self.store_problem {
+                    return Err(ModeRefused(format!("cannot promote: {problem}")));
+                }
                 self.mode = HaMode::Auto;
                 self.fenced_at = None;
                 Ok(ModeChange::Claim {
-                    epoch: self.epoch() + 1,
+                    epoch: self.next_epoch(),
                 })
             }
             HaMode::Auto => {
@@ -565,7 +751,8 @@ impl Election {
                 self.mode = mode;
                 if was_master {
                     self.sit_out_through = Some(self.epoch());
-                    self.lease_until = None;
+                    self.lease = Lease::default();
+                    self.pending_renewal = None;
                 }
                 self.state = self.follower_state();
                 Ok(if was_master {
@@ -585,7 +772,26 @@ impl Election {
     /// Graceful stop: publish TERMINATED (which also releases a claim).
     pub fn terminate(&mut self) {
         self.state = NodeState::Terminated;
-        self.lease_until = None;
+        self.lease = Lease::default();
+        self.pending_renewal = None;
+    }
+
+    /// A peer asked us to step down from `epoch` so that it can take over (switchover). A master
+    /// of that epoch (or an older one) stops acting and sits the next election out; answers
+    /// whether this node is now sure not to act as master in any epoch up to `epoch`.
+    pub fn step_down_for(&mut self, epoch: Epoch, now: Instant) -> bool {
+        if self.standalone || (epoch < self.epoch() && self.state == NodeState::Master) {
+            // Standalone nodes have no plane; a master of a newer epoch than the asker knows
+            // stays: the asker must first catch up.
+            return false;
+        }
+        if self.state == NodeState::Master {
+            self.sit_out_through = Some(self.epoch());
+            self.lease = Lease::default();
+            self.pending_renewal = None;
+            self.state = self.follower_state();
+        }
+        !self.may_act_as_master(now)
     }
 
     // ----- views ------------------------------------------------------------------------------
@@ -627,7 +833,7 @@ impl Election {
         retention: Duration,
         now: Instant,
     ) -> Vec<NodeId> {
-        let master = self.active_master(now).map(|claim| claim.node_id.clone());
+        let master = self.active_master(now).map(|claim| claim.node_id);
         self.peers
             .values()
             .filter(|peer| Some(&peer.record.node_id) != master.as_ref())

@@ -57,16 +57,21 @@ fn claim(epoch: Epoch, name: &str) -> MasterClaim {
     }
 }
 
+/// A successful read of `record` that began and ended at `at`.
+fn see(election: &mut Election, record: NodeRecord, at: Instant) {
+    election.observe_record(record, at, at);
+}
+
 /// Writes our record successfully at `now`.
 fn heartbeat(election: &mut Election, now: Instant) {
     election.next_record(0, now);
-    election.own_write_finished(now, true);
+    election.own_write_finished(now, now, true);
 }
 
 /// Makes `election` master of `epoch` at `now`.
 fn make_master(election: &mut Election, epoch: Epoch, now: Instant) {
     heartbeat(election, now);
-    election.claim_won(claim(epoch, election.config().node_id.as_str()), now);
+    election.claim_won(claim(epoch, election.config().node_id.as_str()), true, now);
     assert_eq!(election.state(), NodeState::Master);
 }
 
@@ -94,8 +99,8 @@ fn only_the_best_candidate_claims_an_empty_plane() {
     heartbeat(&mut b, now);
     let mut b_record = record("b", NodeState::HotStandby, 1, 0);
     b_record.priority = 5;
-    a.observe_record(b_record, now);
-    b.observe_record(record("a", NodeState::HotStandby, 1, 0), now);
+    see(&mut a, b_record, now);
+    see(&mut b, record("a", NodeState::HotStandby, 1, 0), now);
     assert_eq!(a.decide(now), Decision::Wait);
     assert!(matches!(b.decide(now), Decision::Claim { epoch: 1, .. }));
 }
@@ -106,7 +111,7 @@ fn equal_priority_goes_to_the_lowest_id() {
     let now = t0 + 3 * POLL;
     let mut b = node("b", HaMode::Auto, 0, t0);
     heartbeat(&mut b, now);
-    b.observe_record(record("a", NodeState::HotStandby, 1, 0), now);
+    see(&mut b, record("a", NodeState::HotStandby, 1, 0), now);
     assert_eq!(b.decide(now), Decision::Wait);
 }
 
@@ -114,17 +119,19 @@ fn equal_priority_goes_to_the_lowest_id() {
 fn a_live_master_is_followed_and_a_silent_one_is_replaced_after_the_timeout() {
     let t0 = Instant::now();
     let mut b = node("b", HaMode::Auto, 0, t0);
-    b.observe_claim(claim(3, "a"), t0);
-    b.observe_record(record("a", NodeState::Master, 10, 3), t0);
-    b.observe_record(record("a", NodeState::Master, 11, 3), t0 + POLL);
+    b.observe_claim(claim(3, "a"));
+    see(&mut b, record("a", NodeState::Master, 10, 3), t0);
+    see(&mut b, record("a", NodeState::Master, 11, 3), t0 + POLL);
     let mut now = t0 + POLL;
     while now < t0 + POLL + TIMEOUT {
         heartbeat(&mut b, now);
+        see(&mut b, record("a", NodeState::Master, 11, 3), now);
         assert_eq!(b.decide(now), Decision::Wait, "at {:?}", now - t0);
         assert_eq!(b.active_master(now).map(|c| c.epoch), Some(3));
         now += POLL / 2;
     }
     heartbeat(&mut b, now);
+    see(&mut b, record("a", NodeState::Master, 11, 3), now);
     assert!(b.active_master(now).is_none());
     assert!(matches!(b.decide(now), Decision::Claim { epoch: 4, .. }));
 }
@@ -134,11 +141,11 @@ fn a_released_claim_is_replaced_without_waiting_for_the_timeout() {
     let t0 = Instant::now();
     let now = t0 + 3 * POLL;
     let mut b = node("b", HaMode::Auto, 0, t0);
-    b.observe_claim(claim(3, "a"), t0);
-    b.observe_record(record("a", NodeState::Master, 10, 3), t0);
+    b.observe_claim(claim(3, "a"));
+    see(&mut b, record("a", NodeState::Master, 10, 3), t0);
     heartbeat(&mut b, now);
     assert_eq!(b.decide(now), Decision::Wait);
-    b.observe_record(record("a", NodeState::Terminated, 11, 3), now);
+    see(&mut b, record("a", NodeState::Terminated, 11, 3), now);
     assert!(matches!(b.decide(now), Decision::Claim { epoch: 4, .. }));
 }
 
@@ -146,8 +153,8 @@ fn a_released_claim_is_replaced_without_waiting_for_the_timeout() {
 fn a_claim_whose_holder_has_not_yet_published_it_is_treated_as_active() {
     let t0 = Instant::now();
     let mut b = node("b", HaMode::Auto, 0, t0);
-    b.observe_record(record("a", NodeState::HotStandby, 1, 0), t0);
-    b.observe_claim(claim(1, "a"), t0);
+    see(&mut b, record("a", NodeState::HotStandby, 1, 0), t0);
+    b.observe_claim(claim(1, "a"));
     heartbeat(&mut b, t0 + 3 * POLL);
     assert_eq!(b.decide(t0 + 3 * POLL), Decision::Wait);
 }
@@ -176,7 +183,7 @@ fn a_write_that_began_after_the_lease_lapsed_does_not_revive_a_paused_master() {
     make_master(&mut a, 1, t0);
     let resumed = t0 + TIMEOUT * 3;
     a.next_record(0, resumed);
-    a.own_write_finished(resumed, true);
+    a.own_write_finished(resumed, resumed, true);
     assert_eq!(a.state(), NodeState::Failed);
     assert!(!a.may_act_as_master(resumed));
 }
@@ -186,7 +193,7 @@ fn a_master_steps_down_when_a_newer_claim_appears() {
     let t0 = Instant::now();
     let mut a = node("a", HaMode::Auto, 0, t0);
     make_master(&mut a, 1, t0);
-    a.observe_claim(claim(2, "b"), t0 + POLL);
+    a.observe_claim(claim(2, "b"));
     assert_eq!(a.state(), NodeState::HotStandby);
     assert_eq!(a.epoch(), 2);
     assert!(!a.may_act_as_master(t0 + POLL));
@@ -196,8 +203,8 @@ fn a_master_steps_down_when_a_newer_claim_appears() {
 fn older_claims_never_move_the_epoch_back() {
     let t0 = Instant::now();
     let mut a = node("a", HaMode::Auto, 0, t0);
-    a.observe_claim(claim(5, "b"), t0);
-    a.observe_claim(claim(4, "c"), t0);
+    a.observe_claim(claim(5, "b"));
+    a.observe_claim(claim(4, "c"));
     assert_eq!(a.claim().map(|c| c.node_id.as_str()), Some("b"));
 }
 
@@ -207,7 +214,7 @@ fn a_demoted_master_sits_out_the_next_election_unless_alone() {
     let now = t0 + 3 * POLL;
     let mut a = node("a", HaMode::Auto, 10, t0);
     make_master(&mut a, 1, now);
-    a.observe_record(record("b", NodeState::HotStandby, 1, 1), now);
+    see(&mut a, record("b", NodeState::HotStandby, 1, 1), now);
     assert_eq!(
         a.set_mode(HaMode::HotStandby, now),
         Ok(ModeChange::SteppedDown)
@@ -217,7 +224,7 @@ fn a_demoted_master_sits_out_the_next_election_unless_alone() {
     assert!(!published.electable);
     assert_eq!(a.decide(now), Decision::Wait, "b should win");
     // Once b holds epoch 2, a stands again.
-    a.observe_claim(claim(2, "b"), now);
+    a.observe_claim(claim(2, "b"));
     assert!(a.record_snapshot(0, now).electable);
     // A demoted master with no one else left stands anyway.
     let later = now + TIMEOUT * 2;
@@ -234,8 +241,8 @@ fn a_demoted_master_sits_out_the_next_election_unless_alone() {
 fn promotion_claims_the_next_epoch_even_with_a_live_master() {
     let t0 = Instant::now();
     let mut b = node("b", HaMode::Auto, 0, t0);
-    b.observe_claim(claim(7, "a"), t0);
-    b.observe_record(record("a", NodeState::Master, 1, 7), t0);
+    b.observe_claim(claim(7, "a"));
+    see(&mut b, record("a", NodeState::Master, 1, 7), t0);
     heartbeat(&mut b, t0);
     assert_eq!(
         b.set_mode(HaMode::Master, t0),
@@ -270,7 +277,7 @@ fn hot_backup_candidates_are_ignored_by_others() {
     let mut backup = record("a", NodeState::HotBackup, 1, 0);
     backup.electable = false;
     backup.priority = 100;
-    b.observe_record(backup, now);
+    see(&mut b, backup, now);
     assert!(matches!(b.decide(now), Decision::Claim { .. }));
 }
 
@@ -305,19 +312,25 @@ fn startup_verdicts_follow_the_modes() {
     let mut m = node("m", HaMode::Master, 0, t0);
     let mut s = node("s", HaMode::HotStandby, 0, t0);
     for n in [&mut m, &mut s] {
-        n.observe_claim(claim(1, "a"), t0);
-        n.observe_record(record("a", NodeState::Master, 5, 1), t0);
+        n.observe_claim(claim(1, "a"));
+        see(n, record("a", NodeState::Master, 5, 1), t0);
         assert_eq!(n.startup_verdict(t0), StartupVerdict::Wait);
     }
     let mut stale_m = m.clone();
     for n in [&mut m, &mut s] {
-        n.observe_record(record("a", NodeState::Master, 6, 1), t0 + POLL);
+        see(n, record("a", NodeState::Master, 6, 1), t0 + POLL);
     }
     assert!(
         matches!(m.startup_verdict(t0 + POLL), StartupVerdict::Refuse(ref msg) if msg.contains("live master"))
     );
     assert_eq!(s.startup_verdict(t0 + POLL), StartupVerdict::Proceed);
-    // Never changing for a timeout: the crashed master does not block a MASTER start.
+    // Never changing for a timeout (a read begun a timeout after the first still finds the same
+    // heartbeat): the crashed master does not block a MASTER start.
+    see(
+        &mut stale_m,
+        record("a", NodeState::Master, 5, 1),
+        t0 + TIMEOUT,
+    );
     assert_eq!(
         stale_m.startup_verdict(t0 + TIMEOUT),
         StartupVerdict::Proceed
@@ -327,7 +340,7 @@ fn startup_verdicts_follow_the_modes() {
         Decision::Claim { epoch: 2, .. }
     ));
     // A terminated holder is not live.
-    stale_m.observe_record(record("a", NodeState::Terminated, 7, 1), t0);
+    see(&mut stale_m, record("a", NodeState::Terminated, 7, 1), t0);
     assert_eq!(stale_m.startup_verdict(t0), StartupVerdict::Proceed);
 }
 
@@ -336,12 +349,12 @@ fn removable_records_respect_status_and_age() {
     let t0 = Instant::now();
     let retention = Duration::from_secs(3600);
     let mut a = node("a", HaMode::Auto, 0, t0);
-    a.observe_record(record("gone", NodeState::Terminated, 1, 0), t0);
-    a.observe_record(record("broken", NodeState::Failed, 1, 0), t0);
-    a.observe_record(record("dead", NodeState::HotStandby, 1, 0), t0);
-    a.observe_record(record("alive", NodeState::HotStandby, 1, 0), t0);
+    see(&mut a, record("gone", NodeState::Terminated, 1, 0), t0);
+    see(&mut a, record("broken", NodeState::Failed, 1, 0), t0);
+    see(&mut a, record("dead", NodeState::HotStandby, 1, 0), t0);
+    see(&mut a, record("alive", NodeState::HotStandby, 1, 0), t0);
     let now = t0 + TIMEOUT;
-    a.observe_record(record("alive", NodeState::HotStandby, 2, 0), now);
+    see(&mut a, record("alive", NodeState::HotStandby, 2, 0), now);
     let names = |ids: Vec<NodeId>| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>();
     assert_eq!(names(a.removable(Duration::ZERO, retention, now)), ["gone"]);
     let much_later = t0 + retention;
@@ -360,7 +373,7 @@ fn removable_records_respect_status_and_age() {
 fn listing_reports_stale_peers_as_not_live() {
     let t0 = Instant::now();
     let mut a = node("a", HaMode::Auto, 0, t0);
-    a.observe_record(record("b", NodeState::Master, 1, 1), t0);
+    see(&mut a, record("b", NodeState::Master, 1, 1), t0);
     let rows = a.summaries(0, t0 + TIMEOUT);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].record.node_id.as_str(), "a");
@@ -368,4 +381,204 @@ fn listing_reports_stale_peers_as_not_live() {
     assert_eq!(rows[1].record.status, NodeState::Master);
     assert!(!rows[1].live);
     assert_eq!(rows[1].last_seen_age, TIMEOUT);
+}
+
+// ----- exclusion windows (docs/behaviour.md §9): each test fails on the code before its fix ----
+
+/// Renews `election`'s lease the way a poll does: our record written at `now`, then a read of
+/// the next claim, begun just after, finds none.
+fn renew(election: &mut Election, now: Instant) {
+    heartbeat(election, now);
+    let read = now + Duration::from_millis(1);
+    election.no_newer_claim(read, read);
+}
+
+#[test]
+fn a_heartbeat_that_completes_after_the_lease_lapsed_does_not_renew_it() {
+    let t0 = Instant::now();
+    let mut a = node("a", HaMode::Auto, 0, t0);
+    make_master(&mut a, 1, t0);
+    let lease_end = t0 + TIMEOUT - MARGIN;
+    // A slow write: begun inside the lease, finished after it.
+    let started = lease_end - Duration::from_millis(100);
+    a.next_record(0, started);
+    a.own_write_finished(started, lease_end + Duration::from_secs(1), true);
+    let read = lease_end + Duration::from_secs(1);
+    a.no_newer_claim(read, read);
+    assert!(
+        !a.may_act_as_master(lease_end),
+        "a late write must not extend the lease"
+    );
+    assert_eq!(a.state(), NodeState::Failed);
+}
+
+#[test]
+fn a_heartbeat_renews_only_after_a_later_read_finds_no_newer_claim() {
+    let t0 = Instant::now();
+    let mut a = node("a", HaMode::Auto, 0, t0);
+    make_master(&mut a, 1, t0);
+    let lease_end = t0 + TIMEOUT - MARGIN;
+    let write = t0 + POLL;
+    heartbeat(&mut a, write);
+    assert!(
+        !a.may_act_as_master(lease_end),
+        "no renewal before the claim read"
+    );
+    // A read that began before the write proves nothing about claims made after the write began.
+    a.no_newer_claim(write - Duration::from_millis(1), write);
+    assert!(!a.may_act_as_master(lease_end));
+    a.no_newer_claim(
+        write + Duration::from_millis(1),
+        write + Duration::from_millis(2),
+    );
+    assert!(a.may_act_as_master(lease_end));
+    assert!(!a.may_act_as_master(write + TIMEOUT - MARGIN));
+}
+
+#[test]
+fn failed_reads_of_the_master_are_not_silence() {
+    let t0 = Instant::now();
+    let mut b = node("b", HaMode::Auto, 0, t0);
+    b.observe_claim(claim(3, "a"));
+    see(&mut b, record("a", NodeState::Master, 10, 3), t0);
+    // Every later read of a's record fails: b learns nothing, however long it waits.
+    let mut now = t0;
+    while now < t0 + TIMEOUT * 5 {
+        now += POLL;
+        heartbeat(&mut b, now);
+        assert_eq!(b.decide(now), Decision::Wait, "at {:?}", now - t0);
+        assert!(b.active_master(now).is_some());
+    }
+    // A successful read begun a timeout after the first sighting proves the silence.
+    see(&mut b, record("a", NodeState::Master, 10, 3), now);
+    assert!(matches!(b.decide(now), Decision::Claim { epoch: 4, .. }));
+}
+
+#[test]
+fn a_read_begun_before_the_timeout_does_not_prove_silence() {
+    let t0 = Instant::now();
+    let mut b = node("b", HaMode::Auto, 0, t0);
+    b.observe_claim(claim(3, "a"));
+    see(&mut b, record("a", NodeState::Master, 10, 3), t0);
+    let now = t0 + TIMEOUT * 2;
+    heartbeat(&mut b, now);
+    // A slow read: it began before the timeout was up and returned only now.
+    b.observe_record(
+        record("a", NodeState::Master, 10, 3),
+        t0 + TIMEOUT - Duration::from_millis(1),
+        now,
+    );
+    assert_eq!(b.decide(now), Decision::Wait);
+}
+
+#[test]
+fn a_claimant_without_a_record_counts_as_acting_until_reads_prove_it_absent() {
+    let t0 = Instant::now();
+    let mut b = node("b", HaMode::Auto, 0, t0);
+    b.observe_claim(claim(3, "a"));
+    let mut now = t0 + TIMEOUT * 3;
+    heartbeat(&mut b, now);
+    assert_eq!(b.decide(now), Decision::Wait, "never read: may be acting");
+    b.observe_absent(&id("a"), now, now);
+    assert_eq!(b.decide(now), Decision::Wait, "absent once");
+    now += TIMEOUT;
+    heartbeat(&mut b, now);
+    b.observe_absent(&id("a"), now, now);
+    assert!(matches!(b.decide(now), Decision::Claim { epoch: 4, .. }));
+}
+
+#[test]
+fn a_master_seen_only_in_its_record_blocks_claims_and_raises_the_next_epoch() {
+    // A store rolled back to an older copy: the highest claim left is 3, but a live node's
+    // record says it is master of epoch 5.
+    let t0 = Instant::now();
+    let mut b = node("b", HaMode::Auto, 0, t0);
+    b.observe_claim(claim(3, "c"));
+    see(&mut b, record("c", NodeState::Terminated, 9, 3), t0);
+    see(&mut b, record("a", NodeState::Master, 40, 5), t0);
+    let now = t0 + 3 * POLL;
+    heartbeat(&mut b, now);
+    see(&mut b, record("a", NodeState::Master, 41, 5), now);
+    assert_eq!(b.decide(now), Decision::Wait, "a may be acting");
+    assert_eq!(
+        b.active_master(now)
+            .map(|m| (m.epoch, m.node_id.to_string())),
+        Some((5, "a".to_owned()))
+    );
+    // a steps down: the next claim must be above every epoch a record has seen.
+    see(&mut b, record("a", NodeState::Failed, 42, 5), now);
+    assert!(matches!(b.decide(now), Decision::Claim { epoch: 6, .. }));
+    heartbeat(&mut b, now);
+    assert_eq!(
+        b.set_mode(HaMode::Master, now),
+        Ok(ModeChange::Claim { epoch: 6 })
+    );
+}
+
+#[test]
+fn a_master_that_learns_of_a_newer_claim_stops_acting_at_once() {
+    let t0 = Instant::now();
+    let mut a = node("a", HaMode::Auto, 0, t0);
+    make_master(&mut a, 1, t0);
+    renew(&mut a, t0 + POLL);
+    a.observe_claim(claim(2, "b"));
+    assert!(!a.may_act_as_master(t0 + POLL));
+    // A write and claim read after that cannot bring the lease back.
+    renew(&mut a, t0 + 2 * POLL);
+    assert!(!a.may_act_as_master(t0 + 2 * POLL));
+}
+
+#[test]
+fn a_promoted_node_that_could_not_reach_the_master_acts_only_after_a_timeout() {
+    let t0 = Instant::now();
+    let mut b = node("b", HaMode::Auto, 0, t0);
+    b.observe_claim(claim(1, "a"));
+    see(&mut b, record("a", NodeState::Master, 10, 1), t0);
+    heartbeat(&mut b, t0);
+    assert_eq!(
+        b.set_mode(HaMode::Master, t0),
+        Ok(ModeChange::Claim { epoch: 2 })
+    );
+    b.claim_won(claim(2, "b"), false, t0);
+    assert_eq!(b.state(), NodeState::Master);
+    assert!(!b.may_act_as_master(t0 + TIMEOUT - Duration::from_millis(1)));
+    // Its own lease is kept up meanwhile, and it acts once the old master's must be over.
+    let mut now = t0;
+    while now < t0 + TIMEOUT {
+        now += POLL;
+        renew(&mut b, now);
+        assert_eq!(b.decide(now), Decision::Wait);
+        assert_eq!(b.state(), NodeState::Master, "at {:?}", now - t0);
+    }
+    assert!(b.may_act_as_master(now));
+}
+
+#[test]
+fn a_master_asked_to_step_down_stops_acting_and_sits_out_its_epoch() {
+    let t0 = Instant::now();
+    let mut a = node("a", HaMode::Auto, 10, t0);
+    make_master(&mut a, 4, t0);
+    assert!(!a.step_down_for(3, t0), "the asker is behind: decline");
+    assert!(a.may_act_as_master(t0));
+    assert!(a.step_down_for(4, t0));
+    assert!(!a.may_act_as_master(t0));
+    let published = a.record_snapshot(0, t0);
+    assert_eq!(published.status, NodeState::HotStandby);
+    assert!(!published.electable, "it must not win the epoch back");
+}
+
+#[test]
+fn a_node_that_found_its_store_replaced_stops_and_stays_out() {
+    let t0 = Instant::now();
+    let mut a = node("a", HaMode::Auto, 0, t0);
+    make_master(&mut a, 2, t0);
+    a.store_replaced("plane id changed".to_owned(), t0 + POLL);
+    assert!(!a.may_act_as_master(t0 + POLL));
+    assert_eq!(a.state(), NodeState::Failed);
+    let later = t0 + TIMEOUT * 3;
+    heartbeat(&mut a, later);
+    assert_eq!(a.decide(later), Decision::Wait);
+    assert_eq!(a.state(), NodeState::Failed);
+    assert!(!a.record_snapshot(0, later).electable);
+    assert!(a.set_mode(HaMode::Master, later).is_err());
 }

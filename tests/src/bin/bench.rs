@@ -416,6 +416,12 @@ impl pb::ha_service_server::HaService for BareHa {
     ) -> Result<tonic::Response<pb::NudgeResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("bare"))
     }
+    async fn step_down(
+        &self,
+        _: tonic::Request<pb::StepDownRequest>,
+    ) -> Result<tonic::Response<pb::StepDownResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
 }
 
 /// Runs a baseline server on 127.0.0.1:0, printing `listening on ADDRESS` like haplane does.
