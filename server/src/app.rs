@@ -49,7 +49,16 @@ pub enum LaunchError {
 async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &settings.store {
         StoreLocation::None => Arc::new(NoStore),
-        StoreLocation::Directory(path) => Arc::new(DirStore::open(path)?),
+        StoreLocation::Directory(path) => {
+            let store = DirStore::open(path)?;
+            if let Err(problem) = crate::store::nfs::check_directory_store(path) {
+                if !settings.accept_nfs_lookup_cache_risk {
+                    return Err(StoreError::Generic { message: problem });
+                }
+                tracing::warn!("{problem}; starting anyway (--accept-nfs-lookup-cache-risk)");
+            }
+            Arc::new(store)
+        }
         StoreLocation::S3 {
             location,
             endpoint,

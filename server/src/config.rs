@@ -79,6 +79,10 @@ pub struct LaunchArgs {
     /// Path-style S3 addressing (most S3-compatible servers need it).
     #[arg(long, env = "HAPLANE_S3_PATH_STYLE")]
     pub s3_path_style: Option<bool>,
+    /// Start a directory store on an NFS mount whose lookup cache may hide new claims
+    /// (lookupcache=all, the default) anyway. Unsafe: two nodes may act as master.
+    #[arg(long, env = "HAPLANE_ACCEPT_NFS_LOOKUP_CACHE_RISK")]
+    pub accept_nfs_lookup_cache_risk: bool,
     /// Listening address for gRPC and REST. Default 127.0.0.1:8081.
     #[arg(long, env = "HAPLANE_BIND")]
     pub bind: Option<SocketAddr>,
@@ -149,6 +153,7 @@ struct FileSettings {
     persistence_location: Option<String>,
     s3_endpoint: Option<String>,
     s3_path_style: Option<bool>,
+    accept_nfs_lookup_cache_risk: Option<bool>,
     bind: Option<SocketAddr>,
     advertise_uri: Option<String>,
     node_id: Option<String>,
@@ -225,6 +230,8 @@ pub struct Settings {
     pub ha_mode: HaMode,
     pub persist: PersistMode,
     pub store: StoreLocation,
+    /// Keep a directory store on an NFS mount with an unsafe lookup cache anyway.
+    pub accept_nfs_lookup_cache_risk: bool,
     pub bind: SocketAddr,
     /// `None`: derived from the bound address once listening.
     pub advertise_uri: Option<String>,
@@ -485,6 +492,8 @@ impl Settings {
             ha_mode,
             persist,
             store,
+            accept_nfs_lookup_cache_risk: args.accept_nfs_lookup_cache_risk
+                || file.accept_nfs_lookup_cache_risk.unwrap_or(false),
             bind: args
                 .bind
                 .or(file.bind)

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Request, Response, Status};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 /// Request metadata that lets SetState / SetPriority act on a non-master.
 pub const ALLOW_NON_MASTER_METADATA: &str = "allow-non-master-access";
@@ -152,7 +154,7 @@ impl HaService for GrpcService {
     ) -> Result<Response<pb::StepDownResponse>, Status> {
         let request = request.into_inner();
         tracing::info!(from = %request.from_node_id, epoch = request.epoch, "switchover: asked to step down");
-        let stepped_down = self.core.step_down(request.epoch).await?;
+        let stepped_down = self.core.step_down(request.epoch);
         Ok(Response::new(pb::StepDownResponse { stepped_down }))
     }
 }
@@ -219,7 +221,11 @@ pub fn routes(
     entities: crate::grpc_entities::GrpcEntities,
     poll_period: Duration,
 ) -> Result<tonic::service::Routes, Box<dyn std::error::Error + Send + Sync>> {
-    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let reporter = tonic_health::server::HealthReporter::new();
+    let health_service = HealthServer::new(MasterAwareHealth {
+        statuses: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        core: core.clone(),
+    });
     tokio::spawn(track_master_health(core.clone(), reporter, poll_period));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -238,6 +244,47 @@ pub fn routes(
     )
 }
 
+/// `grpc.health.v1.Health` whose `Check` of `haplane.v1.Master` is decided when asked, from the
+/// lease at that instant: a reported status could lag a lease that ran out a moment ago, and
+/// this check is one of the ways a node acts as master (docs/behaviour.md §9). Everything else,
+/// `Watch` included, is tonic-health's, kept in step by `track_master_health`.
+struct MasterAwareHealth {
+    statuses: tonic_health::server::HealthService,
+    core: HaCore,
+}
+
+#[tonic::async_trait]
+impl Health for MasterAwareHealth {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        if request.get_ref().service != MASTER_HEALTH_SERVICE {
+            return self.statuses.check(request).await;
+        }
+        let serving = self.core.is_up() && self.core.is_master();
+        let status = if serving {
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        } else {
+            tonic_health::pb::health_check_response::ServingStatus::NotServing
+        };
+        Ok(Response::new(HealthCheckResponse {
+            status: status as i32,
+        }))
+    }
+
+    type WatchStream = tonic_health::server::WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.statuses.watch(request).await
+    }
+}
+
+/// Keeps the reported `haplane.v1.Master` status (what `Watch` streams) in step with the node:
+/// on every change of master view, at the instant the lease would run out, and every poll.
 async fn track_master_health(
     core: HaCore,
     reporter: tonic_health::server::HealthReporter,
@@ -266,9 +313,11 @@ async fn track_master_health(
                 .await;
             return;
         }
+        let lease_end = core.lease_end().map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = ticker.tick() => {}
             changed = views.changed() => if changed.is_err() { return },
+            _ = async { tokio::time::sleep_until(lease_end?).await; Some(()) }, if lease_end.is_some() => {}
         }
     }
 }

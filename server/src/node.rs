@@ -99,6 +99,61 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// This node no longer acts as master: its follower state, no lease.
+    fn stop_acting(&mut self) {
+        self.state = self.follower_state;
+        self.lease = Lease::default();
+    }
+}
+
+/// Publishes snapshots, and lets a switchover's step-down take effect for every reader at once,
+/// without waiting for the runtime loop (which may be in the middle of slow store calls): a
+/// master snapshot of an epoch a peer asked us to leave is never published again. Both sides
+/// decide under the channel's lock, so a snapshot the loop built before the request cannot
+/// overwrite the step-down.
+#[derive(Debug, Clone)]
+struct Publisher {
+    sender: Arc<watch::Sender<Snapshot>>,
+    /// The highest epoch a peer asked us to step down from (0: none).
+    step_down_from: Arc<AtomicU64>,
+}
+
+impl Publisher {
+    /// Publishes `snapshot`; answers the state it replaced.
+    fn publish(&self, mut snapshot: Snapshot) -> NodeState {
+        let mut previous = snapshot.state;
+        self.sender.send_modify(|current| {
+            let left = self.step_down_from.load(Ordering::SeqCst);
+            if snapshot.state == NodeState::Master && !snapshot.standalone && snapshot.epoch <= left
+            {
+                snapshot.stop_acting();
+            }
+            previous = current.state;
+            *current = snapshot;
+        });
+        previous
+    }
+
+    /// A peer asks us to leave `epoch`: whether we now surely do not act as master in it or
+    /// any older one (false when we are master of a newer epoch than the asker knows).
+    fn step_down(&self, epoch: Epoch, now: Instant) -> bool {
+        let mut stopped = false;
+        self.sender.send_modify(|current| {
+            let newer = current.state == NodeState::Master && current.epoch > epoch;
+            if current.standalone || newer {
+                return;
+            }
+            self.step_down_from.fetch_max(epoch, Ordering::SeqCst);
+            if current.state == NodeState::Master {
+                current.stop_acting();
+            }
+            stopped = !current.may_act_as_master(now);
+        });
+        stopped
+    }
+}
+
 /// One change of state, for the metrics' history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
@@ -147,8 +202,8 @@ enum Command {
     SetPriority(i64, Reply<i64>),
     List(Reply<Listing>),
     RemoveTerminated(Option<NodeId>, Reply<Vec<String>>),
-    /// A peer wants to take over from `epoch` (switchover): answers whether we stopped acting.
-    StepDown(Epoch, Reply<bool>),
+    /// A peer asked us to leave `epoch` (switchover); readers already see us stepped down.
+    StepDown(Epoch),
     Nudge,
 }
 
@@ -168,6 +223,7 @@ pub enum StartError {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Snapshot>,
+    publisher: Publisher,
     view: watch::Receiver<Arc<MasterView>>,
     history: Arc<Mutex<VecDeque<StateChange>>>,
     pub counters: Arc<NodeCounters>,
@@ -237,11 +293,19 @@ impl NodeHandle {
             .await
     }
 
-    /// A peer asks this node to step down from `epoch` so that it can take over; answers once
-    /// this node no longer acts as master (true) or declines (false: it is master of a newer
-    /// epoch than the asker knows).
-    pub async fn step_down(&self, epoch: Epoch) -> Result<bool, ServiceError> {
-        self.ask(|reply| Command::StepDown(epoch, reply)).await
+    /// A peer asks this node to step down from `epoch` so that it can take over; answers at
+    /// once, without waiting for the loop, whether this node no longer acts as master (true) or
+    /// declines (false: it is master of a newer epoch than the asker knows). The loop then
+    /// records the step-down in the store.
+    pub fn step_down(&self, epoch: Epoch) -> bool {
+        let stopped = self.publisher.step_down(epoch, self.clock.now());
+        if stopped && self.commands.try_send(Command::StepDown(epoch)).is_err() {
+            tracing::warn!(
+                epoch,
+                "step-down not queued for the loop; readers see it already"
+            );
+        }
+        stopped
     }
 
     /// Sets the managed-state position this node publishes in its next record.
@@ -279,7 +343,8 @@ struct Runtime {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     plane_id: String,
-    snapshot: watch::Sender<Snapshot>,
+    snapshot: watch::Receiver<Snapshot>,
+    publisher: Publisher,
     view: watch::Sender<Arc<MasterView>>,
     history: Arc<Mutex<VecDeque<StateChange>>>,
     counters: Arc<NodeCounters>,
@@ -329,6 +394,10 @@ pub async fn start(
         follower_state: election.follower_state(),
         master_state_seq: 0,
     });
+    let publisher = Publisher {
+        sender: Arc::new(snapshot),
+        step_down_from: Arc::new(AtomicU64::new(0)),
+    };
     let (view, view_rx) = watch::channel(Arc::new(MasterView::default()));
     let mut runtime = Runtime {
         election,
@@ -336,7 +405,8 @@ pub async fn start(
         store,
         clock: clock.clone(),
         plane_id: String::new(),
-        snapshot,
+        snapshot: snapshot_rx.clone(),
+        publisher: publisher.clone(),
         view,
         history: Arc::new(Mutex::new(VecDeque::new())),
         counters: Arc::new(NodeCounters::default()),
@@ -351,6 +421,7 @@ pub async fn start(
     let handle = NodeHandle {
         commands,
         snapshot: snapshot_rx,
+        publisher,
         view: view_rx,
         history: runtime.history.clone(),
         counters: runtime.counters.clone(),
@@ -1044,13 +1115,12 @@ impl Runtime {
         }
     }
 
-    /// A peer's switchover request: stop acting first (published at once), answer, then write
-    /// the released record and tell the peers.
-    async fn step_down(&mut self, epoch: Epoch, reply: Reply<bool>) {
+    /// A peer's switchover request, already answered and published (`Publisher::step_down`):
+    /// the election follows, then the released record is written and the peers told.
+    async fn step_down(&mut self, epoch: Epoch) {
         let was_master = self.election.state() == NodeState::Master;
-        let stopped = self.election.step_down_for(epoch, self.clock.now());
+        self.election.step_down_for(epoch, self.clock.now());
         self.publish();
-        let _ = reply.send(Ok(stopped));
         if was_master && self.election.state() != NodeState::Master {
             tracing::info!(epoch, "stepped down for a switchover");
             if let Err(err) = self.write_record().await {
@@ -1104,7 +1174,7 @@ impl Runtime {
                 let result = self.remove_records(node, Duration::ZERO).await;
                 let _ = reply.send(result);
             }
-            Command::StepDown(epoch, reply) => self.step_down(epoch, reply).await,
+            Command::StepDown(epoch) => self.step_down(epoch).await,
             Command::Nudge => {
                 if !self.election.is_standalone() {
                     self.poll().await;
@@ -1195,20 +1265,20 @@ impl Runtime {
             follower_state: self.election.follower_state(),
             master_state_seq: self.election.master_state_seq(),
         };
-        let previous_state = self.snapshot.borrow().state;
-        if previous_state != snapshot.state
+        let previous_state = self.publisher.publish(snapshot);
+        let state = self.snapshot.borrow().state;
+        if previous_state != state
             && let Ok(mut history) = self.history.lock()
         {
-            tracing::info!(from = %previous_state, to = %snapshot.state, "state changed");
+            tracing::info!(from = %previous_state, to = %state, "state changed");
             history.push_back(StateChange {
-                state: snapshot.state,
+                state,
                 at_ms: wall_clock_ms(),
             });
             while history.len() > HISTORY_LEN {
                 history.pop_front();
             }
         }
-        self.snapshot.send_replace(snapshot);
         let view = MasterView {
             epoch: self.election.epoch(),
             master_id,

@@ -137,6 +137,15 @@ impl HaCore {
         self.inner.node.read_snapshot(|snapshot| snapshot.priority)
     }
 
+    /// When this master's lease runs out, if it holds one that has not run out yet.
+    pub fn lease_end(&self) -> Option<Instant> {
+        let now = self.now();
+        self.inner
+            .node
+            .read_snapshot(|snapshot| snapshot.lease.until)
+            .filter(|until| *until > now)
+    }
+
     /// Whether this node may act as master right now (state and lease).
     pub fn is_master(&self) -> bool {
         let now = self.now();
@@ -223,8 +232,8 @@ impl HaCore {
     }
 
     /// A peer asks this node to step down from `epoch` for a switchover.
-    pub async fn step_down(&self, epoch: u64) -> Result<bool, ServiceError> {
-        self.inner.node.step_down(epoch).await
+    pub fn step_down(&self, epoch: u64) -> bool {
+        self.inner.node.step_down(epoch)
     }
 
     /// Load-balancer class of this node.

@@ -6,6 +6,7 @@ pub mod counting;
 pub mod disabled;
 pub mod faulty;
 pub mod fs;
+pub mod nfs;
 pub mod s3;
 
 use async_trait::async_trait;
