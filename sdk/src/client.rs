@@ -28,6 +28,11 @@ pub struct ConnectOptions {
     /// HTTP/2 keep-alive ping interval; a frozen node's stream is dropped after three missed
     /// pings. Default 1 s.
     pub keep_alive: Duration,
+    /// The plane's poll period (the nodes' `--poll-period`). When the node the client streams
+    /// from has shown no master (or a view the client does not believe) for this long, the
+    /// client asks the other members for one and moves its stream to the master they report
+    /// (`docs/client-rules.md`, rule 2). Default 1 s, the nodes' default.
+    pub poll_period: Duration,
     /// For nodes started with `--auth-user`. Default none.
     pub credentials: Option<Credentials>,
     /// PEM CA certificate trusted (besides the system roots) for `https://` endpoints, e.g. read
@@ -41,6 +46,7 @@ impl Default for ConnectOptions {
             failover_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(1),
+            poll_period: Duration::from_secs(1),
             credentials: None,
             ca_pem: None,
         }
@@ -50,7 +56,8 @@ impl Default for ConnectOptions {
 /// What the client has done, for tests and dashboards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    /// Unary RPCs the SDK itself made (typed calls; `master_channel` traffic is the caller's).
+    /// Unary RPCs of the SDK's typed calls (not the follower's `GetState` probes of a node that
+    /// shows no master; `master_channel` traffic is the caller's).
     pub unary_calls: u64,
     /// `WatchMaster` streams opened (one per member moved to).
     pub watch_streams: u64,
@@ -167,6 +174,7 @@ impl Client {
         let settings = FollowerSettings {
             connect_timeout: options.connect_timeout,
             keep_alive: options.keep_alive,
+            poll_period: options.poll_period,
             ca_certificate: options
                 .ca_pem
                 .as_ref()
