@@ -1,27 +1,33 @@
-//! Chaos run: three nodes with fast timings, SDK writers making write-once idempotent entity
-//! writes, SDK watchers and a GetState sampler recording who acted as master, and seeded random
-//! faults (kill -9 + restart, SIGSTOP shorter and longer than the timeout, graceful restarts,
-//! store errors / latency / lost acknowledgements / outages through the test-only fault
-//! wrapper). The history checker (`haplane_tests::history`) then judges the run; one summary line
-//! is printed and the exit code is non-zero if any promise was broken.
+//! Chaos run: three nodes with fast timings (poll 100 ms, timeout 1 s), SDK writers making
+//! write-once idempotent entity writes, SDK watchers whose published views are recorded as
+//! published, and a sampler that asks every node's GetState every 20 ms, concurrently, recording
+//! when each request was sent and its answer received. Seeded random faults: kill -9 + restart,
+//! SIGSTOP shorter and longer than the timeout, graceful restarts, store errors / latency / lost
+//! acknowledgements / outages through the test-only fault wrapper. The history checker
+//! (`haplane_tests::history`) then judges the run: one summary line on stdout, one line per
+//! violation on stderr, and a non-zero exit code if any promise was broken.
 //!
 //! `cargo run -p haplane-tests --bin chaos -- [--profile ci|long] [--store dir|s3] [--seed N]`
 
 use haplane_sdk::{Client, ConnectOptions};
-use haplane_tests::haplane::pb;
-use haplane_tests::history::{self, FinalEntity, History};
+use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
+use haplane_tests::history::{self, FinalEntity, History, InjectedFault, Sample, WatcherView};
 use haplane_tests::moto::MotoServer;
-use haplane_tests::{Plane, PlaneOptions, try_state_at};
+use haplane_tests::{Plane, PlaneOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::time::MissedTickBehavior;
+use tonic::transport::{Channel, Endpoint};
 
 const NODES: usize = 3;
 const WRITERS: usize = 2;
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The faults the run draws from.
 #[derive(Debug, Clone, Copy)]
@@ -55,42 +61,94 @@ fn record(history: &Shared<History>, change: impl FnOnce(&mut History)) {
     }
 }
 
-/// Every `period`, asks every node for its state and records those that say MASTER.
-async fn sample(uris: Shared<Vec<String>>, history: Shared<History>, stop: Arc<AtomicBool>) {
+/// What the sampler asks: one node process.
+#[derive(Debug, Clone)]
+struct Target {
+    id: String,
+    uri: String,
+    /// How many times the run restarted this node.
+    generation: u32,
+}
+
+/// Asks node `slot` its state on every 20 ms tick (ticks are shared by all nodes' samplers, so
+/// a tick is a round), one request at a time: a tick that comes while a request is still out
+/// (a stopped node) is skipped.
+async fn sample(
+    slot: usize,
+    targets: Shared<Vec<Target>>,
+    clock: Instant,
+    history: Shared<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut ticks = tokio::time::interval_at(clock.into(), SAMPLE_EVERY);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut client: Option<(String, HaServiceClient<Channel>)> = None;
     while !stop.load(Ordering::Relaxed) {
-        let current = uris.lock().map(|u| u.clone()).unwrap_or_default();
-        let asks = current.iter().map(|uri| try_state_at(uri));
-        for state in futures::future::join_all(asks).await.into_iter().flatten() {
-            if state.state == pb::NodeState::Master as i32 {
-                record(&history, |h| h.masters.push((state.epoch, state.node_id)));
-            }
+        let tick = ticks.tick().await.into_std();
+        let round =
+            (tick.duration_since(clock) + SAMPLE_EVERY / 2).as_millis() / SAMPLE_EVERY.as_millis();
+        let Some(target) = targets.lock().ok().and_then(|t| t.get(slot).cloned()) else {
+            continue;
+        };
+        if client.as_ref().is_none_or(|(uri, _)| *uri != target.uri) {
+            client = Endpoint::from_shared(target.uri.clone())
+                .ok()
+                .map(|endpoint| {
+                    let channel = endpoint
+                        .connect_timeout(Duration::from_millis(300))
+                        .connect_lazy();
+                    (target.uri.clone(), HaServiceClient::new(channel))
+                });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some((_, ha)) = client.as_mut() else {
+            continue;
+        };
+        let sent = clock.elapsed();
+        let answer =
+            tokio::time::timeout(SAMPLE_TIMEOUT, ha.get_state(pb::GetStateRequest {})).await;
+        let received = clock.elapsed();
+        if let Ok(Ok(answer)) = answer {
+            let answer = answer.into_inner();
+            let sample = Sample {
+                round: u64::try_from(round).unwrap_or(u64::MAX),
+                sent,
+                received,
+                node: target.id,
+                generation: target.generation,
+                epoch: answer.epoch,
+                state: pb::NodeState::try_from(answer.state).unwrap_or_default(),
+                master_id: answer.master_id,
+            };
+            record(&history, |h| h.samples.push(sample));
+        }
     }
 }
 
-/// Records every view the client accepts.
-async fn watch(name: String, client: Client, history: Shared<History>, stop: Arc<AtomicBool>) {
+/// Records every view the client publishes, as published, with the time it was seen.
+async fn watch(
+    name: String,
+    client: Client,
+    clock: Instant,
+    history: Shared<History>,
+    stop: Arc<AtomicBool>,
+) {
     let mut views = client.watch_master();
-    while !stop.load(Ordering::Relaxed) {
-        if tokio::time::timeout(Duration::from_millis(200), views.changed())
-            .await
-            .is_ok_and(|changed| changed.is_err())
-        {
-            return;
-        }
-        let Some(view) = views.borrow_and_update().clone() else {
-            continue;
+    let publish = |view: Option<haplane_sdk::MasterView>| {
+        let seen = WatcherView {
+            watcher: name.clone(),
+            at: clock.elapsed(),
+            epoch: view.as_ref().map_or(0, |v| v.epoch),
+            master_id: view.map(|v| v.master_id).unwrap_or_default(),
         };
-        record(&history, |h| {
-            h.observed_epochs
-                .entry(name.clone())
-                .or_default()
-                .push(view.epoch);
-            if !view.master_id.is_empty() {
-                h.masters.push((view.epoch, view.master_id.clone()));
-            }
-        });
+        record(&history, |h| h.views.push(seen));
+    };
+    publish(views.borrow_and_update().clone());
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(200), views.changed()).await {
+            Ok(Ok(())) => publish(views.borrow_and_update().clone()),
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
     }
 }
 
@@ -120,14 +178,25 @@ fn control_text(rng: &mut StdRng) -> String {
 struct Run {
     plane: Plane,
     control: std::path::PathBuf,
-    uris: Shared<Vec<String>>,
+    clock: Instant,
+    targets: Shared<Vec<Target>>,
     history: Shared<History>,
 }
 
 impl Run {
-    fn publish_uris(&self) {
-        if let Ok(mut uris) = self.uris.lock() {
-            *uris = self.plane.nodes.iter().map(|n| n.grpc_uri()).collect();
+    /// Points the sampler at node `index`'s current process (`generation` restarts so far).
+    fn publish_target(&self, index: usize, generation: u32) {
+        let node = &self.plane.nodes[index];
+        if let Ok(mut targets) = self.targets.lock() {
+            let target = Target {
+                id: node.id.clone(),
+                uri: node.grpc_uri(),
+                generation,
+            };
+            match targets.get_mut(index) {
+                Some(slot) => *slot = target,
+                None => targets.push(target),
+            }
         }
     }
 
@@ -141,7 +210,13 @@ impl Run {
     async fn restart(&mut self, index: usize) {
         self.note_panics(index);
         self.plane.restart(index).await;
-        self.publish_uris();
+        let generation = self
+            .targets
+            .lock()
+            .ok()
+            .and_then(|t| t.get(index).map(|target| target.generation + 1))
+            .unwrap_or_default();
+        self.publish_target(index, generation);
     }
 
     /// A target: the master six times in ten, else any node.
@@ -152,7 +227,8 @@ impl Run {
         }
     }
 
-    async fn inject(&mut self, fault: Fault, rng: &mut StdRng) {
+    /// Injects `fault`; returns what was done, for the fault log.
+    async fn inject(&mut self, fault: Fault, rng: &mut StdRng) -> String {
         let timeout = self.plane.options.heartbeat_timeout;
         match fault {
             Fault::Kill => {
@@ -164,6 +240,7 @@ impl Run {
                     record(&self.history, |h| h.recoveries.push(killed.elapsed()));
                 }
                 self.restart(index).await;
+                format!("kill -9 {} and restart", self.plane.nodes[index].id)
             }
             Fault::ShortStop | Fault::LongStop => {
                 let index = self.target(rng).await;
@@ -174,6 +251,7 @@ impl Run {
                 self.plane.nodes[index].sigstop();
                 tokio::time::sleep(pause).await;
                 self.plane.nodes[index].sigcont();
+                format!("SIGSTOP {} for {pause:.2?}", self.plane.nodes[index].id)
             }
             Fault::GracefulRestart => {
                 let index = self.target(rng).await;
@@ -182,15 +260,21 @@ impl Run {
                     .wait_exit(Duration::from_secs(30))
                     .await;
                 self.restart(index).await;
+                format!("graceful restart of {}", self.plane.nodes[index].id)
             }
             Fault::StoreErrors | Fault::StoreOutage => {
                 let text = match fault {
                     Fault::StoreErrors => control_text(rng),
                     _ => "outage = true\n".to_owned(),
                 };
-                let _ = std::fs::write(&self.control, text);
-                tokio::time::sleep(timeout.mul_f64(rng.random_range(0.5..2.0))).await;
+                let _ = std::fs::write(&self.control, &text);
+                let hold = timeout.mul_f64(rng.random_range(0.5..2.0));
+                tokio::time::sleep(hold).await;
                 let _ = std::fs::write(&self.control, "");
+                format!(
+                    "store faults ({}) for {hold:.2?}",
+                    text.trim_end().replace('\n', ", ")
+                )
             }
         }
     }
@@ -228,7 +312,7 @@ async fn main() -> ExitCode {
     let seed = argument(&args, "--seed")
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random::<u64>);
-    println!("chaos[{store}]: seed {seed}, {faults} faults");
+    eprintln!("chaos[{store}] seed {seed}: {faults} faults");
     let mut rng = StdRng::seed_from_u64(seed);
 
     let moto;
@@ -255,13 +339,20 @@ async fn main() -> ExitCode {
         .start_nodes((1..=NODES).map(|i| (format!("n{i}"), Vec::new())).collect())
         .await;
     plane.wait_for_master(RECOVERY_DEADLINE).await;
+    let history = History {
+        stranded_after: plane.options.failover_bound(),
+        ..History::default()
+    };
     let mut run = Run {
         plane,
         control,
-        uris: Arc::default(),
-        history: Arc::default(),
+        clock: Instant::now(),
+        targets: Arc::default(),
+        history: Arc::new(Mutex::new(history)),
     };
-    run.publish_uris();
+    for index in 0..NODES {
+        run.publish_target(index, 0);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let connect = ConnectOptions {
@@ -270,20 +361,26 @@ async fn main() -> ExitCode {
         keep_alive: Duration::from_millis(300),
         ..ConnectOptions::default()
     };
-    let seeds = run.uris.lock().map(|u| u.clone()).unwrap_or_default();
-    let mut tasks = vec![tokio::spawn(sample(
-        run.uris.clone(),
-        run.history.clone(),
-        stop.clone(),
-    ))];
+    let mut tasks: Vec<_> = (0..NODES)
+        .map(|slot| {
+            tokio::spawn(sample(
+                slot,
+                run.targets.clone(),
+                run.clock,
+                run.history.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
     for k in 0..WRITERS {
-        let client = Client::connect(seeds.clone(), connect.clone())
+        let client = Client::connect(seeds_of(&run), connect.clone())
             .await
             .expect("SDK client");
         let (history, stop) = (run.history.clone(), stop.clone());
         tasks.push(tokio::spawn(watch(
             format!("client{k}"),
             client.clone(),
+            run.clock,
             history.clone(),
             stop.clone(),
         )));
@@ -293,8 +390,12 @@ async fn main() -> ExitCode {
     let mut stuck = false;
     for _ in 0..faults {
         let fault = Fault::draw(&mut rng);
-        run.inject(fault, &mut rng).await;
-        record(&run.history, |h| h.faults += 1);
+        let at = run.clock.elapsed();
+        let what = run.inject(fault, &mut rng).await;
+        let until = run.clock.elapsed();
+        record(&run.history, |h| {
+            h.faults.push(InjectedFault { at, until, what })
+        });
         // Recovery once the fault is removed (the node restarted or resumed, the store healed).
         let removed = Instant::now();
         if !wait_for_agreed_master(&run.plane).await {
@@ -311,11 +412,10 @@ async fn main() -> ExitCode {
     let _ = std::fs::write(&run.control, "");
     let healed = Instant::now();
     let settled = wait_for_agreed_master(&run.plane).await;
-    let bound = run.plane.options.failover_bound();
-    println!(
+    eprintln!(
         "chaos[{store}]: one agreed master {:.2} s after the last fault (bound {:.1} s)",
         healed.elapsed().as_secs_f64(),
-        bound.as_secs_f64()
+        run.plane.options.failover_bound().as_secs_f64()
     );
 
     stop.store(true, Ordering::Relaxed);
@@ -349,9 +449,9 @@ async fn main() -> ExitCode {
     }
     let history = run.history.lock().map(|h| h.clone()).unwrap_or_default();
     let verdict = history::check(&history, &final_state);
-    println!("{}", history::summary(&store, &history, &verdict));
-    if !verdict.passed() {
-        eprintln!("chaos[{store}]: seed {seed} broke a promise: {verdict:?}");
+    println!("{}", history::summary(&store, seed, &history, &verdict));
+    for line in history::details(&history, &verdict) {
+        eprintln!("chaos[{store}] seed {seed}: {line}");
     }
     match verdict.passed() && history.panics.is_empty() && settled && !stuck {
         true => ExitCode::SUCCESS,
@@ -360,5 +460,8 @@ async fn main() -> ExitCode {
 }
 
 fn seeds_of(run: &Run) -> Vec<String> {
-    run.uris.lock().map(|u| u.clone()).unwrap_or_default()
+    run.targets
+        .lock()
+        .map(|targets| targets.iter().map(|t| t.uri.clone()).collect())
+        .unwrap_or_default()
 }
