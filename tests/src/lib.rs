@@ -15,6 +15,7 @@ pub use haplane;
 
 pub mod history;
 pub mod moto;
+pub mod netns;
 pub mod sampler;
 
 /// The workspace root (parent of this crate).
