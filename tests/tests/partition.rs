@@ -1,15 +1,17 @@
 //! Real network partitions (the lab of `haplane_tests::netns`): moto and three nodes, each in a
 //! network namespace of its own, on an S3 store. The tests cut a master off from the store, a
 //! master off from its standbys, a standby off from the store, make the master's store link
-//! one-way, and delay and drop a master's packets near the store-call time limit, while the test
-//! asks every node for its state every 20 ms. Every answer is checked: a node must not answer
-//! MASTER for an epoch to a request sent after a MASTER answer for a higher epoch came back, and
-//! no epoch may have two masters.
+//! one-way, delay and drop a master's packets near the store-call time limit, and promote a
+//! standby while the master's link is slow, while the test asks every node for its state every
+//! 20 ms. Every answer is checked: a node must not answer MASTER for an epoch to a request sent
+//! after another node's MASTER answer for a higher epoch came back, no epoch may have two
+//! masters, and no node's epoch may go back.
 
 use haplane_tests::haplane::pb::{self, NodeState, ha_service_client::HaServiceClient};
-use haplane_tests::history::{self, History, Sample};
+use haplane_tests::history::{self, History, Sample, Verdict};
 use haplane_tests::netns::{Lab, LabMoto};
-use haplane_tests::{Node, eventually, haplane_binary, moto};
+use haplane_tests::{Node, allow_non_master, eventually, haplane_binary, moto};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -260,8 +262,8 @@ fn timeline(samples: &[Sample], cluster: &Cluster) -> String {
 
 /// Runs `history::check`'s timed rule over every answer (a node must not answer MASTER for an
 /// older epoch to a request sent after another node's MASTER answer for a newer epoch arrived;
-/// no epoch has two masters; a node's epochs never go back); fails the test with the findings,
-/// the timeline and the node logs.
+/// no epoch has two masters) and `regressions` (a node's epochs never go back); fails the test
+/// with the findings, the timeline and the node logs.
 fn assert_one_master_at_a_time(samples: Vec<Sample>, cluster: &Cluster) {
     let masters = samples
         .iter()
@@ -273,19 +275,58 @@ fn assert_one_master_at_a_time(samples: Vec<Sample>, cluster: &Cluster) {
         samples.len()
     );
     println!("{}", timeline(&samples, cluster));
+    let regressions = regressions(&samples);
     let history = History {
         samples,
         ..History::default()
     };
-    let verdict = history::check(&history, &[]);
+    let verdict = Verdict {
+        regressions,
+        ..history::check(&history, &[])
+    };
+    let details = history::details(&history, &verdict);
     assert!(
         verdict.passed(),
-        "two masters at once ({} overlaps, longest {:?}):\n{}\n{}",
+        "{} overlaps (longest {:?}), {} same-epoch masters, {} epoch regressions:\n{}\n{}",
         verdict.overlaps.len(),
         verdict.longest_overlap(),
-        history::details(&history, &verdict).join("\n"),
+        verdict.same_epoch.len(),
+        verdict.regressions.len(),
+        details[..details.len().min(20)].join("\n"),
         cluster.log_tails(60),
     );
+}
+
+/// A node's epoch going back: an answer to a request sent after another answer of the same node
+/// arrived carries a lower epoch, as (the earlier answer, the later one). `history::check` orders
+/// a node's answers by arrival instead, which holds for a sampler that waits for each answer;
+/// this one does not, and answers to concurrent requests (delayed ones arrive together) may be
+/// recorded in either order.
+fn regressions(samples: &[Sample]) -> Vec<(Sample, Sample)> {
+    let mut by_node: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
+    for sample in samples {
+        by_node.entry(&sample.node).or_default().push(sample);
+    }
+    let mut found = Vec::new();
+    for answers in by_node.values_mut() {
+        answers.sort_by_key(|s| s.received);
+        let mut by_sent = answers.clone();
+        by_sent.sort_by_key(|s| s.sent);
+        let (mut arrived, mut highest): (usize, Option<&Sample>) = (0, None);
+        for later in by_sent {
+            while arrived < answers.len() && answers[arrived].received < later.sent {
+                let answer = answers[arrived];
+                if highest.is_none_or(|h| answer.epoch > h.epoch) {
+                    highest = Some(answer);
+                }
+                arrived += 1;
+            }
+            if let Some(earlier) = highest.filter(|h| later.epoch < h.epoch) {
+                found.push((earlier.clone(), later.clone()));
+            }
+        }
+    }
+    found
 }
 
 #[test]
@@ -533,6 +574,65 @@ fn a_standby_cut_off_from_the_store_does_not_depose_a_live_master() {
     });
 }
 
+/// An operator promotes a standby while every packet the master sends waits 300 ms: the master
+/// still holds its lease, but each of its polls takes two round trips of its slow link. The
+/// promoted node must not act before the old master has stopped.
+#[test]
+fn promoting_a_standby_while_the_masters_link_is_slow_never_overlaps() {
+    let _serial = serial();
+    let Some(lab) =
+        lab_or_skip("promoting_a_standby_while_the_masters_link_is_slow_never_overlaps")
+    else {
+        return;
+    };
+    lab.run(|| async {
+        let cluster = Cluster::start(&lab).await;
+        let (old, first_epoch) = cluster.wait_for_master(&[0, 1, 2], "a first master").await;
+        let sampler = Sampler::start(&cluster.nodes);
+        let t0 = sampler.clock;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let slow = lab.host(cluster.id(old));
+        let delay = Duration::from_millis(300);
+        lab.impair(slow, delay, 0.0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let target = (old + 1) % 3;
+        let promoted = Instant::now();
+        cluster.nodes[target]
+            .client()
+            .await
+            .set_state(allow_non_master(pb::SetStateRequest {
+                mode: pb::HaMode::Master as i32,
+            }))
+            .await
+            .expect("promote");
+        let new = eventually(DEADLINE, "the promoted node to act as master", || async {
+            let state = cluster.nodes[target].try_state().await?;
+            (state.state == NodeState::Master as i32).then_some(state)
+        })
+        .await;
+        let took = promoted.elapsed();
+        assert!(new.epoch > first_epoch, "{new:?}");
+        // Keep sampling through the old master's slow polls after the hand-over.
+        tokio::time::sleep(TIMEOUT * 2).await;
+        lab.clear_impairment(slow);
+        let (last, last_epoch) = cluster
+            .wait_for_master(&[0, 1, 2], "one master once the delay is gone")
+            .await;
+        let samples = sampler.stop();
+        println!(
+            "{} (epoch {first_epoch}) delayed by {delay:?}; {} promoted at {} ms, master at \
+             epoch {} after {took:?}; then {} master at epoch {last_epoch}",
+            cluster.id(old),
+            cluster.id(target),
+            promoted.duration_since(t0).as_millis(),
+            new.epoch,
+            cluster.id(last),
+        );
+        assert_one_master_at_a_time(samples, &cluster);
+    });
+}
+
 /// The lab's own sanity: what `impair` holds back arrives late, what it loses never arrives, and
 /// a cut stops the answers until it is healed.
 #[test]
@@ -574,4 +674,27 @@ fn the_lab_delays_and_cuts_what_it_is_told_to() {
         ask().await.expect("moto answers once healed");
         println!("GET took {quick:?}, then {slow:?} with 300 ms delay");
     });
+}
+
+/// `regressions` flags an epoch going back only between answers that did not cross in flight.
+#[test]
+fn an_epoch_goes_back_only_after_the_newer_answer_arrived() {
+    let sample = |sent: u64, received: u64, epoch| Sample {
+        round: 0,
+        sent: Duration::from_millis(sent),
+        received: Duration::from_millis(received),
+        node: "n1".into(),
+        generation: 0,
+        epoch,
+        state: NodeState::HotStandby,
+        master_id: String::new(),
+    };
+    // Delayed answers arriving together, recorded in either order: no regression.
+    let crossed = [sample(120, 400, 2), sample(100, 400, 1)];
+    assert!(regressions(&crossed).is_empty());
+    // Epoch 1 to a request sent after the epoch 2 answer arrived: a regression.
+    let stale = [sample(100, 110, 2), sample(120, 130, 1)];
+    let found = regressions(&stale);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0.epoch, found[0].1.epoch), (2, 1));
 }
