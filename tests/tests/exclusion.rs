@@ -203,11 +203,16 @@ async fn a_wiped_store_never_gets_a_second_master_and_the_old_one_says_why_it_st
 }
 
 /// `--persist clean` wipes managed state only when no node's record is live: mid-failover there
-/// is no live claim, yet a node may be about to serve that state.
+/// is no live claim, yet a node may be about to serve that state. Here the only other node is a
+/// live HOT_BACKUP (it serves reads of the state) and no claim exists at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn persist_clean_refuses_while_any_node_is_live() {
-    let plane = Plane::start(2, PlaneOptions::fast()).await;
-    plane.wait_for_master(DEADLINE).await;
+async fn persist_clean_refuses_while_any_node_is_live_even_without_a_claim() {
+    let mut plane = Plane::new(PlaneOptions::fast());
+    plane
+        .add("backup", &["--ha-mode".into(), "hot-backup".into()])
+        .await;
+    let state = plane.nodes[0].state().await;
+    assert_eq!(state.epoch, 0, "no claim exists: {state:?}");
     let args = plane.args_for("n3", &["--persist".into(), "clean".into()]);
     let (code, output) = launch(plane.dir.path(), "n3", &args).await.exited();
     assert_ne!(code, Some(0), "{output}");

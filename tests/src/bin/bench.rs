@@ -174,6 +174,53 @@ async fn failover(long: bool, options: PlaneOptions, label: &str) {
     );
 }
 
+/// Switchover: an operator promotes a standby (SetState MASTER with the override) while the
+/// master is reachable. Timed from the request until the promoted node answers MASTER; the
+/// master first steps down over the StepDown peer RPC, so there is no overlap to wait out.
+async fn switchover(long: bool, options: PlaneOptions, label: &str) {
+    let trials = if long { 100 } else { 20 };
+    let plane = Plane::start(3, options).await;
+    let mut master = plane.wait_for_master(DEADLINE).await;
+    let mut clients = Vec::new();
+    for node in &plane.nodes {
+        clients.push(HaServiceClient::new(channel(&node.grpc_uri()).await));
+    }
+    let mut took = Vec::new();
+    for trial in 0..trials {
+        let target = (master + 1 + trial % 2) % 3;
+        let started = Instant::now();
+        clients[target]
+            .set_state(haplane_tests::allow_non_master(pb::SetStateRequest {
+                mode: pb::HaMode::Master as i32,
+            }))
+            .await
+            .expect("promote");
+        loop {
+            let state = clients[target]
+                .get_state(pb::GetStateRequest {})
+                .await
+                .expect("state")
+                .into_inner();
+            if state.state == pb::NodeState::Master as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        took.push(started.elapsed());
+        master = target;
+        // Let the old master write its released record and the plane settle.
+        eventually(DEADLINE, "plane agreed", || plane.agreed_master()).await;
+    }
+    row(
+        &format!("switchover ({label}): p50 ({trials} trials)"),
+        ms(percentile(&mut took, 50.0)),
+    );
+    row(
+        &format!("switchover ({label}): p99"),
+        ms(percentile(&mut took, 99.0)),
+    );
+}
+
 /// Sums `haplane_store_requests_total` and reads `haplane_polls_total` from a node's /metrics.
 async fn requests_and_polls(node: &haplane_tests::Node) -> (f64, f64) {
     let text = reqwest::get(node.url("/metrics"))
@@ -660,6 +707,14 @@ async fn main() {
     }
     if matches!(suite, "unary" | "all") {
         unary(long).await;
+    }
+    if matches!(suite, "switchover" | "all") {
+        switchover(
+            long,
+            PlaneOptions::defaults(),
+            "defaults: poll 1s, timeout 10s",
+        )
+        .await;
     }
     if matches!(suite, "failover" | "all") {
         failover(long, PlaneOptions::fast(), "poll 100ms, timeout 1s").await;
