@@ -54,7 +54,6 @@ pub struct Host {
 /// Namespaces, links and faults of one lab; torn down on drop.
 #[derive(Debug)]
 pub struct Lab {
-    switch: String,
     hosts: Vec<Host>,
     /// Namespaces created so far, in order (the switch first).
     namespaces: Vec<String>,
@@ -76,13 +75,12 @@ impl Lab {
         // Labs never share a link, so the third octet only tells runs apart in logs.
         let subnet = ((pid + seq) % 256) as u8;
         let mut lab = Lab {
-            switch: format!("{prefix}switch"),
             hosts: Vec::new(),
             namespaces: Vec::new(),
             cuts: Mutex::new(BTreeSet::new()),
             impairments: Mutex::new(HashMap::new()),
         };
-        let switch = lab.switch.clone();
+        let switch = format!("{prefix}switch");
         ip(&["netns", "add", &switch])?;
         lab.namespaces.push(switch.clone());
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
