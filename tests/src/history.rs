@@ -6,8 +6,8 @@
 //!   answer MASTER for a lower epoch to a request sent after that moment. (Answers to requests in
 //!   flight at the same time are concurrent and prove nothing.) Two nodes answering MASTER in the
 //!   same epoch are a violation too.
-//! - **epoch regression**: within one node process (`generation`), the epochs of its answers,
-//!   in the order they were received, never decrease.
+//! - **epoch regression**: within one node process (`generation`), an answer to a request sent
+//!   after another of its answers arrived never carries a lower epoch.
 //! - **stranded watcher**: while every answering node agrees on one MASTER node and epoch, an SDK
 //!   watcher shows that master within `stranded_after` (timeout + 2 polls).
 //! - **lost / duplicated writes**: every acknowledged write-once entity is present exactly once.
@@ -133,8 +133,10 @@ pub struct Stranded {
     pub to: Duration,
     /// `(node, epoch)` every answering node agreed on.
     pub agreed: (String, u64),
-    /// What the watcher showed when the stretch began (`master_id` empty: no master).
+    /// What the watcher showed when the stretch began (`master_id` empty: no master), and since
+    /// when it had shown it.
     pub shown: (String, u64),
+    pub shown_since: Duration,
 }
 
 /// What the checker found.
@@ -257,6 +259,9 @@ fn same_epoch(samples: &[Sample]) -> Vec<(Sample, Sample)> {
     found.into_values().collect()
 }
 
+/// Per node process: the first answer, to a request sent after an earlier answer arrived, whose
+/// epoch is below that earlier one's (one pair per earlier answer). Answers to requests in flight
+/// together may arrive in either order.
 fn regressions(samples: &[Sample]) -> Vec<(Sample, Sample)> {
     let mut by_process: BTreeMap<(&str, u32), Vec<&Sample>> = BTreeMap::new();
     for sample in samples {
@@ -266,17 +271,29 @@ fn regressions(samples: &[Sample]) -> Vec<(Sample, Sample)> {
             .push(sample);
     }
     let mut found = Vec::new();
-    for answers in by_process.values_mut() {
-        answers.sort_by_key(|s| s.received);
-        for pair in answers.windows(2) {
-            if pair[1].epoch < pair[0].epoch {
-                found.push((pair[0].clone(), pair[1].clone()));
+    for by_sent in by_process.values_mut() {
+        by_sent.sort_by_key(|s| s.sent);
+        let mut by_received = by_sent.clone();
+        by_received.sort_by_key(|s| s.received);
+        let mut arrived = by_received.iter().peekable();
+        let (mut highest, mut reported): (Option<&Sample>, Option<&Sample>) = (None, None);
+        for later in by_sent.iter() {
+            while let Some(answer) = arrived.next_if(|a| a.received < later.sent) {
+                if highest.is_none_or(|h| answer.epoch > h.epoch) {
+                    highest = Some(answer);
+                }
+            }
+            let Some(earlier) = highest.filter(|h| later.epoch < h.epoch) else {
+                continue;
+            };
+            if !reported.is_some_and(|r| std::ptr::eq(r, earlier)) {
+                found.push((earlier.clone(), (*later).clone()));
+                reported = Some(earlier);
             }
         }
     }
     found
 }
-
 /// A stretch of consecutive sampling rounds in which every answering node agreed on one master.
 #[derive(Debug)]
 struct Agreement<'a> {
@@ -368,6 +385,7 @@ fn stranded(history: &History) -> Vec<Stranded> {
                             to,
                             agreed: (agreement.master.to_owned(), agreement.epoch),
                             shown: (shown.master_id.clone(), shown.epoch),
+                            shown_since: shown.at,
                         });
                     }
                     wrong_since = None;
@@ -431,6 +449,19 @@ pub fn details(history: &History, verdict: &Verdict) -> Vec<String> {
         ),
         None => "; before any fault".to_owned(),
     };
+    // For a stretch: the last fault injected at or before `from`, and every one begun until `to`.
+    let during = |from: Duration, to: Duration| {
+        let faults: Vec<String> = history
+            .faults
+            .iter()
+            .filter(|fault| fault.at > from && fault.at <= to)
+            .map(|fault| format!("{} at {}", fault.what, seconds(fault.at)))
+            .collect();
+        match faults.is_empty() {
+            true => after(from),
+            false => format!("{}; faults during it: {}", after(from), faults.join("; ")),
+        }
+    };
     let mut lines = Vec::new();
     for overlap in &verdict.overlaps {
         lines.push(format!(
@@ -466,13 +497,14 @@ pub fn details(history: &History, verdict: &Verdict) -> Vec<String> {
             master => format!("{master} epoch {}", stranded.shown.1),
         };
         lines.push(format!(
-            "stranded watcher: {} showed {shown} from {} to {} while the nodes agreed on {} epoch {}{}",
+            "stranded watcher: {} showed {shown} (published at {}) from {} to {} while the nodes agreed on {} epoch {}{}",
             stranded.watcher,
+            seconds(stranded.shown_since),
             seconds(stranded.from),
             seconds(stranded.to),
             stranded.agreed.0,
             stranded.agreed.1,
-            after(stranded.from)
+            during(stranded.shown_since, stranded.to)
         ));
     }
     lines.extend(verdict.lost.iter().map(|id| format!("lost write: {id}")));
@@ -671,6 +703,26 @@ mod tests {
     }
 
     #[test]
+    fn answers_to_concurrent_requests_may_arrive_in_either_order() {
+        let mut history = clean_failover();
+        let restarted = |sent, received, epoch| Sample {
+            generation: 1,
+            ..answer(150, (sent, received), "n3", epoch, STANDBY, "n2")
+        };
+        // Asked at 3100 and 3101, the answer with epoch 3 arrives first: no regression.
+        history.samples.push(restarted(3101, 3110, 3));
+        history.samples.push(restarted(3100, 3120, 2));
+        assert!(check(&history, &[entity("x", 1), entity("y", 1)]).passed());
+        // Asked after the epoch-3 answer arrived, epoch 2 is one (reported once).
+        history.samples.push(restarted(3115, 3125, 2));
+        history.samples.push(restarted(3130, 3135, 2));
+        let verdict = check(&history, &[entity("x", 1), entity("y", 1)]);
+        assert_eq!(verdict.regressions.len(), 1, "{:?}", verdict.regressions);
+        let (before, after) = &verdict.regressions[0];
+        assert_eq!((before.epoch, after.epoch, after.sent), (3, 2, ms(3115)));
+    }
+
+    #[test]
     fn a_restarted_process_may_start_lower() {
         let mut history = clean_failover();
         let mut restarted = answer(150, (3100, 3105), "n3", 0, NodeState::Initializing, "");
@@ -694,7 +746,10 @@ mod tests {
         let w2 = &verdict.stranded[0];
         assert_eq!(w2.watcher, "w2");
         assert_eq!(w2.agreed, ("n2".to_owned(), 2));
-        assert_eq!(w2.shown, (String::new(), 1));
+        assert_eq!(
+            (w2.shown.clone(), w2.shown_since),
+            ((String::new(), 1), ms(1008))
+        );
         // From the first agreed round on n2 (round 51, seen at 1025) to the last (round 149, seen at 2985).
         assert_eq!((w2.from, w2.to), (ms(1025), ms(2985)));
         let w3 = &verdict.stranded[1];

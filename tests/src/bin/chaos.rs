@@ -1,19 +1,22 @@
 //! Chaos run: three nodes with fast timings (poll 100 ms, timeout 1 s), SDK writers making
 //! write-once idempotent entity writes, SDK watchers whose published views are recorded as
 //! published, and a sampler that asks every node's GetState every 20 ms, concurrently, recording
-//! when each request was sent and its answer received. Seeded random faults: kill -9 + restart,
-//! SIGSTOP shorter and longer than the timeout, graceful restarts, store errors / latency / lost
-//! acknowledgements / outages through the test-only fault wrapper. The history checker
-//! (`haplane_tests::history`) then judges the run: one summary line on stdout, one line per
-//! violation on stderr, and a non-zero exit code if any promise was broken.
+//! when each request was sent and its answer received. A seeded nemesis injects one fault at a
+//! time (see `FAULTS`), each aimed at one node: kill -9 + restart, SIGSTOP shorter and longer
+//! than the timeout, graceful restarts, store errors / lost acknowledgements / outages / latency
+//! up to the node's store-call bound through that node's own fault control file, operator
+//! promotions of a standby over gRPC or REST (alone, or while the master's store is slow),
+//! demotions of the master and priority changes. The history checker (`haplane_tests::history`) then judges the run: one
+//! summary line on stdout, one line per violation on stderr, and a non-zero exit code if any
+//! promise was broken.
 //!
 //! `cargo run -p haplane-tests --bin chaos -- [--profile ci|long] [--store dir|s3] [--seed N]`
 
 use haplane_sdk::{Client, ConnectOptions};
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane_tests::history::{self, FinalEntity, History, InjectedFault, Sample, WatcherView};
-use haplane_tests::moto::MotoServer;
-use haplane_tests::{Plane, PlaneOptions};
+use haplane_tests::moto::{self, MotoServer};
+use haplane_tests::{Plane, PlaneOptions, allow_non_master, launch_with_env};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::process::ExitCode;
@@ -28,6 +31,7 @@ const WRITERS: usize = 2;
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
+const OPERATOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The faults the run draws from.
 #[derive(Debug, Clone, Copy)]
@@ -38,18 +42,39 @@ enum Fault {
     GracefulRestart,
     StoreErrors,
     StoreOutage,
+    SlowStore,
+    Promote,
+    SlowMasterPromote,
+    Demote,
+    Priority,
 }
+
+/// Each fault with its weight (out of 100).
+const FAULTS: [(Fault, u32); 11] = [
+    (Fault::Kill, 12),
+    (Fault::ShortStop, 8),
+    (Fault::LongStop, 10),
+    (Fault::GracefulRestart, 8),
+    (Fault::StoreErrors, 8),
+    (Fault::StoreOutage, 8),
+    (Fault::SlowStore, 12),
+    (Fault::Promote, 12),
+    (Fault::SlowMasterPromote, 10),
+    (Fault::Demote, 7),
+    (Fault::Priority, 5),
+];
 
 impl Fault {
     fn draw(rng: &mut StdRng) -> Self {
-        match rng.random_range(0..100) {
-            0..25 => Fault::Kill,
-            25..40 => Fault::ShortStop,
-            40..60 => Fault::LongStop,
-            60..75 => Fault::GracefulRestart,
-            75..90 => Fault::StoreErrors,
-            _ => Fault::StoreOutage,
+        let total: u32 = FAULTS.iter().map(|(_, weight)| weight).sum();
+        let mut roll = rng.random_range(0..total);
+        for (fault, weight) in FAULTS {
+            if roll < weight {
+                return fault;
+            }
+            roll -= weight;
         }
+        FAULTS[FAULTS.len() - 1].0
     }
 }
 
@@ -166,7 +191,14 @@ async fn write(k: usize, client: Client, history: Shared<History>, stop: Arc<Ato
     }
 }
 
-fn control_text(rng: &mut StdRng) -> String {
+/// A node's store-call bound once a lease is at stake: (heartbeat timeout − safety margin) / 2,
+/// with the default margin min(2 s, timeout / 4) (`server/src/config.rs`).
+fn op_timeout(options: &PlaneOptions) -> Duration {
+    let margin = Duration::from_secs(2).min(options.heartbeat_timeout / 4);
+    (options.heartbeat_timeout - margin) / 2
+}
+
+fn error_text(rng: &mut StdRng) -> String {
     format!(
         "latency_ms = {}\nerror_rate = {:.2}\nlost_ack_rate = {:.2}\n",
         rng.random_range(0..60),
@@ -175,15 +207,32 @@ fn control_text(rng: &mut StdRng) -> String {
     )
 }
 
+/// `a = 1\nb = 2\n` → `a = 1, b = 2`.
+fn one_line(text: &str) -> String {
+    text.lines().collect::<Vec<_>>().join(", ")
+}
+
+/// An operator call's outcome, for the fault log.
+fn outcome<T>(answer: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> String {
+    match answer {
+        Ok(Ok(_)) => "ok".to_owned(),
+        Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+        Err(_) => format!("no answer within {OPERATOR_TIMEOUT:?}"),
+    }
+}
+
 struct Run {
     plane: Plane,
-    control: std::path::PathBuf,
     clock: Instant,
     targets: Shared<Vec<Target>>,
     history: Shared<History>,
 }
 
 impl Run {
+    fn id(&self, index: usize) -> String {
+        self.plane.nodes[index].id.clone()
+    }
+
     /// Points the sampler at node `index`'s current process (`generation` restarts so far).
     fn publish_target(&self, index: usize, generation: u32) {
         let node = &self.plane.nodes[index];
@@ -227,9 +276,83 @@ impl Run {
         }
     }
 
+    /// The agreed master, or any node when there is none.
+    async fn master(&self, rng: &mut StdRng) -> usize {
+        match self.plane.agreed_master().await {
+            Some(master) => master,
+            None => rng.random_range(0..NODES),
+        }
+    }
+
+    /// A node other than `not`.
+    fn other(&self, not: usize, rng: &mut StdRng) -> usize {
+        (not + rng.random_range(1..NODES)) % NODES
+    }
+
+    async fn ha_client(&self, index: usize) -> Result<HaServiceClient<Channel>, String> {
+        let endpoint = Endpoint::from_shared(self.plane.nodes[index].grpc_uri())
+            .map_err(|err| err.to_string())?
+            .connect_timeout(Duration::from_secs(1));
+        let channel = endpoint.connect().await.map_err(|err| err.to_string())?;
+        Ok(HaServiceClient::new(channel))
+    }
+
+    /// SetState on node `index` with the operator's override metadata; the outcome as text.
+    async fn set_state(&self, index: usize, mode: pb::HaMode) -> String {
+        let mut client = match self.ha_client(index).await {
+            Ok(client) => client,
+            Err(err) => return format!("cannot connect: {err}"),
+        };
+        let request = allow_non_master(pb::SetStateRequest { mode: mode as i32 });
+        outcome(tokio::time::timeout(OPERATOR_TIMEOUT, client.set_state(request)).await)
+    }
+
+    /// Promotes node `index` as an operator would, over gRPC or REST (one in two), with the
+    /// override for a non-master; the path and outcome as text.
+    async fn promote(&self, index: usize, rng: &mut StdRng) -> String {
+        if rng.random_bool(0.5) {
+            let answer = self.set_state(index, pb::HaMode::Master).await;
+            return format!("over gRPC: {answer}");
+        }
+        let post = reqwest::Client::new()
+            .post(self.plane.nodes[index].url("/v1/server/ha/state"))
+            .header("Brooklyn-Allow-Non-Master-Access", "true")
+            .form(&[("mode", "MASTER")])
+            .timeout(OPERATOR_TIMEOUT)
+            .send();
+        let answer = match post.await {
+            Ok(response) if response.status().is_success() => "ok".to_owned(),
+            Ok(response) => format!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            ),
+            Err(err) => err.to_string(),
+        };
+        format!("over REST: {answer}")
+    }
+
+    /// SetPriority on node `index` with the operator's override metadata; the outcome as text.
+    async fn set_priority(&self, index: usize, priority: i64) -> String {
+        let mut client = match self.ha_client(index).await {
+            Ok(client) => client,
+            Err(err) => return format!("cannot connect: {err}"),
+        };
+        let request = allow_non_master(pb::SetPriorityRequest { priority });
+        outcome(tokio::time::timeout(OPERATOR_TIMEOUT, client.set_priority(request)).await)
+    }
+
+    /// Gives node `index` the store faults `text` for `hold`, then clears them.
+    async fn store_faults(&self, index: usize, text: &str, hold: Duration) {
+        self.plane.set_faults(&self.id(index), text);
+        tokio::time::sleep(hold).await;
+        self.plane.set_faults(&self.id(index), "");
+    }
+
     /// Injects `fault`; returns what was done, for the fault log.
     async fn inject(&mut self, fault: Fault, rng: &mut StdRng) -> String {
         let timeout = self.plane.options.heartbeat_timeout;
+        let op_timeout = op_timeout(&self.plane.options);
         match fault {
             Fault::Kill => {
                 let index = self.target(rng).await;
@@ -240,7 +363,7 @@ impl Run {
                     record(&self.history, |h| h.recoveries.push(killed.elapsed()));
                 }
                 self.restart(index).await;
-                format!("kill -9 {} and restart", self.plane.nodes[index].id)
+                format!("kill -9 {} and restart", self.id(index))
             }
             Fault::ShortStop | Fault::LongStop => {
                 let index = self.target(rng).await;
@@ -251,7 +374,7 @@ impl Run {
                 self.plane.nodes[index].sigstop();
                 tokio::time::sleep(pause).await;
                 self.plane.nodes[index].sigcont();
-                format!("SIGSTOP {} for {pause:.2?}", self.plane.nodes[index].id)
+                format!("SIGSTOP {} for {pause:.2?}", self.id(index))
             }
             Fault::GracefulRestart => {
                 let index = self.target(rng).await;
@@ -260,24 +383,130 @@ impl Run {
                     .wait_exit(Duration::from_secs(30))
                     .await;
                 self.restart(index).await;
-                format!("graceful restart of {}", self.plane.nodes[index].id)
+                format!("graceful restart of {}", self.id(index))
             }
-            Fault::StoreErrors | Fault::StoreOutage => {
-                let text = match fault {
-                    Fault::StoreErrors => control_text(rng),
-                    _ => "outage = true\n".to_owned(),
+            Fault::StoreErrors | Fault::StoreOutage | Fault::SlowStore => {
+                let index = self.target(rng).await;
+                let (text, hold) = match fault {
+                    Fault::StoreErrors => (error_text(rng), rng.random_range(0.5..2.0)),
+                    Fault::StoreOutage => {
+                        ("outage = true\n".to_owned(), rng.random_range(0.5..2.0))
+                    }
+                    _ => {
+                        let latency = op_timeout.mul_f64(rng.random_range(0.25..=1.0));
+                        (
+                            format!("latency_ms = {}\n", latency.as_millis()),
+                            rng.random_range(1.0..3.0),
+                        )
+                    }
                 };
-                let _ = std::fs::write(&self.control, &text);
+                let hold = timeout.mul_f64(hold);
+                self.store_faults(index, &text, hold).await;
+                format!(
+                    "store faults on {} ({}) for {hold:.2?}",
+                    self.id(index),
+                    one_line(&text)
+                )
+            }
+            Fault::Promote => {
+                let master = self.master(rng).await;
+                let index = self.other(master, rng);
+                let answer = self.promote(index, rng).await;
+                format!(
+                    "promote {} (master was {}) {answer}",
+                    self.id(index),
+                    self.id(master)
+                )
+            }
+            Fault::SlowMasterPromote => {
+                // The master's store calls slow down (up to its store-call bound), then an
+                // operator promotes a standby while the old master still believes in its lease.
+                let master = self.master(rng).await;
+                let index = self.other(master, rng);
+                let latency = op_timeout.mul_f64(rng.random_range(0.3..=1.0));
+                let master_id = self.id(master);
+                self.plane.set_faults(
+                    &master_id,
+                    &format!("latency_ms = {}\n", latency.as_millis()),
+                );
+                tokio::time::sleep(timeout.mul_f64(rng.random_range(0.2..1.0))).await;
+                let answer = self.promote(index, rng).await;
+                let hold = timeout.mul_f64(rng.random_range(1.0..2.0));
+                tokio::time::sleep(hold).await;
+                self.plane.set_faults(&master_id, "");
+                format!(
+                    "store latency {} ms on master {master_id}, then promote {} {answer}",
+                    latency.as_millis(),
+                    self.id(index)
+                )
+            }
+            Fault::Demote => {
+                let master = self.master(rng).await;
+                let mode = [
+                    pb::HaMode::Standby,
+                    pb::HaMode::HotStandby,
+                    pb::HaMode::HotBackup,
+                ][rng.random_range(0..3)];
+                let answer = self.set_state(master, mode).await;
                 let hold = timeout.mul_f64(rng.random_range(0.5..2.0));
                 tokio::time::sleep(hold).await;
-                let _ = std::fs::write(&self.control, "");
+                let back = self.set_state(master, pb::HaMode::Auto).await;
                 format!(
-                    "store faults ({}) for {hold:.2?}",
-                    text.trim_end().replace('\n', ", ")
+                    "demote master {} to {}: {answer}; AUTO again after {hold:.2?}: {back}",
+                    self.id(master),
+                    mode.as_str_name()
                 )
+            }
+            Fault::Priority => {
+                let index = rng.random_range(0..NODES);
+                let priority = rng.random_range(0..=5);
+                let answer = self.set_priority(index, priority).await;
+                format!("priority of {} to {priority}: {answer}", self.id(index))
             }
         }
     }
+}
+
+/// A loopback port below the ephemeral range (so no outgoing connection takes it while its node
+/// is down) that is free now.
+fn fixed_port(rng: &mut StdRng) -> u16 {
+    loop {
+        let port = rng.random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts the nodes together, each on a fixed port: a restarted node (`Plane::restart` reuses
+/// these arguments) comes back at the address its peers and clients know, as a production node
+/// keeps its host and port. Each gets its own fault control file, as `per_node_faults` gives a
+/// restarted node.
+async fn start_nodes(plane: &mut Plane, rng: &mut StdRng) {
+    let mut specs = Vec::new();
+    for i in 1..=NODES {
+        let id = format!("n{i}");
+        let mut args = plane.args_for(&id, &[]);
+        if let Some(bind) = args.iter().position(|arg| arg == "--bind") {
+            args[bind + 1] = format!("127.0.0.1:{}", fixed_port(rng));
+        }
+        let mut env = match plane.options.s3 {
+            Some(_) => moto::aws_env(),
+            None => Vec::new(),
+        };
+        env.push((
+            "HAPLANE_TEST_STORE_FAULTS".to_owned(),
+            plane.fault_file(&id).display().to_string(),
+        ));
+        specs.push((id, args, env));
+    }
+    let workdir = plane.dir.path();
+    let launches = specs.iter().map(|(id, args, env)| async move {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        launch_with_env(workdir, id, args, &env).await.running()
+    });
+    let started = futures::future::join_all(launches).await;
+    plane.nodes.extend(started);
 }
 
 /// Waits (up to the recovery deadline) until the running nodes agree on one master.
@@ -301,8 +530,8 @@ fn argument(args: &[String], name: &str) -> Option<String> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let faults = match argument(&args, "--profile").as_deref() {
-        Some("long") => 200,
-        None | Some("ci") => 12,
+        Some("long") => 300,
+        None | Some("ci") => 48,
         Some(other) => {
             eprintln!("--profile: {other:?} is not ci or long");
             return ExitCode::from(2);
@@ -316,7 +545,10 @@ async fn main() -> ExitCode {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let moto;
-    let mut options = PlaneOptions::fast();
+    let mut options = PlaneOptions {
+        per_node_faults: true,
+        ..PlaneOptions::fast()
+    };
     match store.as_str() {
         "dir" => {}
         "s3" => {
@@ -330,14 +562,7 @@ async fn main() -> ExitCode {
         }
     }
     let mut plane = Plane::new(options);
-    let control = plane.dir.path().join("store-faults");
-    plane.options.extra_env = vec![(
-        "HAPLANE_TEST_STORE_FAULTS".into(),
-        control.display().to_string(),
-    )];
-    plane
-        .start_nodes((1..=NODES).map(|i| (format!("n{i}"), Vec::new())).collect())
-        .await;
+    start_nodes(&mut plane, &mut rng).await;
     plane.wait_for_master(RECOVERY_DEADLINE).await;
     let history = History {
         stranded_after: plane.options.failover_bound(),
@@ -345,7 +570,6 @@ async fn main() -> ExitCode {
     };
     let mut run = Run {
         plane,
-        control,
         clock: Instant::now(),
         targets: Arc::default(),
         history: Arc::new(Mutex::new(history)),
@@ -409,7 +633,9 @@ async fn main() -> ExitCode {
     }
 
     // Faults over: the plane must settle on exactly one master by itself.
-    let _ = std::fs::write(&run.control, "");
+    for index in 0..NODES {
+        run.plane.set_faults(&run.id(index), "");
+    }
     let healed = Instant::now();
     let settled = wait_for_agreed_master(&run.plane).await;
     eprintln!(
