@@ -1241,7 +1241,19 @@ impl Runtime {
     /// the state history.
     fn publish(&self) {
         let now = self.clock.now();
-        let active = self.election.active_master(now);
+        // A master still waiting out its predecessor's lease names itself already: it starts
+        // acting at an instant no publish marks, and its answers must then name it.
+        let waiting = self.election.state() == NodeState::Master
+            && self
+                .election
+                .lease()
+                .acting_from
+                .is_some_and(|from| now < from);
+        let active = if waiting {
+            self.election.claim().cloned()
+        } else {
+            self.election.active_master(now)
+        };
         let (master_id, master_uri) = match (&active, self.election.is_standalone()) {
             (_, true) => (
                 self.options.node_id.to_string(),
