@@ -93,6 +93,29 @@ fn default_node_id(port: u16) -> NodeId {
         .unwrap_or_else(|_| unreachable!("node-<port> is always a valid id"))
 }
 
+/// Warns (at start-up, without refusing: a shared deployment may have reasons, and refusing
+/// would stop an upgraded node) about secret files that others may read or change, and a store
+/// directory anyone may write to (whoever can write a record there can claim mastership or plant
+/// peer URIs).
+fn warn_about_permissions(settings: &Settings) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|metadata| metadata.permissions().mode() & 0o7777)
+            .ok()
+    };
+    for path in &settings.secret_files {
+        if let Some(mode) = mode(path).filter(|mode| mode & 0o077 != 0) {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:04o}"), "a file holding secrets is open to its group or others; chmod 600 it");
+        }
+    }
+    if let StoreLocation::Directory(root) = &settings.store
+        && let Some(mode) = mode(root).filter(|mode| mode & 0o002 != 0)
+    {
+        tracing::warn!(path = %root.display(), mode = format!("{mode:04o}"), "the store directory is world-writable: any local user can write records; chmod o-w it");
+    }
+}
+
 /// Sets `sender` to true on the first SIGTERM or SIGINT.
 fn stop_on_signal(sender: watch::Sender<bool>) {
     tokio::spawn(async move {
@@ -155,6 +178,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         .transpose()
         .map_err(LaunchError::Tls)?;
     let store = open_store(&settings).await.map_err(LaunchError::Store)?;
+    warn_about_permissions(&settings);
     let counting = Arc::new(CountingStore::new(FaultyStore::wrap_if_enabled(store)));
     let options = NodeOptions {
         node_id: node_id.clone(),
@@ -203,6 +227,11 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
             auth::require_credentials,
         ));
     }
+    // Outermost: a request for a foreign Host is refused before it can count as a failed login.
+    app = app.layer(axum::middleware::from_fn_with_state(
+        rest::HostPolicy::new(&node_uri, &settings.allowed_hosts),
+        rest::host_guard,
+    ));
     let connections = serve::ConnectionSettings {
         tls,
         // Pings every poll period keep streams alive through proxies; a watcher too busy to

@@ -138,6 +138,16 @@ pub struct LaunchArgs {
     /// PEM CA this node trusts when it calls its peers. Default the --tls-cert file.
     #[arg(long, env = "HAPLANE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Also accept requests addressed (Host / :authority) to this name, and changes from pages
+    /// of this origin; repeatable or comma-separated. `*` turns the Host and Origin checks off
+    /// (only behind a proxy that checks Host itself). IP addresses, names without a dot and the
+    /// --advertise-uri host are always accepted.
+    #[arg(
+        long = "allowed-host",
+        env = "HAPLANE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// TOML file with any of the settings above (snake_case keys; no passwords).
     #[arg(long, env = "HAPLANE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -171,6 +181,7 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 /// A password or private key: kept out of `Debug` output, so out of logs.
@@ -249,6 +260,10 @@ pub struct Settings {
     pub auth: Option<AuthSettings>,
     /// `None`: plain HTTP/2 and HTTP/1.1.
     pub tls: Option<TlsSettings>,
+    /// Extra Host names (and origins) accepted; `*` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// Files holding secrets (users file, TLS key), checked for group or world access at start.
+    pub secret_files: Vec<PathBuf>,
 }
 
 /// A setting that is wrong; the message names the flag.
@@ -477,15 +492,22 @@ impl Settings {
                 StoreLocation::Directory(directory.unwrap_or_else(|| PathBuf::from("haplane-data")))
             }
         };
+        let users_file = args.auth_users_file.or(file.auth_users_file);
+        let tls_key = args.tls_key.or(file.tls_key);
+        let secret_files = users_file.iter().chain(&tls_key).cloned().collect();
+        let mut allowed_hosts = args.allowed_hosts;
+        if allowed_hosts.is_empty() {
+            allowed_hosts = file.allowed_hosts.unwrap_or_default();
+        }
         let auth = load_auth(
             args.auth_user.or(file.auth_user),
             args.auth_password.map(Secret::new),
-            args.auth_users_file.or(file.auth_users_file),
+            users_file,
             args.auth_health || file.auth_health.unwrap_or(false),
         )?;
         let tls = load_tls(
             args.tls_cert.or(file.tls_cert),
-            args.tls_key.or(file.tls_key),
+            tls_key,
             args.tls_ca.or(file.tls_ca),
         )?;
         let settings = Settings {
@@ -519,6 +541,8 @@ impl Settings {
                 .unwrap_or(LogFormat::Text),
             auth,
             tls,
+            allowed_hosts,
+            secret_files,
         };
         settings.validate()
     }
@@ -551,6 +575,15 @@ impl Settings {
         }
         if self.node_version.is_empty() || self.node_version.len() > 64 {
             return Err(config_error("node-version", "must be 1 to 64 characters"));
+        }
+        for name in &mut self.allowed_hosts {
+            *name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.contains(|c: char| c == '/' || c.is_whitespace()) {
+                return Err(config_error(
+                    "allowed-host",
+                    "each entry must be a host name, an address or *",
+                ));
+            }
         }
         if let Some(uri) = &self.advertise_uri
             && !(uri.starts_with("http://") || uri.starts_with("https://"))
@@ -734,5 +767,21 @@ mod tests {
         );
         let s = load(&["--heartbeat-timeout", "1s", "--poll-period", "100ms"]).unwrap();
         assert_eq!(s.safety_margin, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn allowed_hosts_are_normalised_and_checked_and_secret_files_listed() {
+        let s = load(&[
+            "--allowed-host",
+            "HA.example.com.,b.example",
+            "--allowed-host",
+            "*",
+        ])
+        .unwrap();
+        assert_eq!(s.allowed_hosts, ["ha.example.com", "b.example", "*"]);
+        assert!(s.secret_files.is_empty());
+        let err = load(&["--allowed-host", "http://x.example/"]).unwrap_err();
+        assert_eq!(err.flag, "allowed-host");
+        assert!(load(&["--allowed-host", ""]).is_err());
     }
 }

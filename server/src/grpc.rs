@@ -8,8 +8,9 @@ use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServi
 use haplane::{MasterView, NodeState};
 use haplane_sdk::NodeChannel;
 use http::HeaderValue;
+use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
@@ -326,14 +327,31 @@ async fn track_master_health(
 pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How this node calls its peers (`Nudge`, `StepDown`): their TLS trust and our credentials.
+///
+/// Peer URIs come from the store, so whoever can write a record there chooses where this node
+/// connects. A node with TLS therefore sends its credentials only to `https://` peers: a call to a
+/// plain peer is skipped (and logged once per URI) rather than sent with the password in clear.
+/// Without TLS configured everything travels in clear anyway, and calls go out as before.
 #[derive(Debug, Clone, Default)]
 pub struct PeerClient {
     tls: Option<ClientTlsConfig>,
     authorization: Option<HeaderValue>,
+    /// Plain peer URIs already logged as refused.
+    refused_plain: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Plain peer URIs remembered as already logged.
+const MAX_REMEMBERED_PLAIN_PEERS: usize = 1024;
+
+/// Whether `uri` names an `https` endpoint (the scheme is case-insensitive).
+fn is_https(uri: &str) -> bool {
+    uri.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 impl PeerClient {
-    /// `peer_ca_pem`: trusted for `https://` peers; `authorization`: sent with every call.
+    /// `peer_ca_pem`: trusted for `https://` peers, and present exactly when this node serves
+    /// TLS; `authorization`: sent with every call.
     pub fn new(peer_ca_pem: Option<&str>, authorization: Option<HeaderValue>) -> Self {
         Self {
             tls: peer_ca_pem.map(|pem| {
@@ -342,7 +360,31 @@ impl PeerClient {
                     .ca_certificate(Certificate::from_pem(pem))
             }),
             authorization,
+            refused_plain: Arc::default(),
         }
+    }
+
+    /// Refuses a call that would send credentials in clear from a TLS node, logging the first
+    /// refusal for each URI.
+    fn check_credentials_stay_encrypted(&self, uri: &str) -> Result<(), PeerError> {
+        if self.tls.is_none() || self.authorization.is_none() || is_https(uri) {
+            return Ok(());
+        }
+        let first = self
+            .refused_plain
+            .lock()
+            .map(|mut refused| {
+                // Records written to flood this set cost a repeated warning, not memory.
+                if refused.len() >= MAX_REMEMBERED_PLAIN_PEERS {
+                    refused.clear();
+                }
+                refused.insert(uri.to_owned())
+            })
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(%uri, "not calling a peer whose URI is not https: this node serves TLS and would send its credentials in clear (logged once per URI)");
+        }
+        Err(format!("not sending credentials to the plain peer {uri}").into())
     }
 
     /// A client of the peer at `uri`, every call bounded to `limit`.
@@ -351,10 +393,11 @@ impl PeerClient {
         uri: &str,
         limit: Duration,
     ) -> Result<pb::ha_service_client::HaServiceClient<NodeChannel>, PeerError> {
+        self.check_credentials_stay_encrypted(uri)?;
         let mut endpoint = tonic::transport::Endpoint::from_shared(uri.to_owned())?
             .connect_timeout(Duration::from_millis(300))
             .timeout(limit);
-        if let (Some(tls), true) = (&self.tls, uri.starts_with("https://")) {
+        if let (Some(tls), true) = (&self.tls, is_https(uri)) {
             endpoint = endpoint.tls_config(tls.clone())?;
         }
         let channel = NodeChannel::new(endpoint.connect().await?, self.authorization.clone());

@@ -1,5 +1,6 @@
 //! Prometheus `/metrics`: the node's state, epoch, failovers, heartbeat write latency, store
-//! requests by operation and result, open watchers and skipped records, in the text format.
+//! requests by operation and result, open watchers, skipped records and failed authentications,
+//! in the text format.
 
 use crate::service::HaCore;
 use haplane::NodeState;
@@ -68,6 +69,11 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
         "skipped_records",
         "Store records skipped because they could not be read",
         counter(view.skipped_records),
+    );
+    registry.register(
+        "auth_failures",
+        "Requests refused for wrong credentials (not for missing ones)",
+        counter(crate::auth::failures_total()),
     );
 
     let requests = Family::<Labels, Counter>::default();

@@ -332,3 +332,350 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
         "the stopping master reached its peer over TLS with credentials"
     );
 }
+
+/// A stand-in peer: answers every request with 404 and records whether it carried an
+/// `authorization` header.
+struct FakePeer {
+    uri: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl FakePeer {
+    async fn start() -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let recorded = recorded.clone();
+            async move {
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(headers.contains_key("authorization"));
+                axum::http::StatusCode::NOT_FOUND
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { uri, seen }
+    }
+
+    /// Requests so far: how many, and how many carried credentials.
+    fn requests(&self) -> (usize, usize) {
+        let seen = self.seen.lock().unwrap();
+        (seen.len(), seen.iter().filter(|with| **with).count())
+    }
+
+    /// Keeps a live, unelectable standby record `nodes/fake.json` pointing at this peer in the
+    /// directory store at `store`, modelled on `model`'s own record, until the task is dropped.
+    fn haunt(&self, store: &Path, model: &str) -> tokio::task::JoinHandle<()> {
+        let nodes = store.join("nodes");
+        let template = std::fs::read_to_string(nodes.join(format!("{model}.json"))).unwrap();
+        let mut record: serde_json::Value = serde_json::from_str(&template).unwrap();
+        record["node_id"] = "fake".into();
+        record["node_uri"] = self.uri.clone().into();
+        record["status"] = "STANDBY".into();
+        record["priority"] = (-100).into();
+        record["electable"] = false.into();
+        tokio::spawn(async move {
+            for heartbeat in 1u64.. {
+                record["heartbeat"] = heartbeat.into();
+                let staged = nodes.join(".fake.json.tmp");
+                // Ends quietly once the test has removed the directory.
+                let written = std::fs::write(&staged, record.to_string())
+                    .and_then(|()| std::fs::rename(&staged, nodes.join("fake.json")));
+                if written.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+}
+
+/// Whether `node` (a master, reached by `curl_args`) lists the fake peer as live.
+async fn sees_fake_peer(curl_args: &[&str]) -> bool {
+    let (ok, body) = curl(curl_args).await;
+    ok && serde_json::from_str::<serde_json::Value>(&body)
+        .is_ok_and(|states| states["nodes"]["fake"]["live"] == true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_node_sends_no_credentials_to_a_plain_peer_uri_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = format!("admin:{PASSWORD}");
+
+    // Control: without TLS configured, the nudge of a stopping master reaches the fake peer
+    // with credentials (the documented risk of running without TLS).
+    let plain_peer = FakePeer::start().await;
+    let mut plain = auth_node(dir.path(), "plain", &[]).await;
+    eventually(DEADLINE, "plain to be master", || async {
+        let (status, _, body) =
+            get(&plain.url("/v1/server/ha/state"), Some(("admin", PASSWORD))).await;
+        (status == 200 && body == "\"MASTER\"").then_some(())
+    })
+    .await;
+    let haunting = plain_peer.haunt(&dir.path().join("store-plain"), "plain");
+    let states = plain.url("/v1/server/ha/states");
+    eventually(DEADLINE, "plain to see the fake peer live", || async {
+        sees_fake_peer(&["-u", &credentials, &states])
+            .await
+            .then_some(())
+    })
+    .await;
+    plain.sigterm();
+    eventually(
+        DEADLINE,
+        "the stop nudge to reach the fake peer",
+        || async { (plain_peer.requests().1 > 0).then_some(()) },
+    )
+    .await;
+    haunting.abort();
+    plain.wait_exit(DEADLINE).await;
+
+    // A TLS node demotes itself, comes back as master and stops: three nudges, none sent.
+    let certs = certificate(dir.path());
+    let store = dir.path().join("store-secure");
+    std::fs::create_dir(&store).unwrap();
+    // Start-up warnings: a key others may read, a store anyone may write to.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&certs.key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (cert, key) = (
+        certs.cert.display().to_string(),
+        certs.key.display().to_string(),
+    );
+    let mut secure = auth_node(
+        dir.path(),
+        "secure",
+        &["--tls-cert", &cert, "--tls-key", &key],
+    )
+    .await;
+    let cacert = certs.cert.display().to_string();
+    let base = format!("https://{}", secure.address);
+    let (state, states) = (
+        format!("{base}/v1/server/ha/state"),
+        format!("{base}/v1/server/ha/states"),
+    );
+    let is_master = || async {
+        let (ok, body) = curl(&["--cacert", &cacert, "-u", &credentials, &state]).await;
+        (ok && body == "\"MASTER\"").then_some(())
+    };
+    eventually(DEADLINE, "secure to be master", is_master).await;
+    let secure_peer = FakePeer::start().await;
+    let haunting = secure_peer.haunt(&store, "secure");
+    eventually(DEADLINE, "secure to see the fake peer live", || async {
+        sees_fake_peer(&["--cacert", &cacert, "-u", &credentials, &states])
+            .await
+            .then_some(())
+    })
+    .await;
+    for mode in ["HOT_STANDBY", "AUTO"] {
+        let form = format!("mode={mode}");
+        let (ok, body) = curl(&[
+            "--cacert",
+            &cacert,
+            "-u",
+            &credentials,
+            "-H",
+            "haplane-allow-non-master-access: true",
+            "-d",
+            &form,
+            &state,
+        ])
+        .await;
+        assert!(ok && !body.contains("error"), "{mode}: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eventually(DEADLINE, "secure to be master again", is_master).await;
+    secure.sigterm();
+    secure.wait_exit(DEADLINE).await;
+    haunting.abort();
+    assert_eq!(
+        secure_peer.requests(),
+        (0, 0),
+        "the TLS node called the plain peer"
+    );
+    let log = secure.log_text();
+    let refusals = log
+        .matches("not calling a peer whose URI is not https")
+        .count();
+    assert_eq!(refusals, 1, "logged once per peer URI:\n{log}");
+    assert!(log.contains(&secure_peer.uri), "{log}");
+    assert!(
+        log.contains("a file holding secrets is open to its group or others")
+            && log.contains("0640"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the store directory is world-writable"),
+        "{log}"
+    );
+    assert!(
+        !plain.log_text().contains("a file holding secrets"),
+        "no secret file, no warning"
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_logged_without_the_password_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = auth_node(dir.path(), "counted", &[]).await;
+    let state_url = node.url("/v1/server/ha/state");
+    eventually(DEADLINE, "the node to be master", || async {
+        let (status, _, body) = get(&state_url, Some(("admin", PASSWORD))).await;
+        (status == 200 && body == "\"MASTER\"").then_some(())
+    })
+    .await;
+    const WRONG: &str = "hunter2-not-it";
+    for _ in 0..3 {
+        let (status, _, _) = get(&state_url, Some(("mallory", WRONG))).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = get(&state_url, None).await;
+    assert_eq!(
+        status, 401,
+        "no credentials: refused, but not a failed login"
+    );
+    let (status, _, metrics) = get(&node.url("/metrics"), Some(("admin", PASSWORD))).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("haplane_auth_failures_total 3\n"),
+        "{metrics}"
+    );
+    // Without the terminal colours between a field's name and its value.
+    let log = node
+        .log_text()
+        .split('\u{1b}')
+        .enumerate()
+        .map(|(n, part)| match n {
+            0 => part,
+            _ => part.split_once('m').map_or(part, |(_, rest)| rest),
+        })
+        .collect::<String>();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("authentication failed"))
+        .collect();
+    assert_eq!(failures.len(), 3, "{log}");
+    for line in failures {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("client="), "{line}");
+        assert!(line.contains("mallory"), "{line}");
+        assert!(
+            !line.contains(WRONG) && !line.contains("aHVudGVy"),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_basic_scheme_is_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = auth_node(dir.path(), "schemes", &[]).await;
+    let encoded = Credentials::new("admin", PASSWORD)
+        .authorization()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix("Basic ")
+        .unwrap()
+        .to_owned();
+    for scheme in ["basic", "BASIC", "Basic"] {
+        let response = reqwest::Client::new()
+            .get(node.url("/v1/server/ha/states"))
+            .header("authorization", format!("{scheme} {encoded}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+        let state = grpc_state(&node, Some(&format!("{scheme} {encoded}"))).await;
+        assert!(state.is_ok(), "{scheme}: {state:?}");
+    }
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_cross_site_changes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = quick_node_args(
+        &dir.path().join("store"),
+        &["--node-id", "hosted", "--allowed-host", "ha.example.org"],
+    );
+    let node = launch_with_env(dir.path(), "hosted", &args, &[])
+        .await
+        .running();
+    eventually(DEADLINE, "the node to be master", || async {
+        node.try_state()
+            .await
+            .filter(|state| state.state == pb::NodeState::Master as i32)
+    })
+    .await;
+    let state_url = node.url("/v1/server/ha/state");
+    let status_of = |args: Vec<String>| async move {
+        let mut all = vec![
+            "-o".to_owned(),
+            "/dev/null".to_owned(),
+            "-w".to_owned(),
+            "%{http_code}".to_owned(),
+        ];
+        all.extend(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (ok, body) = curl(&all).await;
+        assert!(ok, "{body}");
+        body
+    };
+    for (host, expected) in [
+        ("evil.example", "421"),
+        ("evil.example:8081", "421"),
+        ("127.0.0.1.nip.io", "421"),
+        ("localhost:1", "200"),
+        ("ha.example.org", "200"),
+        ("[::1]:8081", "200"),
+    ] {
+        let status = status_of(vec![
+            "-H".into(),
+            format!("Host: {host}"),
+            state_url.clone(),
+        ])
+        .await;
+        assert_eq!(status, expected, "Host: {host}");
+    }
+
+    let mut client = tonic::transport::Endpoint::from_shared(node.grpc_uri())
+        .unwrap()
+        .origin("http://evil.example:8081".parse().unwrap())
+        .connect()
+        .await
+        .map(pb::ha_service_client::HaServiceClient::new)
+        .unwrap();
+    let refused = client.get_state(pb::GetStateRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
+    let priority_url = node.url("/v1/server/ha/priority");
+    let post = |origin: String, priority: &str| {
+        vec![
+            "-H".to_owned(),
+            format!("Origin: {origin}"),
+            "-d".into(),
+            format!("priority={priority}"),
+            priority_url.clone(),
+        ]
+    };
+    assert_eq!(
+        status_of(post("http://evil.example".into(), "7")).await,
+        "403"
+    );
+    assert_eq!(status_of(post("null".into(), "7")).await, "403");
+    assert_eq!(
+        node.state().await.priority,
+        0,
+        "the refused change did not happen"
+    );
+    let own = format!("http://{}", node.address);
+    assert_eq!(status_of(post(own, "8")).await, "200");
+    assert_eq!(
+        status_of(post("https://ha.example.org".into(), "9")).await,
+        "200"
+    );
+    assert_eq!(node.state().await.priority, 9);
+}
