@@ -206,6 +206,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         settings.heartbeat_timeout,
         stopped.clone(),
         counting.clone(),
+        settings.limits.max_watchers,
     );
     let state_log =
         (settings.store != StoreLocation::None).then(|| StateLog::new(counting.clone()));
@@ -238,6 +239,11 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
         http2_keepalive_interval: settings.poll_period,
         http2_keepalive_timeout: settings.heartbeat_timeout.max(Duration::from_secs(20)),
+        handshake_timeout: settings.limits.handshake_timeout,
+        header_read_timeout: settings.limits.header_read_timeout,
+        idle_timeout: settings.limits.idle_timeout,
+        max_connections: serve::connection_limit(settings.limits.max_connections),
+        max_streams_per_connection: settings.limits.max_streams_per_connection,
     };
     let server = serve::serve(
         listener,

@@ -138,6 +138,26 @@ pub struct LaunchArgs {
     /// PEM CA this node trusts when it calls its peers. Default the --tls-cert file.
     #[arg(long, env = "HAPLANE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// A TLS handshake, or a plain connection's first bytes (the whole HTTP/2 preface), must
+    /// arrive within this. Default 10s.
+    #[arg(long, env = "HAPLANE_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// An HTTP/1.1 request's head must arrive complete within this. Default 10s.
+    #[arg(long, env = "HAPLANE_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request or stream open for this long is closed. Default 60s.
+    #[arg(long, env = "HAPLANE_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Open connections past this are closed at once. Default the file-descriptor limit less
+    /// a reserve for the store, peers and logs.
+    #[arg(long, env = "HAPLANE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// HTTP/2 streams one connection may have open at once. Default 256.
+    #[arg(long, env = "HAPLANE_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
+    /// Open WatchMaster and SSE watches past this are refused. Default 16384.
+    #[arg(long, env = "HAPLANE_MAX_WATCHERS")]
+    pub max_watchers: Option<usize>,
     /// Also accept requests addressed (Host / :authority) to this name, and changes from pages
     /// of this origin; repeatable or comma-separated. `*` turns the Host and Origin checks off
     /// (only behind a proxy that checks Host itself). IP addresses, names without a dot and the
@@ -181,6 +201,12 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    handshake_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_streams_per_connection: Option<u32>,
+    max_watchers: Option<usize>,
     allowed_hosts: Option<Vec<String>>,
 }
 
@@ -223,6 +249,73 @@ pub struct TlsSettings {
     pub peer_ca_pem: String,
 }
 
+/// How long a connection may sit in each state, and how many connections, streams and watches
+/// may be open: no client can hold the node's descriptors or memory forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `None`: derived from the file-descriptor limit at start-up.
+    pub max_connections: Option<usize>,
+    pub max_streams_per_connection: u32,
+    pub max_watchers: usize,
+}
+
+impl ConnectionLimits {
+    fn load(args: &LaunchArgs, file: &FileSettings) -> Result<Self, ConfigError> {
+        let duration = |flag, given: Option<Duration>, in_file: &Option<String>, default| {
+            let value = match given {
+                Some(value) => value,
+                None => from_file(flag, in_file.clone(), parse_duration)?.unwrap_or(default),
+            };
+            if value < Duration::from_millis(10) || value > Duration::from_secs(3600) {
+                return Err(config_error(flag, "must be between 10ms and 1h"));
+            }
+            Ok(value)
+        };
+        let limits = Self {
+            handshake_timeout: duration(
+                "handshake-timeout",
+                args.handshake_timeout,
+                &file.handshake_timeout,
+                Duration::from_secs(10),
+            )?,
+            header_read_timeout: duration(
+                "header-read-timeout",
+                args.header_read_timeout,
+                &file.header_read_timeout,
+                Duration::from_secs(10),
+            )?,
+            idle_timeout: duration(
+                "idle-timeout",
+                args.idle_timeout,
+                &file.idle_timeout,
+                Duration::from_secs(60),
+            )?,
+            max_connections: args.max_connections.or(file.max_connections),
+            max_streams_per_connection: args
+                .max_streams_per_connection
+                .or(file.max_streams_per_connection)
+                .unwrap_or(256),
+            max_watchers: args.max_watchers.or(file.max_watchers).unwrap_or(16_384),
+        };
+        if limits.max_connections == Some(0) {
+            return Err(config_error("max-connections", "must be at least 1"));
+        }
+        if limits.max_streams_per_connection == 0 {
+            return Err(config_error(
+                "max-streams-per-connection",
+                "must be at least 1",
+            ));
+        }
+        if limits.max_watchers == 0 {
+            return Err(config_error("max-watchers", "must be at least 1"));
+        }
+        Ok(limits)
+    }
+}
+
 /// Where the shared store is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -260,6 +353,7 @@ pub struct Settings {
     pub auth: Option<AuthSettings>,
     /// `None`: plain HTTP/2 and HTTP/1.1.
     pub tls: Option<TlsSettings>,
+    pub limits: ConnectionLimits,
     /// Extra Host names (and origins) accepted; `*` accepts any.
     pub allowed_hosts: Vec<String>,
     /// Files holding secrets (users file, TLS key), checked for group or world access at start.
@@ -426,6 +520,7 @@ impl Settings {
                     .map_err(|err| config_error("config", format!("{}: {err}", path.display())))?
             }
         };
+        let limits = ConnectionLimits::load(&args, &file)?;
         let ha_mode = args
             .ha_mode
             .or(from_file("ha-mode", file.ha_mode, parse_mode)?)
@@ -541,6 +636,7 @@ impl Settings {
                 .unwrap_or(LogFormat::Text),
             auth,
             tls,
+            limits,
             allowed_hosts,
             secret_files,
         };
@@ -746,6 +842,32 @@ mod tests {
             assert_eq!(load(args).unwrap_err().flag, *flag, "{args:?}");
         }
         assert!(load(&[]).unwrap().auth.is_none());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.limits.max_connections, None);
+        assert_eq!(s.limits.max_streams_per_connection, 256);
+        assert_eq!(s.limits.max_watchers, 16_384);
+        let s = load(&["--idle-timeout", "500ms", "--max-connections", "100"]).unwrap();
+        assert_eq!(s.limits.idle_timeout, Duration::from_millis(500));
+        assert_eq!(s.limits.max_connections, Some(100));
+        let cases: &[(&[&str], &str)] = &[
+            (&["--handshake-timeout", "1ms"], "handshake-timeout"),
+            (&["--header-read-timeout", "2h"], "header-read-timeout"),
+            (&["--max-connections", "0"], "max-connections"),
+            (
+                &["--max-streams-per-connection", "0"],
+                "max-streams-per-connection",
+            ),
+            (&["--max-watchers", "0"], "max-watchers"),
+        ];
+        for (args, flag) in cases {
+            assert_eq!(load(args).unwrap_err().flag, *flag, "{args:?}");
+        }
     }
 
     #[test]

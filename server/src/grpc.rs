@@ -136,7 +136,13 @@ impl HaService for GrpcService {
         request: Request<pb::WatchMasterRequest>,
     ) -> Result<Response<Self::WatchMasterStream>, Status> {
         let min_epoch = request.into_inner().min_epoch.unwrap_or(0);
-        let events = master_events(&self.core, min_epoch)
+        let watcher = self.core.count_watcher().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this node serves at most {} watches at once; retry later or watch another node",
+                self.core.max_watchers()
+            ))
+        })?;
+        let events = master_events(&self.core, min_epoch, watcher)
             .map(|view| view.map(|view| pb::MasterEvent::from(view.as_ref())));
         Ok(Response::new(Box::pin(events)))
     }
@@ -170,6 +176,7 @@ impl HaService for GrpcService {
 pub fn master_events(
     core: &HaCore,
     min_epoch: u64,
+    watcher: WatcherGuard,
 ) -> impl Stream<Item = Result<Arc<MasterView>, Status>> + Send + use<> {
     struct Watch {
         views: watch::Receiver<Arc<MasterView>>,
@@ -184,7 +191,7 @@ pub fn master_events(
         wakeups: core.master_wakeups(),
         stopped: core.stopped(),
         last_sent: None,
-        _watcher: core.count_watcher(),
+        _watcher: watcher,
     };
     futures::stream::unfold(Some(watch), move |watch| async move {
         let mut watch = watch?;

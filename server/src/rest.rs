@@ -277,8 +277,20 @@ fn view_json(view: &MasterView) -> Value {
 }
 
 /// Server-Sent Events: the WatchMaster stream for curl and browsers.
-async fn watch_sse(State(core): State<HaCore>) -> impl IntoResponse {
-    let events = master_events(&core, 0).map(|item| {
+/// Past the node's cap on open watches: 503 with `Retry-After`, and everyone else keeps theirs.
+async fn watch_sse(State(core): State<HaCore>) -> Response {
+    let Some(watcher) = core.count_watcher() else {
+        let message = format!(
+            "this node serves at most {} watches at once; retry later or watch another node",
+            core.max_watchers()
+        );
+        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, &message, Value::Null);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return response;
+    };
+    let events = master_events(&core, 0, watcher).map(|item| {
         Ok::<Event, std::convert::Infallible>(match item {
             Ok(view) => Event::default()
                 .event("master")
@@ -286,7 +298,9 @@ async fn watch_sse(State(core): State<HaCore>) -> impl IntoResponse {
             Err(status) => Event::default().event("end").data(status.message()),
         })
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+        .into_response()
 }
 
 /// The web console, embedded in the binary.

@@ -20,30 +20,60 @@
 //! Why not tonic's `Server`: its per-request layers (gRPC timeout, body boxing, routing through
 //! its own router) cost a REST request about a fifth of its CPU. gRPC deadlines are still kept by
 //! the clients, which cancel the call when theirs passes.
+//!
+//! No connection lives forever and none can take the node's last file descriptors:
+//! - a TLS handshake, or a plain connection's opening bytes (up to the whole 24-byte HTTP/2
+//!   preface), must arrive within the handshake timeout;
+//! - an HTTP/1.1 request head must arrive whole within the header read timeout (hyper's);
+//! - a connection with no request in flight for the idle timeout is closed (GOAWAY, then dropped
+//!   if the client does not close it). A request counts until its response body has ended, so an
+//!   open WatchMaster or SSE stream keeps its connection; HTTP/2 keep-alive pings close one whose
+//!   client stopped answering;
+//! - at most `max_connections` are open (by default the file-descriptor limit less a reserve for
+//!   the store, peer calls and logs), so the node's own work never meets "Too many open files".
+//!   At the limit, the oldest connection with no request in flight (one still opening, or idle)
+//!   is closed to make room for the new one, if it is at least 250 ms old; otherwise the new one
+//!   is closed at once;
+//! - HTTP/2 clients may open at most `max_streams_per_connection` streams at once.
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::routing::future::RouteFuture;
+use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::io;
 use std::net::TcpStream as StdTcpStream;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-/// A client that opens a connection and never finishes its TLS handshake, or never sends its
-/// first bytes, is dropped after this (hyper's own limit for reading a request's head).
-const OPENING_TIMEOUT: Duration = Duration::from_secs(30);
+use tower::ServiceExt;
 
 /// How an HTTP/2 connection without TLS opens (RFC 9113 §3.4); no HTTP/1.1 method starts so.
-const HTTP2_PREFACE_START: &[u8] = b"PRI ";
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Descriptors kept back from connections by default: an eighth of the limit, within these
+/// bounds (the node's own files, store and peer connections, epoll and event descriptors).
+const MIN_RESERVED_DESCRIPTORS: usize = 64;
+const MAX_RESERVED_DESCRIPTORS: usize = 1024;
+
+/// A connection younger than this is never shed for a newer one: a burst of new connections
+/// at the limit is refused instead of shedding the clients that arrived just before it and
+/// have not yet sent their request.
+const SHED_MIN_AGE: Duration = Duration::from_millis(250);
 
 /// How every connection is served.
 #[derive(Clone)]
@@ -54,6 +84,51 @@ pub struct ConnectionSettings {
     pub http2_keepalive_interval: Duration,
     /// ...and a connection that leaves one unanswered this long is closed.
     pub http2_keepalive_timeout: Duration,
+    /// A TLS handshake, or a plain connection's opening bytes, must arrive within this.
+    pub handshake_timeout: Duration,
+    /// An HTTP/1.1 request head must arrive whole within this.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// HTTP/2 streams a connection may have open at once.
+    pub max_streams_per_connection: u32,
+}
+
+/// `configured`, or else the process's file-descriptor limit (`RLIMIT_NOFILE`, read now) less a
+/// reserve for the node's own work. Logs the limit and what it leaves for connections.
+pub fn connection_limit(configured: Option<usize>) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct it is given.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let Some(descriptors) = read.then(|| usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
+    else {
+        let error = io::Error::last_os_error();
+        let max_connections = configured.unwrap_or(1024 - MIN_RESERVED_DESCRIPTORS);
+        tracing::warn!(%error, max_connections, "cannot read the file-descriptor limit");
+        return max_connections;
+    };
+    let reserve = (descriptors / 8).clamp(MIN_RESERVED_DESCRIPTORS, MAX_RESERVED_DESCRIPTORS);
+    let derived = descriptors.saturating_sub(reserve).max(1);
+    let max_connections = configured.unwrap_or(derived);
+    if max_connections > derived {
+        tracing::warn!(
+            descriptors,
+            max_connections,
+            "--max-connections leaves fewer than {reserve} descriptors for the store and peers"
+        );
+    }
+    tracing::info!(
+        descriptors,
+        reserve,
+        max_connections,
+        "file-descriptor limit (RLIMIT_NOFILE) and connection limit"
+    );
+    max_connections
 }
 
 /// A TLS acceptor for a PEM certificate chain and private key.
@@ -101,12 +176,14 @@ pub async fn serve(
     let mut connections = Vec::new();
     let mut finished = Vec::new();
     for index in 0..threads.max(1) {
-        let (sender, receiver) = mpsc::unbounded_channel::<StdTcpStream>();
+        let (sender, receiver) = mpsc::unbounded_channel::<(StdTcpStream, Slot)>();
         let (done, finished_rx) = oneshot::channel();
         let thread = ServingThread {
             app: app.clone(),
             http: http.clone(),
             tls: settings.tls.clone(),
+            handshake_timeout: settings.handshake_timeout,
+            idle_timeout: settings.idle_timeout,
             http1: http1.handle().clone(),
             closing: closing.clone(),
         };
@@ -119,7 +196,7 @@ pub async fn serve(
         connections.push(sender);
         finished.push(finished_rx);
     }
-    accept(&listener, &connections, stopped).await;
+    accept(&listener, &connections, settings.max_connections, stopped).await;
     // The port closes now; the threads keep their connections until `grace` has passed.
     drop(listener);
     tokio::time::sleep(grace).await;
@@ -135,27 +212,74 @@ pub async fn serve(
     first_error.map_or(Ok(()), Err)
 }
 
-/// HTTP/1.1 and HTTP/2 (by the connection's first bytes), hyper's 30 s header read timeout.
+/// HTTP/1.1 and HTTP/2 (by the connection's first bytes) with the settings' header read
+/// timeout, keep-alive pings and stream cap.
 fn http_builder(settings: &ConnectionSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(settings.http2_keepalive_interval)
         .keep_alive_timeout(settings.http2_keepalive_timeout)
-        // As tonic's server did: no cap on streams per connection (a watch is one stream).
-        .max_concurrent_streams(None);
+        // A watch is one stream: the fan-out benchmark opens 100 on each connection.
+        .max_concurrent_streams(settings.max_streams_per_connection);
     builder
+}
+
+/// One of the `max_connections` places, held while its connection is open, with what the
+/// accept loop needs to shed the connection.
+struct Slot {
+    open: Arc<AtomicUsize>,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Asks the oldest connection in `accepted` (in accept order) that has no request in flight
+/// and is at least `SHED_MIN_AGE` old to close; false when there is none. Forgets closed
+/// connections on the way.
+fn shed_oldest_idle(accepted: &mut VecDeque<Weak<Activity>>) -> bool {
+    let mut index = 0;
+    while index < accepted.len() {
+        match accepted[index].upgrade() {
+            None => {
+                accepted.remove(index);
+            }
+            // The rest are younger still.
+            Some(activity) if activity.opened.elapsed() < SHED_MIN_AGE => return false,
+            Some(activity) if activity.idle_for().is_some() => {
+                activity.shed.notify_one();
+                accepted.remove(index);
+                return true;
+            }
+            Some(_) => index += 1,
+        }
+    }
+    false
 }
 
 /// Deals accepted connections round-robin to the serving threads until `stopped`. A socket is
 /// handed over as a std socket so that it registers with the serving thread's own reactor.
+/// At `max_connections` open ones, the oldest idle connection is shed for a new one, or the new
+/// one is closed at once if all are busy (logged at most every 10 s, with how many).
 async fn accept(
     listener: &TcpListener,
-    connections: &[mpsc::UnboundedSender<StdTcpStream>],
+    connections: &[mpsc::UnboundedSender<(StdTcpStream, Slot)>],
+    max_connections: usize,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut by_age: VecDeque<Weak<Activity>> = VecDeque::new();
+    let (mut shed, mut refused) = (0_u64, 0_u64);
+    let mut last_warning: Option<Instant> = None;
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
@@ -171,7 +295,41 @@ async fn accept(
                 continue;
             }
         };
-        if connections[next].send(stream).is_err() {
+        if open.load(Ordering::Relaxed) >= max_connections {
+            // The shed connection gives its place back from its own thread, a moment later.
+            let room = shed_oldest_idle(&mut by_age);
+            if room {
+                shed += 1;
+            } else {
+                refused += 1;
+            }
+            if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                tracing::warn!(
+                    max_connections,
+                    shed,
+                    refused,
+                    "connection limit reached: shedding the oldest idle connections, refusing \
+                     new ones when all are busy"
+                );
+                last_warning = Some(Instant::now());
+                (shed, refused) = (0, 0);
+            }
+            if !room {
+                drop(stream);
+                continue;
+            }
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new());
+        if by_age.len() >= max_connections.saturating_mul(2) {
+            by_age.retain(|activity| activity.strong_count() > 0);
+        }
+        by_age.push_back(Arc::downgrade(&activity));
+        let slot = Slot {
+            open: open.clone(),
+            activity,
+        };
+        if connections[next].send((stream, slot)).is_err() {
             tracing::error!("a serving thread has stopped; not accepting any more connections");
             return;
         }
@@ -191,6 +349,8 @@ struct ServingThread {
     app: Router,
     http: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
     /// The shared runtime plain HTTP/1.1 connections are moved to.
     http1: tokio::runtime::Handle,
     /// True once connections should finish their streams and close.
@@ -200,7 +360,7 @@ struct ServingThread {
 impl ServingThread {
     /// Serves each connection handed over until closing, then asks every connection to finish
     /// and waits for them to close.
-    async fn run(self, mut handed_over: mpsc::UnboundedReceiver<StdTcpStream>) {
+    async fn run(self, mut handed_over: mpsc::UnboundedReceiver<(StdTcpStream, Slot)>) {
         let mut closing = self.closing.clone();
         let mut connections = JoinSet::new();
         // One shutdown signal per open connection: a oneshot costs a connection nothing to
@@ -211,7 +371,7 @@ impl ServingThread {
                 stream = handed_over.recv() => stream,
                 _ = closing.wait_for(|closing| *closing) => None,
             };
-            let Some(stream) = stream else { break };
+            let Some((stream, slot)) = stream else { break };
             match stream
                 .set_nonblocking(true)
                 .and_then(|()| TcpStream::from_std(stream))
@@ -220,7 +380,7 @@ impl ServingThread {
                     let (signal, shutdown) = oneshot::channel();
                     shutdown_signals.retain(|signal| !signal.is_closed());
                     shutdown_signals.push(signal);
-                    connections.spawn(self.connection(stream, shutdown));
+                    connections.spawn(self.connection(stream, slot, shutdown));
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot register a connection"),
             }
@@ -232,34 +392,48 @@ impl ServingThread {
         while connections.join_next().await.is_some() {}
     }
 
+    /// Serves one connection; `slot` is given back when it closes.
     fn connection(
         &self,
         stream: TcpStream,
+        slot: Slot,
         mut shutdown: oneshot::Receiver<()>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let (app, http, tls) = (self.app.clone(), self.http.clone(), self.tls.clone());
-        let http1 = self.http1.clone();
+        let served = Served {
+            app: self.app.clone(),
+            http: self.http.clone(),
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+            activity: slot.activity.clone(),
+        };
+        let (tls, http1) = (self.tls.clone(), self.http1.clone());
         async move {
+            let _slot = slot;
+            let activity = served.activity.clone();
+            let shed = activity.shed.notified();
+            tokio::pin!(shed);
             let Some(tls) = tls else {
-                let opening = tokio::time::timeout(OPENING_TIMEOUT, opens_http2(&stream));
+                let opening = tokio::time::timeout(served.handshake_timeout, opens_http2(&stream));
                 let opened = tokio::select! {
                     opened = opening => opened,
                     _ = &mut shutdown => return,
+                    () = &mut shed => return tracing::debug!("shed an opening connection"),
                 };
                 return match opened {
-                    Ok(Ok(true)) => serve_connection(stream, app, &http, shutdown).await,
-                    Ok(Ok(false)) => move_to(&http1, stream, app, http, shutdown).await,
+                    Ok(Ok(true)) => served.serve(stream, shutdown).await,
+                    Ok(Ok(false)) => move_to(&http1, stream, served, shutdown).await,
                     Ok(Err(err)) => tracing::debug!(error = %err, "cannot read a connection"),
-                    Err(_) => tracing::debug!("a connection sent nothing"),
+                    Err(_) => tracing::debug!("a connection did not open in time"),
                 };
             };
-            let handshake = tokio::time::timeout(OPENING_TIMEOUT, tls.accept(stream));
+            let handshake = tokio::time::timeout(served.handshake_timeout, tls.accept(stream));
             let accepted = tokio::select! {
                 accepted = handshake => accepted,
                 _ = &mut shutdown => return,
+                () = &mut shed => return tracing::debug!("shed a connection in its TLS handshake"),
             };
             match accepted {
-                Ok(Ok(stream)) => serve_connection(stream, app, &http, shutdown).await,
+                Ok(Ok(stream)) => served.serve(stream, shutdown).await,
                 Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -267,16 +441,21 @@ impl ServingThread {
     }
 }
 
-/// Whether the client opens with the HTTP/2 preface (peeked: the bytes stay for hyper).
+/// Whether the client opens with the whole HTTP/2 preface (peeked: the bytes stay for hyper);
+/// false as soon as its bytes differ from it. Waits (under the caller's timeout) while only part
+/// of the preface has arrived.
 async fn opens_http2(stream: &TcpStream) -> io::Result<bool> {
-    let mut start = [0; HTTP2_PREFACE_START.len()];
+    let mut start = [0; HTTP2_PREFACE.len()];
+    let mut pause = Duration::from_millis(1);
     loop {
         let read = stream.peek(&mut start).await?;
-        if read == start.len() || read == 0 || !HTTP2_PREFACE_START.starts_with(&start[..read]) {
-            return Ok(start == HTTP2_PREFACE_START);
+        if read == start.len() || read == 0 || !HTTP2_PREFACE.starts_with(&start[..read]) {
+            return Ok(start == HTTP2_PREFACE);
         }
-        // Only part of the preface has arrived; peek would answer the same bytes at once.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // peek would answer the same bytes at once; back off so that many such connections
+        // cost little CPU.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
@@ -285,49 +464,193 @@ async fn opens_http2(stream: &TcpStream) -> io::Result<bool> {
 async fn move_to(
     runtime: &tokio::runtime::Handle,
     stream: TcpStream,
-    app: Router,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    served: Served,
     shutdown: oneshot::Receiver<()>,
 ) {
     let stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(err) => return tracing::warn!(error = %err, "cannot hand over a connection"),
     };
-    let served = runtime.spawn(async move {
+    let serving = runtime.spawn(async move {
         match TcpStream::from_std(stream) {
-            Ok(stream) => serve_connection(stream, app, &http, shutdown).await,
+            Ok(stream) => served.serve(stream, shutdown).await,
             Err(err) => tracing::warn!(error = %err, "cannot register a connection"),
         }
     });
-    let _ = served.await;
+    let _ = serving.await;
 }
 
-/// Serves one connection until the client closes it or, once told to shut down, until its
-/// streams have ended (HTTP/2 GOAWAY; HTTP/1.1 closes after the response in flight).
-async fn serve_connection<IO>(
-    io: IO,
+/// What serving one connection takes.
+struct Served {
     app: Router,
-    http: &auto::Builder<TokioExecutor>,
-    mut shutdown: oneshot::Receiver<()>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
-    tokio::pin!(connection);
-    let mut shutting_down = false;
-    loop {
-        tokio::select! {
-            served = connection.as_mut() => {
-                if let Err(err) = served {
-                    tracing::debug!(error = %err, "connection ended with an error");
+    http: Arc<auto::Builder<TokioExecutor>>,
+    idle_timeout: Duration,
+    /// How long a connection closed for idleness may take to go.
+    handshake_timeout: Duration,
+    activity: Arc<Activity>,
+}
+
+impl Served {
+    /// Serves one connection until the client closes it or, once told to shut down, until its
+    /// streams have ended (HTTP/2 GOAWAY; HTTP/1.1 closes after the response in flight). A
+    /// connection with no request in flight for the idle timeout (counted from its opening) is
+    /// shut down the same way, and dropped if it is still open and idle a handshake timeout later.
+    async fn serve<IO>(self, io: IO, mut shutdown: oneshot::Receiver<()>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = self.activity.clone();
+        let shed = activity.shed.notified();
+        tokio::pin!(shed);
+        let connection = self.http.serve_connection(
+            TokioIo::new(io),
+            TowerToHyperService::new(tracked(self.app, activity.clone())),
+        );
+        tokio::pin!(connection);
+        let idle_check = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle_check);
+        let mut shutting_down = false;
+        let mut closing_idle = false;
+        loop {
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(err) = served {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                    return;
                 }
-                return;
-            }
-            _ = &mut shutdown, if !shutting_down => {
-                shutting_down = true;
-                connection.as_mut().graceful_shutdown();
+                _ = &mut shutdown, if !shutting_down => {
+                    shutting_down = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                // Only a connection with no request in flight is shed.
+                () = &mut shed => return tracing::debug!("shed an idle connection"),
+                () = &mut idle_check, if !shutting_down || closing_idle => {
+                    let idle = activity.idle_for();
+                    if closing_idle {
+                        if idle.is_some() {
+                            tracing::debug!("dropping an idle connection that did not close");
+                            return;
+                        }
+                        // A stream opened as the GOAWAY left: let it finish.
+                        idle_check.as_mut().reset(tokio::time::Instant::now() + self.idle_timeout);
+                        continue;
+                    }
+                    let wait = match idle {
+                        Some(idle) if idle >= self.idle_timeout => {
+                            tracing::debug!("closing an idle connection");
+                            shutting_down = true;
+                            closing_idle = true;
+                            connection.as_mut().graceful_shutdown();
+                            self.handshake_timeout
+                        }
+                        Some(idle) => self.idle_timeout - idle,
+                        None => self.idle_timeout,
+                    };
+                    idle_check.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
             }
         }
+    }
+}
+
+/// `app`, counting each request in `activity` until its response body has ended.
+fn tracked<B>(
+    app: Router,
+    activity: Arc<Activity>,
+) -> impl tower::Service<
+    http::Request<B>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future: Send,
+> + Clone
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    ServiceExt::<http::Request<B>>::map_future(app, move |response: RouteFuture<Infallible>| {
+        let in_flight = activity.begin();
+        async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                Body::new(TrackedBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    })
+}
+
+/// A connection's requests in flight, and since when it has had none.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last request ended, in milliseconds since `opened`.
+    last_ended_ms: AtomicU64,
+    /// Notified when the accept loop sheds the connection to make room.
+    shed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ended_ms: AtomicU64::new(0),
+            shed: Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// How long the connection has had no request in flight; `None` while it has one.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ended_ms.load(Ordering::Relaxed));
+        Some(self.opened.elapsed().saturating_sub(last))
+    }
+}
+
+/// One request in flight, from the call until its response body has ended or been dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ended = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ended_ms.store(ended, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it ends.
+struct TrackedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

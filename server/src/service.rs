@@ -72,6 +72,9 @@ struct Core {
     stopped: watch::Receiver<bool>,
     store: Arc<CountingStore>,
     watchers: Arc<AtomicI64>,
+    /// Open watches (WatchMaster and SSE) past this are refused: each holds memory for as long
+    /// as its client keeps it open.
+    max_watchers: i64,
     relays: ThreadRelays,
 }
 
@@ -92,6 +95,7 @@ impl HaCore {
         heartbeat_timeout: Duration,
         stopped: watch::Receiver<bool>,
         store: Arc<CountingStore>,
+        max_watchers: usize,
     ) -> Self {
         let started = node.clock.now();
         let inner = Arc::new(Core {
@@ -102,6 +106,7 @@ impl HaCore {
             stopped,
             store,
             watchers: Arc::default(),
+            max_watchers: i64::try_from(max_watchers).unwrap_or(i64::MAX),
             relays: ThreadRelays::default(),
         });
         Self { inner }
@@ -210,10 +215,22 @@ impl HaCore {
             .for_this_thread(&self.inner.node.watch_view())
     }
 
-    /// Registers an open watch (for the watchers gauge) until the guard drops.
-    pub fn count_watcher(&self) -> WatcherGuard {
-        self.inner.watchers.fetch_add(1, Ordering::Relaxed);
-        WatcherGuard(self.inner.watchers.clone())
+    /// Registers an open watch (for the watchers gauge and the cap) until the guard drops;
+    /// `None` when `max_watchers` are open already.
+    pub fn count_watcher(&self) -> Option<WatcherGuard> {
+        let max = self.inner.max_watchers;
+        self.inner
+            .watchers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| WatcherGuard(self.inner.watchers.clone()))
+    }
+
+    /// How many watches may be open at once.
+    pub fn max_watchers(&self) -> i64 {
+        self.inner.max_watchers
     }
 
     /// The heartbeat write latency histogram.

@@ -1,0 +1,423 @@
+//! Connection and stream limits end to end (issue 20): a node under a low file-descriptor limit
+//! keeps answering while more half-open connections than its limit are held, and sheds them
+//! within its timeouts; watch opens past the cap are refused with RESOURCE_EXHAUSTED / 503 while
+//! the open watches keep their streams, and the HTTP/2 stream cap is advertised. Real `haplane`
+//! processes on 127.0.0.1, bounded in count and time; the figures are printed.
+
+use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
+use haplane_tests::{eventually, haplane_binary, quick_node_args, try_state_at};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_stream::StreamExt;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty HTTP/2 SETTINGS frame.
+const EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+/// A node started through `sh -c 'ulimit -n N; exec haplane launch …'`.
+struct LimitedNode {
+    child: Child,
+    address: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LimitedNode {
+    async fn launch(descriptors: Option<u32>, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut flags = vec!["--node-id", "limits", "--pid-file", "pid"];
+        flags.extend(extra);
+        let args = quick_node_args(&dir.path().join("store"), &flags);
+        let script = match descriptors {
+            Some(limit) => format!("ulimit -n {limit} && exec \"$0\" launch \"$@\""),
+            None => "exec \"$0\" launch \"$@\"".to_owned(),
+        };
+        let log = dir.path().join("node.log");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(haplane_binary())
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the node prints its address")
+            .unwrap()
+            .unwrap_or_else(|| panic!("node exited: {}", std::fs::read_to_string(&log).unwrap()));
+        let address = line
+            .split_whitespace()
+            .skip_while(|word| *word != "on")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            address,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn wait_for_master(&self) {
+        eventually(Duration::from_secs(30), "MASTER", || async {
+            try_state_at(&self.uri())
+                .await
+                .filter(|state| state.state == pb::NodeState::Master as i32)
+        })
+        .await;
+    }
+}
+
+/// The half-open states a client can leave a connection in.
+const OPENINGS: [(&str, &[u8]); 5] = [
+    ("`PRI `", b"PRI "),
+    (
+        "23 of the preface's 24 bytes",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r",
+    ),
+    (
+        "part of an HTTP/1.1 head",
+        b"GET /v1/server/ha/state HTTP/1.1\r\nHost: x\r\n",
+    ),
+    ("nothing", b""),
+    ("HTTP/2 preface and SETTINGS, then nothing", b""),
+];
+
+/// Opens a connection in state `kind` and waits (up to 30 s) until the node closes it: how long
+/// that took, or `None` if it did not (or the connection was never made).
+async fn hold_half_open(address: String, kind: usize) -> Option<Duration> {
+    let mut socket = TcpStream::connect(&address).await.ok()?;
+    let opened = Instant::now();
+    let bytes: Vec<u8> = if kind == 4 {
+        [PREFACE, EMPTY_SETTINGS].concat()
+    } else {
+        OPENINGS[kind].1.to_vec()
+    };
+    socket.write_all(&bytes).await.ok()?;
+    let mut sink = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        // The node may send SETTINGS, pings and a GOAWAY first; the end is EOF or a reset.
+        while let Ok(read) = socket.read(&mut sink).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| opened.elapsed())
+}
+
+/// The node's state over REST on a new connection, bounded to a second.
+async fn rest_state(address: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|err| err.to_string())?;
+    let response = client
+        .get(format!("http://{address}/v1/server/ha/state"))
+        .send()
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    response.text().await.map_err(|err| err.to_string())
+}
+
+fn percentile(samples: &mut [Duration], p: usize) -> Duration {
+    samples.sort();
+    samples[(samples.len() - 1) * p / 100]
+}
+
+/// 400 half-open connections (five kinds) against a node whose descriptor limit is 256: it
+/// keeps MASTER and answers new GetState and REST probes within a second throughout, sheds the
+/// oldest idle connections for new ones, and closes every held connection within its
+/// handshake / idle timeouts (idle pooled gRPC channels, which answer pings, included).
+#[tokio::test]
+async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_keeps_answering() {
+    let node = LimitedNode::launch(
+        Some(256),
+        &[
+            "--handshake-timeout",
+            "2s",
+            "--header-read-timeout",
+            "2s",
+            "--idle-timeout",
+            "3s",
+        ],
+    )
+    .await;
+    node.wait_for_master().await;
+    let log = node.log_text();
+    let limit_line = log
+        .lines()
+        .find(|line| line.contains("file-descriptor limit"))
+        .unwrap_or_else(|| panic!("the limit is logged: {log}"));
+    assert!(
+        limit_line.contains("256") && limit_line.contains("192"),
+        "descriptors 256, 192 for connections: {limit_line}"
+    );
+    let baseline_fds = node.open_descriptors();
+    let baseline_rss = node.rss_kib();
+
+    // Idle gRPC channels: hyper answers the node's pings for them.
+    let mut idle_channels = Vec::new();
+    for _ in 0..5 {
+        let channel = tonic::transport::Endpoint::from_shared(node.uri())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        idle_channels.push(channel);
+    }
+
+    let count = 400;
+    let attack_started = Instant::now();
+    let held: Vec<_> = (0..count)
+        .map(|index| tokio::spawn(hold_half_open(node.address.clone(), index % OPENINGS.len())))
+        .collect();
+
+    let mut probe_latencies = Vec::new();
+    let (mut peak_fds, mut peak_rss) = (0, 0);
+    while attack_started.elapsed() < Duration::from_secs(6) {
+        let begun = Instant::now();
+        let state = try_state_at(&node.uri()).await;
+        assert_eq!(
+            state.map(|state| state.state),
+            Some(pb::NodeState::Master as i32),
+            "GetState within 1 s, {:?} into the attack",
+            attack_started.elapsed()
+        );
+        // A connection refused at the limit (during the burst) is retried, as clients do.
+        let mut rest = rest_state(&node.address).await;
+        while rest.is_err() && begun.elapsed() < Duration::from_secs(1) {
+            rest = rest_state(&node.address).await;
+        }
+        assert_eq!(rest.as_deref(), Ok("\"MASTER\""), "REST state within 1 s");
+        probe_latencies.push(begun.elapsed());
+        peak_fds = peak_fds.max(node.open_descriptors());
+        peak_rss = peak_rss.max(node.rss_kib());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut shed_after = Vec::new();
+    for (index, held) in held.into_iter().enumerate() {
+        let took = held.await.unwrap().unwrap_or_else(|| {
+            panic!(
+                "a connection ({}) was not made or not closed within 30 s",
+                OPENINGS[index % OPENINGS.len()].0
+            )
+        });
+        shed_after.push(took);
+    }
+    // Every held connection and the idle channels are gone; only the node's own remain.
+    let settled = Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "the node's descriptors back to its baseline",
+        || {
+            let open = node.open_descriptors();
+            std::future::ready((open <= baseline_fds + 2).then_some(open))
+        },
+    )
+    .await;
+    let log = node.log_text();
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(log.contains("connection limit reached"), "{log}");
+    let slowest = percentile(&mut shed_after, 100);
+    assert!(
+        slowest <= Duration::from_secs(3 + 2 + 2),
+        "every connection closed within idle timeout + grace: {slowest:?}"
+    );
+    drop(idle_channels);
+
+    let held_at_peak = peak_fds.saturating_sub(baseline_fds).max(1);
+    println!(
+        "limits: {count} half-open connections, node descriptor limit 256 \
+         (192 for connections); node descriptors {baseline_fds} -> peak {peak_fds}; closed by the \
+         node after p50 {:?}, max {slowest:?}; descriptors back to baseline {:?} later",
+        percentile(&mut shed_after, 50),
+        settled.elapsed(),
+    );
+    println!(
+        "limits: probes (GetState + REST on new connections) {} answered, slowest {:?}; RSS {} KiB \
+         -> peak {} KiB, about {:.1} KiB per held connection",
+        probe_latencies.len(),
+        percentile(&mut probe_latencies, 100),
+        baseline_rss,
+        peak_rss,
+        peak_rss.saturating_sub(baseline_rss) as f64 / held_at_peak as f64,
+    );
+}
+
+/// Reads HTTP/2 frames until the server's SETTINGS; answers its MAX_CONCURRENT_STREAMS.
+async fn advertised_max_streams(address: &str) -> Option<u32> {
+    let mut socket = TcpStream::connect(address).await.ok()?;
+    socket
+        .write_all(&[PREFACE, EMPTY_SETTINGS].concat())
+        .await
+        .ok()?;
+    loop {
+        let mut header = [0u8; 9];
+        socket.read_exact(&mut header).await.ok()?;
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let mut payload = vec![0u8; length];
+        socket.read_exact(&mut payload).await.ok()?;
+        if header[3] != 4 || header[4] & 1 != 0 {
+            continue;
+        }
+        return payload.chunks_exact(6).find_map(|setting| {
+            (u16::from_be_bytes([setting[0], setting[1]]) == 3)
+                .then(|| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]))
+        });
+    }
+}
+
+/// With `--max-watchers 200`: 200 WatchMaster streams are served, 5,000 more opens are refused
+/// with RESOURCE_EXHAUSTED (and the SSE watch with 503) while the 200 keep their streams through
+/// an idle timeout shorter than the test, and memory stays bounded; a closed watch frees its
+/// place. The HTTP/2 stream cap is advertised.
+#[tokio::test]
+async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_streams() {
+    let node = LimitedNode::launch(
+        None,
+        &[
+            "--max-watchers",
+            "200",
+            "--max-streams-per-connection",
+            "100",
+            "--idle-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    node.wait_for_master().await;
+    assert_eq!(advertised_max_streams(&node.address).await, Some(100));
+    let baseline_rss = node.rss_kib();
+
+    let mut channels = Vec::new();
+    for _ in 0..2 {
+        let endpoint = tonic::transport::Endpoint::from_shared(node.uri()).unwrap();
+        channels.push(endpoint.connect().await.unwrap());
+    }
+    let mut watches = Vec::new();
+    for index in 0..200 {
+        let mut client = HaServiceClient::new(channels[index % 2].clone());
+        let mut stream = client
+            .watch_master(pb::WatchMasterRequest { min_epoch: None })
+            .await
+            .expect("a watch under the cap")
+            .into_inner();
+        stream.next().await.expect("a first view").expect("a view");
+        watches.push(stream);
+    }
+    let watching_rss = node.rss_kib();
+
+    let refusing = tonic::transport::Endpoint::from_shared(node.uri())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused_opens = 5_000;
+    let started = Instant::now();
+    for batch in 0..refused_opens / 100 {
+        let opens = (0..100).map(|_| {
+            let mut client = HaServiceClient::new(refusing.clone());
+            async move {
+                client
+                    .watch_master(pb::WatchMasterRequest { min_epoch: None })
+                    .await
+                    .map(|_| ())
+            }
+        });
+        for result in futures::future::join_all(opens).await {
+            let status = result.expect_err("past the cap");
+            assert_eq!(
+                status.code(),
+                tonic::Code::ResourceExhausted,
+                "batch {batch}: {status}"
+            );
+        }
+    }
+    let refusing_took = started.elapsed();
+    let after_refusals_rss = node.rss_kib();
+
+    let sse = reqwest::get(format!("http://{}/v1/server/ha/watch", node.address))
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 503);
+    assert!(sse.headers().contains_key("retry-after"));
+    assert!(
+        try_state_at(&node.uri()).await.is_some(),
+        "unary calls are still served"
+    );
+
+    // Longer than the idle timeout: the open watches keep their connections and streams.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for stream in &mut watches {
+        let next = tokio::time::timeout(Duration::from_millis(10), stream.next()).await;
+        assert!(next.is_err(), "a watch stream ended or sent: {next:?}");
+    }
+    // The last watch is on the second connection, which then has room for one more stream.
+    watches.pop();
+    let client = HaServiceClient::new(channels[1].clone());
+    eventually(Duration::from_secs(5), "a freed place is taken", || {
+        let mut client = client.clone();
+        async move {
+            let open = client.watch_master(pb::WatchMasterRequest { min_epoch: None });
+            tokio::time::timeout(Duration::from_secs(1), open)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+    })
+    .await;
+
+    let per_watch = watching_rss.saturating_sub(baseline_rss) as f64 / 200.0;
+    let growth = after_refusals_rss.saturating_sub(watching_rss);
+    println!(
+        "limits: 200 watches: RSS {baseline_rss} -> {watching_rss} KiB (about {per_watch:.1} KiB \
+         a watch); {refused_opens} refused opens in {refusing_took:?}, RSS then \
+         {after_refusals_rss} KiB (+{growth} KiB)"
+    );
+    assert!(
+        growth < 16 * 1024,
+        "refused opens do not hold memory: +{growth} KiB"
+    );
+}
