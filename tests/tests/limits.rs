@@ -1,8 +1,9 @@
 //! Connection and stream limits end to end (issue 20): a node under a low file-descriptor limit
 //! keeps answering while more half-open connections than its limit are held, and sheds them
-//! within its timeouts; watch opens past the cap are refused with RESOURCE_EXHAUSTED / 503 while
-//! the open watches keep their streams, and the HTTP/2 stream cap is advertised. Real `haplane`
-//! processes on 127.0.0.1, bounded in count and time; the figures are printed.
+//! within its timeouts (a TLS connection silent after its handshake too); watch opens past the
+//! cap are refused with RESOURCE_EXHAUSTED / 503 while the open watches keep their streams, and
+//! the HTTP/2 stream cap is advertised. Real `haplane` processes on 127.0.0.1, bounded in count
+//! and time; the figures are printed.
 
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane_tests::{eventually, haplane_binary, quick_node_args, try_state_at};
@@ -419,5 +420,71 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
     assert!(
         growth < 16 * 1024,
         "refused opens do not hold memory: +{growth} KiB"
+    );
+}
+
+/// A TLS client that completes its handshake and then sends nothing (`openssl s_client`, stdin
+/// held open) is closed within the idle timeout plus the grace, while the node keeps answering.
+#[tokio::test]
+async fn a_tls_connection_silent_after_its_handshake_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let node = LimitedNode::launch(
+        None,
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--idle-timeout",
+            "2s",
+            "--handshake-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let clients: Vec<Child> = (0..3)
+        .map(|_| {
+            Command::new("openssl")
+                .args(["s_client", "-quiet", "-connect", &node.address])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("openssl is installed")
+        })
+        .collect();
+    let started = Instant::now();
+    for mut client in clients {
+        let exited = tokio::time::timeout(Duration::from_secs(10), client.wait()).await;
+        assert!(
+            exited.is_ok(),
+            "a silent TLS connection was not closed in 10 s"
+        );
+        let mut stderr = String::new();
+        client
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        assert!(
+            stderr.contains("depth=0"),
+            "the handshake completed: {stderr}"
+        );
+    }
+    let took = started.elapsed();
+    println!("limits: 3 TLS connections silent after their handshake closed after {took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_secs(2 + 1 + 2),
+        "closed by the idle timeout (2 s) plus the grace (1 s): {took:?}"
     );
 }
