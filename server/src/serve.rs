@@ -38,7 +38,6 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::routing::future::RouteFuture;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -400,6 +399,8 @@ impl ServingThread {
         mut shutdown: oneshot::Receiver<()>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let served = Served {
+            // The client's address, for per-address login throttling (`auth.rs`).
+            peer: stream.peer_addr().ok(),
             app: self.app.clone(),
             http: self.http.clone(),
             idle_timeout: self.idle_timeout,
@@ -482,6 +483,7 @@ async fn move_to(
 
 /// What serving one connection takes.
 struct Served {
+    peer: Option<std::net::SocketAddr>,
     app: Router,
     http: Arc<auto::Builder<TokioExecutor>>,
     idle_timeout: Duration,
@@ -504,7 +506,7 @@ impl Served {
         tokio::pin!(shed);
         let connection = self.http.serve_connection(
             TokioIo::new(io),
-            TowerToHyperService::new(tracked(self.app, activity.clone())),
+            TowerToHyperService::new(tracked(self.app, self.peer, activity.clone())),
         );
         tokio::pin!(connection);
         let idle_check = tokio::time::sleep(self.idle_timeout);
@@ -554,9 +556,11 @@ impl Served {
     }
 }
 
-/// `app`, counting each request in `activity` until its response body has ended.
+/// `app`, counting each request in `activity` until its response body has ended, with the
+/// client's address (`peer`) on each request as axum's `ConnectInfo`.
 fn tracked<B>(
     app: Router,
+    peer: Option<std::net::SocketAddr>,
     activity: Arc<Activity>,
 ) -> impl tower::Service<
     http::Request<B>,
@@ -568,7 +572,16 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    ServiceExt::<http::Request<B>>::map_future(app, move |response: RouteFuture<Infallible>| {
+    let app =
+        ServiceExt::<http::Request<B>>::map_request(app, move |mut request: http::Request<B>| {
+            if let Some(peer) = peer {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
+            request
+        });
+    ServiceExt::<http::Request<B>>::map_future(app, move |response| {
         let in_flight = activity.begin();
         async move {
             let response = response.await?;

@@ -569,6 +569,46 @@ async fn failed_logins_are_logged_without_the_password_and_counted() {
     }
 }
 
+/// After five failed logins from one address, that address is answered 429 with Retry-After
+/// (right password or not) for a while; a client from another address still gets in.
+#[tokio::test]
+async fn repeated_failed_logins_from_one_address_are_throttled_and_others_still_get_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = auth_node(dir.path(), "throttled", &[]).await;
+    let state_url = node.url("/v1/server/ha/state");
+    eventually(DEADLINE, "the node to be master", || async {
+        let (status, _, body) = get(&state_url, Some(("admin", PASSWORD))).await;
+        (status == 200 && body == "\"MASTER\"").then_some(())
+    })
+    .await;
+    for attempt in 0..5 {
+        let (status, _, _) = get(&state_url, Some(("mallory", "wrong"))).await;
+        assert_eq!(status, 401, "attempt {attempt}");
+    }
+    let throttled = reqwest::Client::new()
+        .get(&state_url)
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(throttled.status().as_u16(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap()
+        .get(&state_url)
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .expect("request from 127.0.0.2");
+    assert_eq!(elsewhere.status().as_u16(), 200);
+    assert!(
+        node.log_text().contains("127.0.0.1"),
+        "the failures name the address"
+    );
+}
+
 #[tokio::test]
 async fn the_basic_scheme_is_case_insensitive() {
     let dir = tempfile::tempdir().unwrap();
