@@ -184,7 +184,7 @@ impl NodeState {
 pub type Epoch = u64;
 
 /// A node's own record, `nodes/<node_id>.json`, rewritten every poll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub node_id: NodeId,
     pub node_uri: String,
@@ -214,7 +214,7 @@ fn default_true() -> bool {
 }
 
 /// A master claim, `master/<epoch>.json`, created once and never changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MasterClaim {
     pub epoch: Epoch,
     pub node_id: NodeId,

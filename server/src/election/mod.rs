@@ -19,7 +19,7 @@ pub fn lease_allows_acting(state: NodeState, standalone: bool, lease: Lease, now
 }
 
 /// A master's lease as the node's readers need it to decide, at any instant, whether it acts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Lease {
     /// Acting as master is allowed until then.
     pub until: Option<Instant>,
@@ -28,7 +28,7 @@ pub struct Lease {
 }
 
 /// Timings and identity; fixed for the life of a node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ElectionConfig {
     pub node_id: NodeId,
     pub node_uri: String,
@@ -83,7 +83,7 @@ pub enum ModeChange {
 pub struct ModeRefused(pub String);
 
 /// One peer as we have seen it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerView {
     pub record: NodeRecord,
     /// When (our clock) we last saw its heartbeat counter change, or first saw it: the end of
@@ -97,7 +97,7 @@ pub struct PeerView {
 }
 
 /// The claimant's record was missing from the store: since when, by successful reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Absence {
     /// End of the first successful read that found no record.
     since: Instant,
@@ -114,7 +114,7 @@ pub struct NodeSummary {
 }
 
 /// The election state of one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Election {
     cfg: ElectionConfig,
     mode: HaMode,
