@@ -1,6 +1,7 @@
 //! The model: two or three haplane nodes, each the real `Election` (server/src/election) driven by
 //! a step-by-step copy of the node runtime (server/src/node.rs: `join_plane`, `poll_store`, `poll`,
-//! `claim`, `set_mode`, `promote`, `step_down`, `bounded`), over the abstract store of `store.rs`.
+//! `claim`, `set_mode`, `promote`, `step_down`, `bounded`, and `Publisher`, which answers
+//! StepDown at once, outside the loop), over the abstract store of `store.rs`.
 //!
 //! Time. Global time is `State::time` in ticks of 100 ms. Each node reads its own monotonic clock
 //! as global time minus a lag of 0 or 1 tick (`Config::max_lag`); the lag may change at every
@@ -280,8 +281,12 @@ pub struct Life {
     pub last_read: Vec<u32>,
     /// Bit `e`: this process read claim `e`.
     pub claims_read: u64,
-    /// A StepDown request from (node, epoch), waiting for the loop.
-    pub inbox: Option<(usize, Epoch)>,
+    /// A StepDown request from (node, epoch), not yet answered.
+    pub request: Option<(usize, Epoch)>,
+    /// The step-down the loop is still to follow (`Command::StepDown`).
+    pub queued: Option<Epoch>,
+    /// The highest epoch a peer asked this process to leave (`Publisher::step_down_from`).
+    pub step_down_from: Epoch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -362,8 +367,10 @@ pub enum Action {
     Demote(usize),
     /// Operator: `SetPriority(5)`.
     RaisePriority(usize),
-    /// The node's loop takes a StepDown request from its queue.
-    HandleStepDown(usize),
+    /// The node answers a StepDown request at once, outside its loop (`Publisher::step_down`).
+    AnswerStepDown(usize),
+    /// The node's loop follows a step-down it answered: election, record, peers.
+    FollowStepDown(usize),
     /// The promoter gets the master's answer, or none (`None`: error or timeout; a request the
     /// master had not taken yet is lost).
     StepDownAnswer(usize, Option<bool>),
@@ -596,7 +603,7 @@ impl Plane {
                 _ => true,
             };
             let polled = life.pc != Pc::Idle
-                || (life.inbox.is_none() && life.last_poll == Some(self.clock(state, i)));
+                || (life.queued.is_none() && life.last_poll == Some(self.clock(state, i)));
             call_done && asking && polled
         })
     }
@@ -620,7 +627,9 @@ impl Plane {
             last_ok_write: None,
             last_read: vec![0; self.cfg.nodes],
             claims_read: 0,
-            inbox: None,
+            request: None,
+            queued: None,
+            step_down_from: 0,
         });
         Step::new(self, state, node).begin(Op::LoadClaims, Pc::JoinLoadClaims);
     }
@@ -683,13 +692,20 @@ impl<'a> Step<'a> {
     }
 
     /// `Runtime::publish` (the part readers decide with).
+    /// A master snapshot of an epoch a peer asked us to leave is published stepped down
+    /// (`Publisher::publish`).
     fn publish(&mut self) {
         let life = self.life();
-        life.published = Published {
+        let mut published = Published {
             state: life.election.state(),
             lease: life.election.lease(),
             epoch: life.election.epoch(),
         };
+        if published.state == NodeState::Master && published.epoch <= life.step_down_from {
+            published.state = life.election.follower_state();
+            published.lease = Lease::default();
+        }
+        life.published = published;
     }
 
     /// `Runtime::publish_if_stepped_down`.
@@ -833,7 +849,7 @@ impl<'a> Step<'a> {
                 }
                 let target = self.plane.index(&master.node_id);
                 if let Some(life) = self.state.nodes[target].life.as_mut() {
-                    life.inbox = Some((self.node, master.epoch));
+                    life.request = Some((self.node, master.epoch));
                 }
                 let asked = self.clock();
                 self.life().pc = Pc::AwaitStepDown {
@@ -1150,13 +1166,27 @@ impl<'a> Step<'a> {
         self.begin_write_record(Pc::PollWrite);
     }
 
-    /// `Runtime::step_down`: a peer's switchover request, taken from the queue.
-    fn handle_step_down(&mut self) {
-        let (from, epoch) = self.life().inbox.take().expect("a request");
-        let was_master = self.election().state() == NodeState::Master;
+    /// `Publisher::step_down`: a peer's switchover request, answered at once whatever the loop
+    /// is doing: readers see this node stepped down before the answer leaves.
+    fn answer_step_down(&mut self) {
         let now = self.now();
-        let stopped = self.election().step_down_for(epoch, now);
-        self.publish();
+        let life = self.life();
+        let (from, epoch) = life.request.take().expect("a request");
+        let current = life.published;
+        let stopped = if current.state == NodeState::Master && current.epoch > epoch {
+            false
+        } else {
+            life.step_down_from = life.step_down_from.max(epoch);
+            if current.state == NodeState::Master {
+                life.published.state = life.election.follower_state();
+                life.published.lease = Lease::default();
+            }
+            let p = life.published;
+            !lease_allows_acting(p.state, false, p.lease, now)
+        };
+        if stopped {
+            life.queued = Some(epoch);
+        }
         let me = self.node;
         if let Some(asker) = self.state.nodes[from].life.as_mut()
             && let Pc::AwaitStepDown {
@@ -1171,6 +1201,15 @@ impl<'a> Step<'a> {
         {
             *reply = Some(stopped);
         }
+    }
+
+    /// `Runtime::step_down`: the loop follows a step-down already answered.
+    fn follow_step_down(&mut self) {
+        let epoch = self.life().queued.take().expect("a step-down to follow");
+        let was_master = self.election().state() == NodeState::Master;
+        let now = self.now();
+        self.election().step_down_for(epoch, now);
+        self.publish();
         if was_master && self.election().state() != NodeState::Master {
             self.begin_write_record(Pc::CommandWrite);
         } else {
@@ -1275,6 +1314,9 @@ impl Model for Plane {
                     }
                 }
             }
+            if life.request.is_some() {
+                actions.push(Action::AnswerStepDown(i));
+            }
             if let Pc::AwaitStepDown { target, reply, .. } = &life.pc {
                 if let Some(stopped) = reply {
                     actions.push(Action::StepDownAnswer(i, Some(*stopped)));
@@ -1288,8 +1330,8 @@ impl Model for Plane {
             let Some(idle) = Self::idle(state, i) else {
                 continue;
             };
-            if idle.inbox.is_some() {
-                actions.push(Action::HandleStepDown(i));
+            if idle.queued.is_some() {
+                actions.push(Action::FollowStepDown(i));
                 continue;
             }
             if idle.last_poll != Some(self.clock(state, i)) {
@@ -1391,7 +1433,8 @@ impl Model for Plane {
                 step.election().set_priority(RAISED_PRIORITY);
                 step.begin_write_record(Pc::CommandWrite);
             }
-            Action::HandleStepDown(node) => Step::new(self, &mut state, node).handle_step_down(),
+            Action::AnswerStepDown(node) => Step::new(self, &mut state, node).answer_step_down(),
+            Action::FollowStepDown(node) => Step::new(self, &mut state, node).follow_step_down(),
             Action::StepDownAnswer(node, answer) => {
                 let master_reachable = state.nodes[node]
                     .life
@@ -1407,8 +1450,8 @@ impl Model for Plane {
                     }
                     // Unanswered: a request not yet taken was lost on the way.
                     for target in state.nodes.iter_mut().filter_map(|n| n.life.as_mut()) {
-                        if target.inbox.is_some_and(|(from, _)| from == node) {
-                            target.inbox = None;
+                        if target.request.is_some_and(|(from, _)| from == node) {
+                            target.request = None;
                         }
                     }
                 }

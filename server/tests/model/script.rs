@@ -3,7 +3,8 @@
 //!
 //! - `tick`, or `tick/ab` when the clocks of `a` and `b` are a tick behind after it;
 //! - `a.poll`, `a.begin` (a slow call begins), `a.land`, `a.pause`, `a.resume`, `a.crash`,
-//!   `a.restart`, `a.promote`, `a.demote`, `a.priority`, `a.stepdown` (handles a StepDown),
+//!   `a.restart`, `a.promote`, `a.demote`, `a.priority`, `a.stepdown` (answers a StepDown),
+//!   `a.follow` (its loop follows the step-down),
 //!   `a.yes` / `a.no` (StepDown answered) and `a.silent` (StepDown unanswered);
 //! - `a=OUTCOME` (a call made and answered in one step) and `a~OUTCOME` (the answer to a slow
 //!   call), OUTCOME one of `ok`, `lost`, `failed`, `exists`, `found`, `none` (claim not
@@ -42,7 +43,8 @@ fn token(plane: &Plane, action: &Action) -> String {
         Action::Promote(node) => format!("{}.promote", n(node)),
         Action::Demote(node) => format!("{}.demote", n(node)),
         Action::RaisePriority(node) => format!("{}.priority", n(node)),
-        Action::HandleStepDown(node) => format!("{}.stepdown", n(node)),
+        Action::AnswerStepDown(node) => format!("{}.stepdown", n(node)),
+        Action::FollowStepDown(node) => format!("{}.follow", n(node)),
         Action::StepDownAnswer(node, Some(true)) => format!("{}.yes", n(node)),
         Action::StepDownAnswer(node, Some(false)) => format!("{}.no", n(node)),
         Action::StepDownAnswer(node, None) => format!("{}.silent", n(node)),
@@ -112,7 +114,8 @@ pub fn decode(plane: &Plane, text: &str) -> Vec<Action> {
                 "promote" => Action::Promote(n),
                 "demote" => Action::Demote(n),
                 "priority" => Action::RaisePriority(n),
-                "stepdown" => Action::HandleStepDown(n),
+                "stepdown" => Action::AnswerStepDown(n),
+                "follow" => Action::FollowStepDown(n),
                 "yes" => Action::StepDownAnswer(n, Some(true)),
                 "no" => Action::StepDownAnswer(n, Some(false)),
                 "silent" => Action::StepDownAnswer(n, None),
@@ -198,7 +201,9 @@ fn default_step(offered: &[Action]) -> Option<Action> {
         Action::Call(node, outcome) | Action::Answer(node, outcome) if successful(outcome) => {
             Some(*node)
         }
-        Action::Poll(node) | Action::HandleStepDown(node) => Some(*node),
+        Action::Poll(node) | Action::AnswerStepDown(node) | Action::FollowStepDown(node) => {
+            Some(*node)
+        }
         Action::StepDownAnswer(node, Some(_)) => Some(*node),
         _ => None,
     };

@@ -144,7 +144,8 @@ fn describe_action(plane: &Plane, action: &Action) -> String {
         Action::Promote(n) => format!("{}: operator promotes it (SetState MASTER)", name(n)),
         Action::Demote(n) => format!("{}: operator demotes it (SetState HOT_STANDBY)", name(n)),
         Action::RaisePriority(n) => format!("{}: operator sets priority 5", name(n)),
-        Action::HandleStepDown(n) => format!("{}: handles a StepDown request", name(n)),
+        Action::AnswerStepDown(n) => format!("{}: answers a StepDown request", name(n)),
+        Action::FollowStepDown(n) => format!("{}: its loop follows the step-down", name(n)),
         Action::StepDownAnswer(n, answer) => match answer {
             Some(stopped) => format!("{}: StepDown answered stepped_down={stopped}", name(n)),
             None => format!("{}: StepDown unanswered (error or timeout)", name(n)),
