@@ -135,6 +135,9 @@ pub struct Election {
     lease: Lease,
     /// Why this node stopped taking part for good (the store was replaced or rolled back).
     store_problem: Option<String>,
+    /// A predecessor we claimed past without knowing it stopped may act until then: no claim of
+    /// ours acts before it, even one made after this claim was fenced.
+    wait_out_until: Option<Instant>,
     /// Works alone (`--ha-mode disabled`): master of its own state, no store, no election.
     standalone: bool,
     /// A demoted master sits out elections until an epoch above this one exists.
@@ -167,6 +170,7 @@ impl Election {
             pending_renewal: None,
             lease: Lease::default(),
             store_problem: None,
+            wait_out_until: None,
             standalone,
             sit_out_through: None,
             fenced_at: None,
@@ -273,7 +277,12 @@ impl Election {
         }
         match self.peers.get_mut(&record.node_id) {
             Some(peer) => {
-                if peer.record.heartbeat != record.heartbeat {
+                // A restarted process counts its heartbeats from zero again: the same counter
+                // from another process is a change, not silence.
+                let changed = peer.record.heartbeat != record.heartbeat
+                    || peer.record.started_at_ms != record.started_at_ms
+                    || peer.record.pid != record.pid;
+                if changed {
                     peer.last_change = now;
                     peer.seen_changing = true;
                 }
@@ -433,11 +442,15 @@ impl Election {
         self.claim = Some(claim);
         self.claimant_absent = None;
         self.sit_out_through = None;
+        if !predecessor_stopped {
+            let until = now + self.cfg.heartbeat_timeout;
+            self.wait_out_until = Some(self.wait_out_until.map_or(until, |w| w.max(until)));
+        }
         match lease_until {
             Some(until) if now < until => {
                 self.lease = Lease {
                     until: Some(until),
-                    acting_from: (!predecessor_stopped).then(|| now + self.cfg.heartbeat_timeout),
+                    acting_from: self.wait_out_until.filter(|from| now < *from),
                 };
                 self.state = NodeState::Master;
             }

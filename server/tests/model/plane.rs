@@ -433,7 +433,8 @@ impl Plane {
             + Duration::from_nanos(u64::from(state.nodes[node].readings))
     }
 
-    fn election_config(&self, node: usize) -> ElectionConfig {
+    /// `started_at_ms`: when this process started (a restart starts later, as in node.rs).
+    fn election_config(&self, node: usize, started_at_ms: i64) -> ElectionConfig {
         ElectionConfig {
             node_id: self.ids[node].clone(),
             node_uri: format!("http://{}", self.ids[node]),
@@ -442,7 +443,7 @@ impl Plane {
             safety_margin: TICK * self.cfg.margin,
             // node.rs: two poll periods; a poll period is one tick here.
             startup_grace: TICK * 2,
-            started_at_ms: 0,
+            started_at_ms,
             pid: 1,
             hostname: "model".to_owned(),
         }
@@ -611,7 +612,8 @@ impl Plane {
     /// A new process of `node` starting now: it joins the plane (`join_plane`).
     fn start(&self, state: &mut State, node: usize) {
         let now = Step::new(self, state, node).now();
-        let election = Election::new(self.election_config(node), HaMode::Auto, 0, now);
+        let config = self.election_config(node, i64::from(state.time));
+        let election = Election::new(config, HaMode::Auto, 0, now);
         let published = Published {
             state: election.state(),
             lease: election.lease(),
