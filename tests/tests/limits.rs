@@ -258,7 +258,15 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
     )
     .await;
     let log = node.log_text();
-    assert!(!log.contains("Too many open files"), "{log}");
+    // A shed connection closes on its own serving thread a moment after the new one was
+    // accepted, so under a flood the accept call itself may briefly meet EMFILE (logged, retried
+    // 50 ms later). The node's own work (heartbeats, claims, store reads) must never.
+    let own_failures: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("Too many open files"))
+        .filter(|line| !line.contains("cannot accept a connection"))
+        .collect();
+    assert!(own_failures.is_empty(), "{log}");
     assert!(log.contains("connection limit reached"), "{log}");
     let slowest = percentile(&mut shed_after, 100);
     assert!(
