@@ -663,7 +663,6 @@ impl Runtime {
                 Ok(()) => continue,
                 Err(StoreError::NotFound { .. }) => {
                     self.election.no_newer_claim(started, self.clock.now());
-                    self.publish_if_stepped_down();
                     return Ok(());
                 }
                 Err(err) => return Err(err),
@@ -746,7 +745,6 @@ impl Runtime {
         let finished = self.clock.now();
         self.election
             .own_write_finished(started, finished, result.is_ok());
-        self.publish_if_stepped_down();
         self.counters
             .heartbeat_write_seconds
             .observe(finished.duration_since(started).as_secs_f64());
@@ -1230,8 +1228,10 @@ impl Runtime {
     /// Publishes at once when the election's state or lease differs from what readers see: a
     /// node that stopped acting as master must say so before its next store call.
     fn publish_if_stepped_down(&self) {
-        let stale = self.snapshot.borrow().state != self.election.state()
-            || self.snapshot.borrow().lease != self.election.lease();
+        let stale = {
+            let published = self.snapshot.borrow();
+            published.state != self.election.state() || published.lease != self.election.lease()
+        };
         if stale {
             self.publish();
         }
