@@ -74,6 +74,12 @@ const MAX_RESERVED_DESCRIPTORS: usize = 1024;
 /// have not yet sent their request.
 const SHED_MIN_AGE: Duration = Duration::from_millis(250);
 
+/// At most this many shed connections may still be closing (each on its own serving thread)
+/// when a new one is accepted in place of another: past that the new one is refused, so a flood
+/// cannot run the process out of descriptors while sheds are under way. Well inside the
+/// descriptors kept back from connections (`MIN_RESERVED_DESCRIPTORS`).
+const MAX_SHEDS_CLOSING: usize = 16;
+
 /// How every connection is served.
 #[derive(Clone)]
 pub struct ConnectionSettings {
@@ -294,9 +300,12 @@ async fn accept(
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= max_connections {
-            // The shed connection gives its place back from its own thread, a moment later.
-            let room = shed_oldest_idle(&mut by_age);
+        let open_now = open.load(Ordering::Relaxed);
+        if open_now >= max_connections {
+            // The shed connection gives its place back from its own thread, a moment later;
+            // until then it counts in `open`, so `open_now - max_connections` are still closing.
+            let room =
+                open_now < max_connections + MAX_SHEDS_CLOSING && shed_oldest_idle(&mut by_age);
             if room {
                 shed += 1;
             } else {
