@@ -58,6 +58,10 @@ pub enum Runtime {
     /// A node that stopped acting publishes that only once its next store call has returned,
     /// not before it (as `bounded` does).
     PublishAfterCall,
+    /// A restarted process writes the `started_at_ms` and `pid` of the one before it, so
+    /// `Election::observe_record` can tell the two apart only by the heartbeat counter, as before
+    /// it compared the process too.
+    RestartLooksLikeTheOldProcess,
 }
 
 /// Kinds of fault (`Config::fault_kinds` is a set of them).
@@ -612,7 +616,11 @@ impl Plane {
     /// A new process of `node` starting now: it joins the plane (`join_plane`).
     fn start(&self, state: &mut State, node: usize) {
         let now = Step::new(self, state, node).now();
-        let config = self.election_config(node, i64::from(state.time));
+        let started_at_ms = match self.cfg.runtime {
+            Runtime::RestartLooksLikeTheOldProcess => 0,
+            _ => i64::from(state.time),
+        };
+        let config = self.election_config(node, started_at_ms);
         let election = Election::new(config, HaMode::Auto, 0, now);
         let published = Published {
             state: election.state(),
