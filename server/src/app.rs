@@ -241,6 +241,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         http2_keepalive_timeout: settings.heartbeat_timeout.max(Duration::from_secs(20)),
         handshake_timeout: settings.limits.handshake_timeout,
         header_read_timeout: settings.limits.header_read_timeout,
+        body_read_timeout: settings.limits.body_read_timeout,
         idle_timeout: settings.limits.idle_timeout,
         max_connections: serve::connection_limit(settings.limits.max_connections),
         max_streams_per_connection: settings.limits.max_streams_per_connection,

@@ -145,6 +145,10 @@ pub struct LaunchArgs {
     /// An HTTP/1.1 request's head must arrive complete within this. Default 10s.
     #[arg(long, env = "HAPLANE_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
     pub header_read_timeout: Option<Duration>,
+    /// A request's body must arrive complete within this of its head (REST answers 408).
+    /// Default 30s.
+    #[arg(long, env = "HAPLANE_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+    pub body_read_timeout: Option<Duration>,
     /// A connection with no request or stream open for this long is closed. Default 60s.
     #[arg(long, env = "HAPLANE_IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
@@ -203,6 +207,7 @@ struct FileSettings {
     tls_ca: Option<PathBuf>,
     handshake_timeout: Option<String>,
     header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     max_connections: Option<usize>,
     max_streams_per_connection: Option<u32>,
@@ -255,6 +260,7 @@ pub struct TlsSettings {
 pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
     /// `None`: derived from the file-descriptor limit at start-up.
     pub max_connections: Option<usize>,
@@ -286,6 +292,12 @@ impl ConnectionLimits {
                 args.header_read_timeout,
                 &file.header_read_timeout,
                 Duration::from_secs(10),
+            )?,
+            body_read_timeout: duration(
+                "body-read-timeout",
+                args.body_read_timeout,
+                &file.body_read_timeout,
+                Duration::from_secs(30),
             )?,
             idle_timeout: duration(
                 "idle-timeout",
@@ -848,6 +860,7 @@ mod tests {
     fn connection_limits_have_defaults_and_bounds() {
         let s = load(&[]).unwrap();
         assert_eq!(s.limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(s.limits.body_read_timeout, Duration::from_secs(30));
         assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.limits.max_connections, None);
         assert_eq!(s.limits.max_streams_per_connection, 256);
@@ -858,6 +871,7 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&["--handshake-timeout", "1ms"], "handshake-timeout"),
             (&["--header-read-timeout", "2h"], "header-read-timeout"),
+            (&["--body-read-timeout", "1ms"], "body-read-timeout"),
             (&["--max-connections", "0"], "max-connections"),
             (
                 &["--max-streams-per-connection", "0"],
@@ -879,6 +893,19 @@ mod tests {
             StoreLocation::Directory(PathBuf::from("/var/lib/haplane"))
         );
         assert_eq!(s.log_format, LogFormat::Json);
+        // Every commented-out example is a key the file may hold, with a value of its type.
+        let text = std::fs::read_to_string(path).unwrap();
+        let examples: String = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                line.split_once(" = ")
+                    .is_some_and(|(key, _)| !key.contains(' '))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(examples.contains("body_read_timeout"), "{examples}");
+        toml::from_str::<FileSettings>(&examples).unwrap_or_else(|err| panic!("{err}\n{examples}"));
     }
 
     #[test]

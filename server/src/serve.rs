@@ -24,7 +24,9 @@
 //! No connection lives forever and none can take the node's last file descriptors:
 //! - a TLS handshake, or a plain connection's opening bytes (up to the whole 24-byte HTTP/2
 //!   preface), must arrive within the handshake timeout;
-//! - an HTTP/1.1 request head must arrive whole within the header read timeout (hyper's);
+//! - an HTTP/1.1 request head must arrive whole within the header read timeout (hyper's), and
+//!   any request's body whole within the body read timeout of its head (`DeadlineBody`; a REST
+//!   request answers 408, a gRPC call fails);
 //! - a connection with no request in flight for the idle timeout is closed (GOAWAY, then dropped
 //!   if the client does not close it). A request counts until its response body has ended, so an
 //!   open WatchMaster or SSE stream keeps its connection; HTTP/2 keep-alive pings close one whose
@@ -38,6 +40,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::response::IntoResponse;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -47,7 +50,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::TcpStream as StdTcpStream;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -93,6 +96,8 @@ pub struct ConnectionSettings {
     pub handshake_timeout: Duration,
     /// An HTTP/1.1 request head must arrive whole within this.
     pub header_read_timeout: Duration,
+    /// A request's body must arrive whole within this of its head.
+    pub body_read_timeout: Duration,
     /// A connection with no request in flight this long is closed.
     pub idle_timeout: Duration,
     /// Connections open at once; past it new ones are closed at once.
@@ -188,6 +193,7 @@ pub async fn serve(
             http: http.clone(),
             tls: settings.tls.clone(),
             handshake_timeout: settings.handshake_timeout,
+            body_read_timeout: settings.body_read_timeout,
             idle_timeout: settings.idle_timeout,
             http1: http1.handle().clone(),
             closing: closing.clone(),
@@ -358,6 +364,7 @@ struct ServingThread {
     http: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    body_read_timeout: Duration,
     idle_timeout: Duration,
     /// The shared runtime plain HTTP/1.1 connections are moved to.
     http1: tokio::runtime::Handle,
@@ -414,6 +421,7 @@ impl ServingThread {
             http: self.http.clone(),
             idle_timeout: self.idle_timeout,
             handshake_timeout: self.handshake_timeout,
+            body_read_timeout: self.body_read_timeout,
             activity: slot.activity.clone(),
         };
         let (tls, http1) = (self.tls.clone(), self.http1.clone());
@@ -498,6 +506,7 @@ struct Served {
     idle_timeout: Duration,
     /// How long a connection closed for idleness may take to go.
     handshake_timeout: Duration,
+    body_read_timeout: Duration,
     activity: Arc<Activity>,
 }
 
@@ -515,7 +524,12 @@ impl Served {
         tokio::pin!(shed);
         let connection = self.http.serve_connection(
             TokioIo::new(io),
-            TowerToHyperService::new(tracked(self.app, self.peer, activity.clone())),
+            TowerToHyperService::new(tracked(
+                self.app,
+                self.peer,
+                self.body_read_timeout,
+                activity.clone(),
+            )),
         );
         tokio::pin!(connection);
         let idle_check = tokio::time::sleep(self.idle_timeout);
@@ -566,10 +580,12 @@ impl Served {
 }
 
 /// `app`, counting each request in `activity` until its response body has ended, with the
-/// client's address (`peer`) on each request as axum's `ConnectInfo`.
+/// client's address (`peer`) on each request as axum's `ConnectInfo`, and its body held to
+/// `body_read_timeout` (a REST request whose body is late is answered 408).
 fn tracked<B>(
     app: Router,
     peer: Option<std::net::SocketAddr>,
+    body_read_timeout: Duration,
     activity: Arc<Activity>,
 ) -> impl tower::Service<
     http::Request<B>,
@@ -578,22 +594,38 @@ fn tracked<B>(
     Future: Send,
 > + Clone
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let app =
-        ServiceExt::<http::Request<B>>::map_request(app, move |mut request: http::Request<B>| {
-            if let Some(peer) = peer {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-            }
-            request
-        });
-    ServiceExt::<http::Request<B>>::map_future(app, move |response| {
+    tower::service_fn(move |request: http::Request<B>| {
         let in_flight = activity.begin();
+        let (mut parts, body) = request.into_parts();
+        if let Some(peer) = peer {
+            parts.extensions.insert(axum::extract::ConnectInfo(peer));
+        }
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let body = DeadlineBody {
+            body,
+            deadline: tokio::time::Instant::now() + body_read_timeout,
+            timeout: body_read_timeout,
+            timer: None,
+            timed_out: timed_out.clone(),
+        };
+        let grpc = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+        let response = app
+            .clone()
+            .oneshot(http::Request::from_parts(parts, Body::new(body)));
         async move {
             let response = response.await?;
+            // A REST handler's body extractor answers 400 for any body error; this one is the
+            // client's lateness. gRPC carries its failure in the status instead.
+            if timed_out.load(Ordering::Relaxed) && !grpc {
+                let message = BodyReadTimeout(body_read_timeout).to_string();
+                return Ok((http::StatusCode::REQUEST_TIMEOUT, message).into_response());
+            }
             Ok(response.map(|body| {
                 Body::new(TrackedBody {
                     body,
@@ -602,6 +634,61 @@ where
             }))
         }
     })
+}
+
+/// Why a request body was cut off.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive whole within {0:?} of its head")]
+struct BodyReadTimeout(Duration);
+
+/// A request body that fails with `BodyReadTimeout` once `deadline` has passed before it ended,
+/// so a client sending a byte a second cannot hold its request (and connection) open. The timer
+/// is set only if the body ever has to wait.
+struct DeadlineBody<B> {
+    body: B,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set when the deadline cut the body off.
+    timed_out: Arc<AtomicBool>,
+}
+
+impl<B> http_body::Body for DeadlineBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.timed_out.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(BodyReadTimeout(this.timeout).into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A connection's requests in flight, and since when it has had none.

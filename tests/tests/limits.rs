@@ -2,7 +2,8 @@
 //! keeps answering while more half-open connections than its limit are held, and sheds them
 //! within its timeouts (a TLS connection silent after its handshake too); watch opens past the
 //! cap are refused with RESOURCE_EXHAUSTED / 503 while the open watches keep their streams, and
-//! the HTTP/2 stream cap is advertised. Real `haplane` processes on 127.0.0.1, bounded in count
+//! the HTTP/2 stream cap is advertised; a request body that trickles past the body read timeout
+//! is answered 408 and changes nothing. Real `haplane` processes on 127.0.0.1, bounded in count
 //! and time; the figures are printed.
 
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
@@ -501,5 +502,109 @@ async fn a_tls_connection_silent_after_its_handshake_is_closed() {
     assert!(
         took >= Duration::from_secs(2) && took <= Duration::from_secs(2 + 1 + 2),
         "closed by the idle timeout (2 s) plus the grace (1 s): {took:?}"
+    );
+}
+
+/// Sends `head` and then `body` in `pieces` pieces, `gap` apart, on one connection; returns the
+/// response's status line and whether the node closed the connection after it (within 10 s).
+async fn trickle(
+    address: &str,
+    head: &str,
+    body: &[u8],
+    pieces: usize,
+    gap: Duration,
+) -> (String, bool) {
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = socket.into_split();
+    let chunk = body.len().div_ceil(pieces).max(1);
+    let pieces: Vec<Vec<u8>> = body.chunks(chunk).map(<[u8]>::to_vec).collect();
+    let sender = tokio::spawn(async move {
+        for piece in pieces {
+            tokio::time::sleep(gap).await;
+            if writer.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write half open: only the node may end the connection.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return true,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+            }
+            let text = String::from_utf8_lossy(&received);
+            // A complete response on a connection kept alive: not closed.
+            if text.contains("\r\n\r\n")
+                && !text.contains("connection: close")
+                && text.starts_with("HTTP/1.1 200")
+            {
+                return false;
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    sender.abort();
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    (status, closed)
+}
+
+/// A POST whose body trickles in past `--body-read-timeout` is answered 408 and its connection
+/// closed, and the change it carried is not made; a body in pieces that ends in time is served.
+#[tokio::test]
+async fn a_body_that_trickles_past_the_body_read_timeout_gets_408_and_changes_nothing() {
+    let node = LimitedNode::launch(None, &["--body-read-timeout", "2s"]).await;
+    node.wait_for_master().await;
+    let head = |length: usize| {
+        format!(
+            "POST /v1/server/ha/priority HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // "priority=7" a byte every 500 ms, and never the rest of its declared 100 bytes.
+    let begun = Instant::now();
+    let (status, closed) = trickle(
+        &node.address,
+        &head(100),
+        b"priority=7",
+        10,
+        Duration::from_millis(500),
+    )
+    .await;
+    let took = begun.elapsed();
+    assert!(status.starts_with("HTTP/1.1 408"), "status: {status:?}");
+    assert!(closed, "the connection is closed after the 408");
+    let priority = reqwest::get(format!("http://{}/v1/server/ha/priority", node.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(priority, "0", "the trickled change was not made");
+
+    let (status, _) = trickle(
+        &node.address,
+        &head(10),
+        b"priority=7",
+        2,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 200"), "status: {status:?}");
+    let priority = reqwest::get(format!("http://{}/v1/server/ha/priority", node.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(priority, "7");
+    println!(
+        "limits: a body trickling a byte every 500 ms was answered 408 after {took:?} (timeout 2 s)"
     );
 }
