@@ -216,6 +216,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         core.clone(),
         GrpcEntities {
             state: state.clone(),
+            core: core.clone(),
         },
         settings.poll_period,
     )

@@ -281,13 +281,25 @@ impl Health for MasterAwareHealth {
         }))
     }
 
-    type WatchStream = tonic_health::server::WatchStream;
+    type WatchStream =
+        Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send + 'static>>;
 
+    /// tonic-health's stream, counted under the health watchers' cap while it is open.
     async fn watch(
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.statuses.watch(request).await
+        let place = self.core.count_health_watcher().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this node serves at most {} health watches at once; retry later",
+                self.core.max_health_watchers()
+            ))
+        })?;
+        let statuses = self.statuses.watch(request).await?.into_inner();
+        Ok(Response::new(Box::pin(statuses.map(move |status| {
+            let _open = &place;
+            status
+        }))))
     }
 }
 

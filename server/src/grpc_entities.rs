@@ -2,6 +2,7 @@
 
 use crate::clock::millis;
 use crate::error::ServiceError;
+use crate::service::HaCore;
 use crate::state::service::{StateService, Write};
 use crate::state::{Entity, EntityId};
 use haplane::pb::{self, entity_service_server::EntityService};
@@ -9,10 +10,11 @@ use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-/// `EntityService` over one `StateService`.
+/// `EntityService` over one `StateService`; its watches count under the node's watcher cap.
 #[derive(Debug, Clone)]
 pub struct GrpcEntities {
     pub state: StateService,
+    pub core: HaCore,
 }
 
 fn to_wire(entity: Entity) -> pb::Entity {
@@ -111,6 +113,12 @@ impl EntityService for GrpcEntities {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let place = self.core.count_watcher().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this node serves at most {} watches at once; retry later or watch another node",
+                self.core.max_watchers()
+            ))
+        })?;
         let prefix = request.into_inner().prefix;
         let events =
             BroadcastStream::new(self.state.subscribe()).filter_map(move |event| match event {
@@ -127,6 +135,10 @@ impl EntityService for GrpcEntities {
                     "this watcher fell behind; resubscribe and re-list",
                 ))),
             });
+        let events = events.map(move |event| {
+            let _open = &place;
+            event
+        });
         Ok(Response::new(Box::pin(events)))
     }
 }

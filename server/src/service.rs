@@ -72,13 +72,29 @@ struct Core {
     stopped: watch::Receiver<bool>,
     store: Arc<CountingStore>,
     watchers: Arc<AtomicI64>,
-    /// Open watches (WatchMaster and SSE) past this are refused: each holds memory for as long
-    /// as its client keeps it open.
+    /// Open watches (WatchMaster, SSE and entity Watch) past this are refused: each holds memory
+    /// for as long as its client keeps it open.
     max_watchers: i64,
+    /// Open health watches (`grpc.health.v1.Health/Watch`, which needs no credentials unless
+    /// health is protected) have their own, tighter cap: `HEALTH_WATCHERS_SHARE` of the above.
+    health_watchers: Arc<AtomicI64>,
     relays: ThreadRelays,
 }
 
-/// Counts one open master watch while it lives.
+/// Health watches may take this fraction (1/N) of `--max-watchers`: tighter, because anyone
+/// who can reach the port may open them.
+const HEALTH_WATCHERS_SHARE: i64 = 16;
+
+/// One more open watch in `open`, unless `max` are open already.
+fn take_place(open: &Arc<AtomicI64>, max: i64) -> Option<WatcherGuard> {
+    open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+        (count < max).then_some(count + 1)
+    })
+    .ok()
+    .map(|_| WatcherGuard(open.clone()))
+}
+
+/// Counts one open watch while it lives.
 #[derive(Debug)]
 pub struct WatcherGuard(Arc<AtomicI64>);
 
@@ -107,6 +123,7 @@ impl HaCore {
             store,
             watchers: Arc::default(),
             max_watchers: i64::try_from(max_watchers).unwrap_or(i64::MAX),
+            health_watchers: Arc::default(),
             relays: ThreadRelays::default(),
         });
         Self { inner }
@@ -218,14 +235,18 @@ impl HaCore {
     /// Registers an open watch (for the watchers gauge and the cap) until the guard drops;
     /// `None` when `max_watchers` are open already.
     pub fn count_watcher(&self) -> Option<WatcherGuard> {
-        let max = self.inner.max_watchers;
-        self.inner
-            .watchers
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                (open < max).then_some(open + 1)
-            })
-            .ok()
-            .map(|_| WatcherGuard(self.inner.watchers.clone()))
+        take_place(&self.inner.watchers, self.inner.max_watchers)
+    }
+
+    /// Registers an open health watch until the guard drops; `None` when `max_health_watchers`
+    /// are open already.
+    pub fn count_health_watcher(&self) -> Option<WatcherGuard> {
+        take_place(&self.inner.health_watchers, self.max_health_watchers())
+    }
+
+    /// How many health watches may be open at once.
+    pub fn max_health_watchers(&self) -> i64 {
+        (self.inner.max_watchers / HEALTH_WATCHERS_SHARE).max(1)
     }
 
     /// How many watches may be open at once.

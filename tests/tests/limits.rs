@@ -6,7 +6,9 @@
 //! is answered 408 and changes nothing. Real `haplane` processes on 127.0.0.1, bounded in count
 //! and time; the figures are printed.
 
-use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
+use haplane_tests::haplane::pb::{
+    self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
+};
 use haplane_tests::{eventually, haplane_binary, quick_node_args, try_state_at};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -15,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_stream::StreamExt;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty HTTP/2 SETTINGS frame.
@@ -170,14 +173,15 @@ fn percentile(samples: &mut [Duration], p: usize) -> Duration {
 /// machine; the slowest answer is printed.
 const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 
-/// 400 half-open connections (five kinds) against a node whose descriptor limit is 256: it
-/// keeps MASTER and answers new GetState and REST probes throughout, sheds the
-/// oldest idle connections for new ones, and closes every held connection within its
+/// 1,100 half-open connections (five kinds) against a node under `ulimit -n 1024` (systemd's
+/// default), held for longer than every limit: it keeps MASTER and answers new GetState and REST
+/// probes throughout, sheds the oldest idle connections for new ones, and closes every held connection within its
 /// handshake / idle timeouts (idle pooled gRPC channels, which answer pings, included).
 #[tokio::test]
 async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_keeps_answering() {
+    raise_own_descriptor_limit(4096);
     let node = LimitedNode::launch(
-        Some(256),
+        Some(1024),
         &[
             "--handshake-timeout",
             "2s",
@@ -195,8 +199,8 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
         .find(|line| line.contains("file-descriptor limit"))
         .unwrap_or_else(|| panic!("the limit is logged: {log}"));
     assert!(
-        limit_line.contains("256") && limit_line.contains("192"),
-        "descriptors 256, 192 for connections: {limit_line}"
+        limit_line.contains("1024") && limit_line.contains("896"),
+        "descriptors 1024, 896 for connections: {limit_line}"
     );
     let baseline_fds = node.open_descriptors();
     let baseline_rss = node.rss_kib();
@@ -212,7 +216,7 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
         idle_channels.push(channel);
     }
 
-    let count = 400;
+    let count = 1_100;
     let attack_started = Instant::now();
     let held: Vec<_> = (0..count)
         .map(|index| tokio::spawn(hold_half_open(node.address.clone(), index % OPENINGS.len())))
@@ -285,8 +289,8 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
 
     let held_at_peak = peak_fds.saturating_sub(baseline_fds).max(1);
     println!(
-        "limits: {count} half-open connections, node descriptor limit 256 \
-         (192 for connections); node descriptors {baseline_fds} -> peak {peak_fds}; closed by the \
+        "limits: {count} half-open connections, node descriptor limit 1024 \
+         (896 for connections); node descriptors {baseline_fds} -> peak {peak_fds}; closed by the \
          node after p50 {:?}, max {slowest:?}; descriptors back to baseline {:?} later",
         percentile(&mut shed_after, 50),
         settled.elapsed(),
@@ -299,6 +303,26 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
         baseline_rss,
         peak_rss,
         peak_rss.saturating_sub(baseline_rss) as f64 / held_at_peak as f64,
+    );
+}
+
+/// Raises this test process's own soft descriptor limit to `wanted` (within the hard limit): it
+/// holds every attacking connection itself.
+fn raise_own_descriptor_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_cur.max(wanted.min(limit.rlim_max));
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur >= wanted,
+        "this test needs {wanted} descriptors of its own; the hard limit is {}",
+        limit.rlim_max
     );
 }
 
@@ -348,6 +372,45 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
     assert_eq!(advertised_max_streams(&node.address).await, Some(100));
     let baseline_rss = node.rss_kib();
 
+    // Health watches need no credentials: their own cap is a sixteenth of --max-watchers.
+    let health_channel = tonic::transport::Endpoint::from_shared(node.uri())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = HealthClient::new(health_channel);
+    let watch_health = || {
+        let mut health = health.clone();
+        async move {
+            health
+                .watch(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+        }
+    };
+    let mut health_watches = Vec::new();
+    for _ in 0..200 / 16 {
+        let mut stream = watch_health()
+            .await
+            .expect("a health watch under its cap")
+            .into_inner();
+        stream
+            .next()
+            .await
+            .expect("a first status")
+            .expect("a status");
+        health_watches.push(stream);
+    }
+    for _ in 0..20 {
+        let status = watch_health().await.expect_err("past the health cap");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    }
+    health_watches.pop();
+    watch_health()
+        .await
+        .expect("a closed health watch gives its place back");
+
     let mut channels = Vec::new();
     for _ in 0..2 {
         let endpoint = tonic::transport::Endpoint::from_shared(node.uri()).unwrap();
@@ -371,7 +434,7 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
         .connect()
         .await
         .unwrap();
-    let refused_opens = 5_000;
+    let refused_opens = 30_000;
     let started = Instant::now();
     for batch in 0..refused_opens / 100 {
         let opens = (0..100).map(|_| {
@@ -399,6 +462,14 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
         .await
         .unwrap();
     assert_eq!(sse.status().as_u16(), 503);
+    let entity_watch = EntityServiceClient::new(refusing.clone())
+        .watch(pb::WatchRequest {
+            prefix: String::new(),
+        })
+        .await
+        .map(|_| ())
+        .expect_err("entity watches count under the same cap");
+    assert_eq!(entity_watch.code(), tonic::Code::ResourceExhausted);
     assert!(sse.headers().contains_key("retry-after"));
     assert!(
         try_state_at(&node.uri()).await.is_some(),
