@@ -54,12 +54,23 @@ const HEALTH_PATHS: [&str; 3] = [
     "/grpc.health.v1.Health/Watch",
 ];
 
+/// The user name nodes present with the peer secret.
+pub const PEER_USER: &str = "haplane-peer";
+
+/// What the peer secret opens: the calls one node makes to another.
+const PEER_PATHS: [&str; 2] = [
+    "/haplane.v1.HaService/Nudge",
+    "/haplane.v1.HaService/StepDown",
+];
+
 /// Checks requests against the configured users.
 #[derive(Debug)]
 pub struct Authenticator {
     /// `user:password` of every user, as a Basic header decodes to.
     accepted: Vec<Secret>,
-    /// The first user's header, presented to peers.
+    /// `haplane-peer:<secret>` when a peer secret is set: valid on `PEER_PATHS` only.
+    peer: Option<Secret>,
+    /// What this node presents to its peers: the peer secret, else the first user.
     peer_authorization: Option<HeaderValue>,
     protect_health: bool,
     throttle: Throttle,
@@ -89,9 +100,16 @@ impl Authenticator {
                 .iter()
                 .map(|(user, password)| Secret::new(format!("{user}:{}", password.expose())))
                 .collect(),
-            peer_authorization: settings.users.first().and_then(|(user, password)| {
-                Credentials::new(user, password.expose()).authorization()
-            }),
+            peer: settings
+                .peer_secret
+                .as_ref()
+                .map(|secret| Secret::new(format!("{PEER_USER}:{}", secret.expose()))),
+            peer_authorization: match &settings.peer_secret {
+                Some(secret) => Credentials::new(PEER_USER, secret.expose()).authorization(),
+                None => settings.users.first().and_then(|(user, password)| {
+                    Credentials::new(user, password.expose()).authorization()
+                }),
+            },
             protect_health: settings.protect_health,
             throttle: Throttle::default(),
         }
@@ -102,8 +120,9 @@ impl Authenticator {
         !self.protect_health && HEALTH_PATHS.contains(&path)
     }
 
-    /// Checks the `authorization` header. Every user is compared in constant time.
-    pub fn verify(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// Checks the `authorization` header of a request for `path`. Every user, and the peer
+    /// secret, is compared in constant time; the peer secret counts only on a peer call's path.
+    pub fn verify(&self, path: &str, headers: &HeaderMap) -> Result<(), Refusal> {
         let value = headers.get(header::AUTHORIZATION).ok_or(Refusal::Missing)?;
         let encoded = value
             .to_str()
@@ -117,13 +136,17 @@ impl Authenticator {
         for expected in &self.accepted {
             matched |= expected.expose().as_bytes().ct_eq(&decoded);
         }
+        if let Some(peer) = &self.peer {
+            let on_peer_path = subtle::Choice::from(u8::from(PEER_PATHS.contains(&path)));
+            matched |= peer.expose().as_bytes().ct_eq(&decoded) & on_peer_path;
+        }
         match bool::from(matched) {
             true => Ok(()),
             false => Err(Refusal::Invalid),
         }
     }
 
-    /// The `authorization` value this node presents to its peers (the first user).
+    /// The `authorization` value this node presents to its peers.
     pub fn peer_authorization(&self) -> Option<HeaderValue> {
         self.peer_authorization.clone()
     }
@@ -251,7 +274,7 @@ pub async fn require_credentials(
     if let Some(wait) = address.and_then(|address| auth.throttle.blocked(address, now)) {
         return throttled(&request, wait);
     }
-    match auth.verify(request.headers()) {
+    match auth.verify(request.uri().path(), request.headers()) {
         Ok(()) => {
             if let Some(address) = address {
                 auth.throttle.succeeded(address);
@@ -329,6 +352,7 @@ mod tests {
                 ("ops".to_owned(), Secret::new("other")),
             ],
             protect_health,
+            peer_secret: None,
         })
     }
 
@@ -344,17 +368,26 @@ mod tests {
         let basic = |user: &str, password: &str| Credentials::new(user, password).authorization();
         let admin = basic("admin", "s3cret:x").unwrap();
         let ops = basic("ops", "other").unwrap();
-        assert_eq!(auth.verify(&headers(admin.to_str().unwrap())), Ok(()));
-        assert_eq!(auth.verify(&headers(ops.to_str().unwrap())), Ok(()));
+        assert_eq!(
+            auth.verify("/v1/server/ha/state", &headers(admin.to_str().unwrap())),
+            Ok(())
+        );
+        assert_eq!(
+            auth.verify("/v1/server/ha/state", &headers(ops.to_str().unwrap())),
+            Ok(())
+        );
         let wrong = basic("ops", "s3cret:x").unwrap();
         assert_eq!(
-            auth.verify(&headers(wrong.to_str().unwrap())),
+            auth.verify("/v1/server/ha/state", &headers(wrong.to_str().unwrap())),
             Err(Refusal::Invalid)
         );
-        assert_eq!(auth.verify(&HeaderMap::new()), Err(Refusal::Missing));
+        assert_eq!(
+            auth.verify("/v1/server/ha/state", &HeaderMap::new()),
+            Err(Refusal::Missing)
+        );
         for garbage in ["Bearer abc", "Basic !!!", "Basic ", "basic YWRtaW46"] {
             assert_eq!(
-                auth.verify(&headers(garbage)),
+                auth.verify("/v1/server/ha/state", &headers(garbage)),
                 Err(Refusal::Invalid),
                 "{garbage}"
             );
@@ -370,10 +403,17 @@ mod tests {
         let encoded = admin.to_str().unwrap().strip_prefix("Basic ").unwrap();
         for scheme in ["basic", "BASIC", "bAsIc"] {
             let value = format!("{scheme} {encoded}");
-            assert_eq!(auth.verify(&headers(&value)), Ok(()), "{value}");
+            assert_eq!(
+                auth.verify("/v1/server/ha/state", &headers(&value)),
+                Ok(()),
+                "{value}"
+            );
         }
         assert_eq!(
-            auth.verify(&headers(&format!("Basicx {encoded}"))),
+            auth.verify(
+                "/v1/server/ha/state",
+                &headers(&format!("Basicx {encoded}"))
+            ),
             Err(Refusal::Invalid)
         );
     }
@@ -448,6 +488,45 @@ mod tests {
         assert!(authenticator(false).is_open("/grpc.health.v1.Health/Check"));
         assert!(!authenticator(false).is_open("/v1/server/ha/state"));
         assert!(!authenticator(true).is_open("/v1/server/ha/health"));
+    }
+
+    #[test]
+    fn the_peer_secret_opens_only_peer_calls_and_replaces_the_user_sent_to_peers() {
+        let auth = Authenticator::new(&AuthSettings {
+            users: vec![("admin".to_owned(), Secret::new("operator password"))],
+            protect_health: false,
+            peer_secret: Some(Secret::new("0123456789abcdef-peer")),
+        });
+        let peer = auth.peer_authorization().unwrap();
+        assert_eq!(
+            Some(peer.clone()),
+            Credentials::new(PEER_USER, "0123456789abcdef-peer").authorization()
+        );
+        let presented = headers(peer.to_str().unwrap());
+        for path in PEER_PATHS {
+            assert_eq!(auth.verify(path, &presented), Ok(()), "{path}");
+        }
+        for path in [
+            "/haplane.v1.HaService/SetState",
+            "/haplane.v1.HaService/GetState",
+            "/v1/server/ha/state",
+            "/haplane.v1.HaService/Nudge/",
+        ] {
+            assert_eq!(
+                auth.verify(path, &presented),
+                Err(Refusal::Invalid),
+                "{path}"
+            );
+        }
+        let operator = Credentials::new("admin", "operator password")
+            .authorization()
+            .unwrap();
+        let operator = headers(operator.to_str().unwrap());
+        assert_eq!(
+            auth.verify("/haplane.v1.HaService/StepDown", &operator),
+            Ok(())
+        );
+        assert_eq!(auth.verify("/v1/server/ha/state", &operator), Ok(()));
     }
 
     #[test]

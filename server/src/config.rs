@@ -129,6 +129,11 @@ pub struct LaunchArgs {
     /// Require credentials for the health checks too (open by default for load balancers).
     #[arg(long, env = "HAPLANE_AUTH_HEALTH")]
     pub auth_health: bool,
+    /// A file (mode 0600) holding the secret nodes present to each other (user `haplane-peer`)
+    /// instead of the first operator user; it opens only `Nudge` and `StepDown`. The same file on
+    /// every node. Needs --auth-user or --auth-users-file.
+    #[arg(long, env = "HAPLANE_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
     /// PEM certificate chain: serve HTTPS and gRPC over TLS (needs --tls-key).
     #[arg(long, env = "HAPLANE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -202,6 +207,7 @@ struct FileSettings {
     auth_user: Option<String>,
     auth_users_file: Option<PathBuf>,
     auth_health: Option<bool>,
+    peer_secret_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -243,6 +249,8 @@ pub struct AuthSettings {
     pub users: Vec<(String, Secret)>,
     /// Whether the health checks need credentials too.
     pub protect_health: bool,
+    /// What nodes present to each other (as user `haplane-peer`) instead of the first user.
+    pub peer_secret: Option<Secret>,
 }
 
 /// The node's TLS identity, read at start-up.
@@ -426,11 +434,15 @@ fn parse_users_file(text: &str) -> Result<Vec<(String, Secret)>, String> {
     Ok(users)
 }
 
+/// The shortest peer secret accepted.
+const MIN_PEER_SECRET: usize = 16;
+
 fn load_auth(
     user: Option<String>,
     password: Option<Secret>,
     users_file: Option<PathBuf>,
     protect_health: bool,
+    peer_secret_file: Option<PathBuf>,
 ) -> Result<Option<AuthSettings>, ConfigError> {
     let mut users = Vec::new();
     match (user, password) {
@@ -468,17 +480,39 @@ fn load_auth(
         users.extend(listed);
     }
     if users.is_empty() {
-        return match protect_health {
-            true => Err(config_error(
+        return match (protect_health, peer_secret_file) {
+            (true, _) => Err(config_error(
                 "auth-health",
                 "needs --auth-user or --auth-users-file",
             )),
-            false => Ok(None),
+            (false, Some(_)) => Err(config_error(
+                "peer-secret-file",
+                "needs --auth-user or --auth-users-file",
+            )),
+            (false, None) => Ok(None),
         };
     }
+    let peer_secret = match peer_secret_file {
+        None => None,
+        Some(path) => {
+            let text = read_file("peer-secret-file", &path)?;
+            let secret = text.trim_end_matches(['\r', '\n']);
+            if secret.len() < MIN_PEER_SECRET || secret.contains(['\r', '\n']) {
+                return Err(config_error(
+                    "peer-secret-file",
+                    format!(
+                        "{}: must hold one line of at least {MIN_PEER_SECRET} characters",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(Secret::new(secret))
+        }
+    };
     Ok(Some(AuthSettings {
         users,
         protect_health,
+        peer_secret,
     }))
 }
 
@@ -600,8 +634,14 @@ impl Settings {
             }
         };
         let users_file = args.auth_users_file.or(file.auth_users_file);
+        let peer_secret_file = args.peer_secret_file.or(file.peer_secret_file);
         let tls_key = args.tls_key.or(file.tls_key);
-        let secret_files = users_file.iter().chain(&tls_key).cloned().collect();
+        let secret_files = users_file
+            .iter()
+            .chain(&peer_secret_file)
+            .chain(&tls_key)
+            .cloned()
+            .collect();
         let mut allowed_hosts = args.allowed_hosts;
         if allowed_hosts.is_empty() {
             allowed_hosts = file.allowed_hosts.unwrap_or_default();
@@ -611,6 +651,7 @@ impl Settings {
             args.auth_password.map(Secret::new),
             users_file,
             args.auth_health || file.auth_health.unwrap_or(false),
+            peer_secret_file,
         )?;
         let tls = load_tls(
             args.tls_cert.or(file.tls_cert),
@@ -881,6 +922,46 @@ mod tests {
         ];
         for (args, flag) in cases {
             assert_eq!(load(args).unwrap_err().flag, *flag, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_peer_secret_needs_auth_and_one_long_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let good = write("peer", "0123456789abcdef-peer\n");
+        let users = write("users", "admin:pw\n");
+        let s = load(&["--auth-users-file", &users, "--peer-secret-file", &good]).unwrap();
+        let auth = s.auth.unwrap();
+        assert_eq!(
+            auth.peer_secret.as_ref().map(Secret::expose),
+            Some("0123456789abcdef-peer")
+        );
+        assert!(s.secret_files.contains(&PathBuf::from(&good)));
+        let short = write("short", "tooshort\n");
+        let two_lines = write("two", "0123456789abcdef\nsecond line\n");
+        let cases: &[&[&str]] = &[
+            &["--peer-secret-file", &good],
+            &["--auth-users-file", &users, "--peer-secret-file", &short],
+            &[
+                "--auth-users-file",
+                &users,
+                "--peer-secret-file",
+                &two_lines,
+            ],
+            &[
+                "--auth-users-file",
+                &users,
+                "--peer-secret-file",
+                "/nonexistent",
+            ],
+        ];
+        for args in cases {
+            assert_eq!(load(args).unwrap_err().flag, "peer-secret-file", "{args:?}");
         }
     }
 

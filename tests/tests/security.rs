@@ -337,7 +337,8 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
 /// `authorization` header.
 struct FakePeer {
     uri: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+    /// The `authorization` value of each request received, if any.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
 }
 
 impl FakePeer {
@@ -347,10 +348,10 @@ impl FakePeer {
         let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
             let recorded = recorded.clone();
             async move {
-                recorded
-                    .lock()
-                    .unwrap()
-                    .push(headers.contains_key("authorization"));
+                let authorization = headers
+                    .get("authorization")
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+                recorded.lock().unwrap().push(authorization);
                 axum::http::StatusCode::NOT_FOUND
             }
         });
@@ -363,7 +364,21 @@ impl FakePeer {
     /// Requests so far: how many, and how many carried credentials.
     fn requests(&self) -> (usize, usize) {
         let seen = self.seen.lock().unwrap();
-        (seen.len(), seen.iter().filter(|with| **with).count())
+        (
+            seen.len(),
+            seen.iter().filter(|with| with.is_some()).count(),
+        )
+    }
+
+    /// The `authorization` values received.
+    fn authorizations(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// Keeps a live, unelectable standby record `nodes/fake.json` pointing at this peer in the
@@ -515,6 +530,135 @@ async fn a_tls_node_sends_no_credentials_to_a_plain_peer_uri_from_the_store() {
         !plain.log_text().contains("a file holding secrets"),
         "no secret file, no warning"
     );
+}
+
+/// With `--peer-secret-file`, nodes present the peer secret (user `haplane-peer`) to each other,
+/// never an operator's password: a switchover still steps the master down, the secret opens
+/// `Nudge` and `StepDown` and nothing else, and a fake peer planted in the store receives only
+/// the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peers_present_the_peer_secret_which_opens_only_peer_calls() {
+    const PEER_SECRET: &str = "peer-secret-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("peer-secret");
+    std::fs::write(&secret_file, format!("{PEER_SECRET}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let store = dir.path().join("store");
+    let launch = |id: &'static str, priority: &'static str| {
+        let secret_file = secret_file.display().to_string();
+        let args = quick_node_args(
+            &store,
+            &[
+                "--node-id",
+                id,
+                "--pid-file",
+                "pid",
+                "--auth-user",
+                "admin",
+                "--peer-secret-file",
+                &secret_file,
+                "--priority",
+                priority,
+            ],
+        );
+        let dir = dir.path().to_owned();
+        async move {
+            launch_with_env(&dir, id, &args, &[("HAPLANE_AUTH_PASSWORD", PASSWORD)])
+                .await
+                .running()
+        }
+    };
+    let state_of = |node: &Node| {
+        let url = node.url("/v1/server/ha/state");
+        async move { get(&url, Some(("admin", PASSWORD))).await.2 }
+    };
+    let first = launch("first", "10").await;
+    eventually(DEADLINE, "first to be master", || async {
+        (state_of(&first).await == "\"MASTER\"").then_some(())
+    })
+    .await;
+    let mut second = launch("second", "0").await;
+    eventually(DEADLINE, "second to join as a standby", || async {
+        let state = state_of(&second).await;
+        state.contains("STANDBY").then_some(())
+    })
+    .await;
+
+    // A switchover: the promoted node's StepDown, sent with the peer secret, is obeyed.
+    let promoted = reqwest::Client::new()
+        .post(second.url("/v1/server/ha/state"))
+        .basic_auth("admin", Some(PASSWORD))
+        .header("haplane-allow-non-master-access", "true")
+        .form(&[("mode", "MASTER")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(promoted.status().as_u16(), 200);
+    eventually(DEADLINE, "second to be master", || async {
+        (state_of(&second).await == "\"MASTER\"").then_some(())
+    })
+    .await;
+    assert!(
+        second.log_text().contains("the master stepped down for us"),
+        "{}",
+        second.log_text()
+    );
+
+    // The peer secret opens the peer calls only.
+    let header = |user, password| {
+        let value = Credentials::new(user, password).authorization().unwrap();
+        value.to_str().unwrap().to_owned()
+    };
+    let peer = header("haplane-peer", PEER_SECRET);
+    let (status, _, _) = get(
+        &first.url("/v1/server/ha/state"),
+        Some(("haplane-peer", PEER_SECRET)),
+    )
+    .await;
+    assert_eq!(status, 401, "REST with the peer secret");
+    let refused = grpc_state(&first, Some(&peer)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let mut nudge = tonic::Request::new(pb::NudgeRequest {
+        from_node_id: "second".into(),
+    });
+    nudge
+        .metadata_mut()
+        .insert("authorization", peer.parse().unwrap());
+    first
+        .client()
+        .await
+        .nudge(nudge)
+        .await
+        .expect("Nudge with the peer secret");
+
+    // What a record in the store can make a node send: the peer secret, not the password.
+    let fake = FakePeer::start().await;
+    let haunting = fake.haunt(&store, "second");
+    eventually(DEADLINE, "second to see the fake peer live", || async {
+        let url = second.url("/v1/server/ha/states");
+        let (_, _, body) = get(&url, Some(("admin", PASSWORD))).await;
+        serde_json::from_str::<serde_json::Value>(&body)
+            .is_ok_and(|states| states["nodes"]["fake"]["live"] == true)
+            .then_some(())
+    })
+    .await;
+    second.sigterm();
+    eventually(
+        DEADLINE,
+        "the stop nudge to reach the fake peer",
+        || async { (fake.requests().1 > 0).then_some(()) },
+    )
+    .await;
+    haunting.abort();
+    second.wait_exit(DEADLINE).await;
+    let received = fake.authorizations();
+    assert!(!received.is_empty());
+    let operator = header("admin", PASSWORD);
+    for authorization in received {
+        assert_eq!(authorization, peer, "only the peer secret");
+        assert_ne!(authorization, operator);
+    }
 }
 
 #[tokio::test]
