@@ -192,7 +192,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         record_retention: settings.record_retention,
         require_existing: settings.persist == PersistMode::Rebind,
         clean_state: settings.persist == PersistMode::Clean,
-        peers,
+        peers: Arc::new(peers),
     };
     let (stop_sender, stop) = watch::channel(false);
     stop_on_signal(stop_sender);

@@ -2,10 +2,12 @@
 //! SERVING only on the master), reflection v1 and v1alpha, and the client side of `Nudge`.
 
 use crate::error::ServiceError;
+use crate::node::{PeerError, Peers};
 use crate::service::{Access, HaCore, HealthClass, WatcherGuard};
+use futures::future::BoxFuture;
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
-use haplane::{MasterView, NodeState};
+use haplane::{Epoch, MasterView, NodeState};
 use haplane_sdk::NodeChannel;
 use http::HeaderValue;
 use std::collections::HashSet;
@@ -342,9 +344,6 @@ async fn track_master_health(
     }
 }
 
-/// Why a call to a peer failed.
-pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
-
 /// How this node calls its peers (`Nudge`, `StepDown`): their TLS trust and our credentials.
 ///
 /// Peer URIs come from the store, so whoever can write a record there chooses where this node
@@ -422,34 +421,43 @@ impl PeerClient {
         let channel = NodeChannel::new(endpoint.connect().await?, self.authorization.clone());
         Ok(pb::ha_service_client::HaServiceClient::new(channel))
     }
+}
 
-    /// Asks the node at `uri` to poll now. Bounded to half a second.
-    pub async fn nudge(&self, uri: &str, from_node_id: &str) -> Result<(), PeerError> {
-        self.client(uri, Duration::from_millis(500))
-            .await?
-            .nudge(pb::NudgeRequest {
-                from_node_id: from_node_id.to_owned(),
-            })
-            .await?;
-        Ok(())
+impl Peers for PeerClient {
+    /// Bounded to half a second.
+    fn nudge<'a>(
+        &'a self,
+        uri: &'a str,
+        from_node_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.client(uri, Duration::from_millis(500))
+                .await?
+                .nudge(pb::NudgeRequest {
+                    from_node_id: from_node_id.to_owned(),
+                })
+                .await?;
+            Ok(())
+        })
     }
 
-    /// Asks the master at `uri` to step down from `epoch` (switchover); whether it did. Bounded
-    /// to two seconds: the master answers after publishing, before any store call.
-    pub async fn step_down(
-        &self,
-        uri: &str,
-        from_node_id: &str,
-        epoch: u64,
-    ) -> Result<bool, PeerError> {
-        let answer = self
-            .client(uri, Duration::from_secs(2))
-            .await?
-            .step_down(pb::StepDownRequest {
-                from_node_id: from_node_id.to_owned(),
-                epoch,
-            })
-            .await?;
-        Ok(answer.into_inner().stepped_down)
+    /// Bounded to two seconds: the master answers after publishing, before any store call.
+    fn step_down<'a>(
+        &'a self,
+        uri: &'a str,
+        from_node_id: &'a str,
+        epoch: Epoch,
+    ) -> BoxFuture<'a, Result<bool, PeerError>> {
+        Box::pin(async move {
+            let answer = self
+                .client(uri, Duration::from_secs(2))
+                .await?
+                .step_down(pb::StepDownRequest {
+                    from_node_id: from_node_id.to_owned(),
+                    epoch,
+                })
+                .await?;
+            Ok(answer.into_inner().stepped_down)
+        })
     }
 }

@@ -1,5 +1,5 @@
 //! The model: two or three haplane nodes, each the real `Election` (server/src/election) driven by
-//! a step-by-step copy of the node runtime (server/src/node.rs: `join_plane`, `poll_store`, `poll`,
+//! a step-by-step copy of the node runtime (server/src/node/: `join_plane`, `poll_store`, `poll`,
 //! `claim`, `set_mode`, `promote`, `step_down`, `bounded`, and `Publisher`, which answers
 //! StepDown at once, outside the loop), over the abstract store of `store.rs`.
 //!
@@ -437,7 +437,7 @@ impl Plane {
             + Duration::from_nanos(u64::from(state.nodes[node].readings))
     }
 
-    /// `started_at_ms`: when this process started (a restart starts later, as in node.rs).
+    /// `started_at_ms`: when this process started (a restart starts later, as in node/runtime.rs).
     fn election_config(&self, node: usize, started_at_ms: i64) -> ElectionConfig {
         ElectionConfig {
             node_id: self.ids[node].clone(),
@@ -445,7 +445,7 @@ impl Plane {
             version: "1.0".to_owned(),
             heartbeat_timeout: TICK * self.cfg.timeout,
             safety_margin: TICK * self.cfg.margin,
-            // node.rs: two poll periods; a poll period is one tick here.
+            // node/runtime.rs: two poll periods; a poll period is one tick here.
             startup_grace: TICK * 2,
             started_at_ms,
             pid: 1,
@@ -664,7 +664,7 @@ impl Plane {
     }
 }
 
-/// One node's runtime taking a step: the copy of node.rs.
+/// One node's runtime taking a step: the copy of server/src/node/.
 struct Step<'a> {
     plane: &'a Plane,
     state: &'a mut State,

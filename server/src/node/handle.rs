@@ -1,0 +1,160 @@
+//! The handle the service layer holds: reads of the published snapshot and view, and commands
+//! the runtime loop carries out in order with its polls.
+
+use super::publish::{Publisher, Snapshot, StateChange};
+use crate::clock::Clock;
+use crate::election::NodeSummary;
+use crate::error::ServiceError;
+use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
+
+/// Requests the runtime loop carries out in order with its polls.
+#[derive(Debug)]
+pub(super) enum Command {
+    SetMode(HaMode, Reply<NodeState>),
+    SetPriority(i64, Reply<i64>),
+    List(Reply<Listing>),
+    RemoveTerminated(Option<NodeId>, Reply<Vec<String>>),
+    /// A peer asked us to leave `epoch` (switchover); readers already see us stepped down.
+    StepDown(Epoch),
+    Nudge,
+}
+
+/// `ListStates`: the plane as this node sees it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub plane_id: String,
+    pub own_id: String,
+    pub master_id: String,
+    pub epoch: Epoch,
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// Counters shared with metrics.
+#[derive(Debug)]
+pub struct NodeCounters {
+    pub skipped_records: AtomicU64,
+    pub failovers: AtomicU64,
+    pub polls: AtomicU64,
+    /// Seconds each own-record (heartbeat) write took, successful or not.
+    pub heartbeat_write_seconds: Histogram,
+}
+
+impl Default for NodeCounters {
+    fn default() -> Self {
+        Self {
+            skipped_records: AtomicU64::default(),
+            failovers: AtomicU64::default(),
+            polls: AtomicU64::default(),
+            // 0.25 ms to about 4 s.
+            heartbeat_write_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+        }
+    }
+}
+
+/// The handle the service uses to talk to the runtime loop.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) snapshot: watch::Receiver<Snapshot>,
+    pub(super) publisher: Publisher,
+    pub(super) view: watch::Receiver<Arc<MasterView>>,
+    pub(super) history: Arc<Mutex<VecDeque<StateChange>>>,
+    pub counters: Arc<NodeCounters>,
+    pub clock: Arc<dyn Clock>,
+    pub(super) state_seq: Arc<AtomicU64>,
+}
+
+impl NodeHandle {
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Reads the current snapshot in place (no copy of its strings; hot paths use this).
+    pub fn read_snapshot<R>(&self, read: impl FnOnce(&Snapshot) -> R) -> R {
+        read(&self.snapshot.borrow())
+    }
+
+    /// A receiver of the node's snapshot, republished after every poll and command.
+    pub fn watch_snapshot(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// A receiver of the master view: current value first, then each change of master.
+    pub fn watch_view(&self) -> watch::Receiver<Arc<MasterView>> {
+        self.view.clone()
+    }
+
+    pub fn history(&self) -> Vec<StateChange> {
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Changes the HA mode; answers the previous state.
+    pub async fn set_mode(&self, mode: HaMode) -> Result<NodeState, ServiceError> {
+        self.ask(|reply| Command::SetMode(mode, reply)).await
+    }
+
+    /// Changes the priority; answers the previous one.
+    pub async fn set_priority(&self, priority: i64) -> Result<i64, ServiceError> {
+        self.ask(|reply| Command::SetPriority(priority, reply))
+            .await
+    }
+
+    /// Reads every record (at most once a poll period) and lists the plane.
+    pub async fn list(&self) -> Result<Listing, ServiceError> {
+        self.ask(Command::List).await
+    }
+
+    /// Master only: deletes terminated / long-dead records, or the one named.
+    pub async fn remove_terminated(
+        &self,
+        node: Option<NodeId>,
+    ) -> Result<Vec<String>, ServiceError> {
+        self.ask(|reply| Command::RemoveTerminated(node, reply))
+            .await
+    }
+
+    /// A peer asks this node to step down from `epoch` so that it can take over; answers at
+    /// once, without waiting for the loop, whether this node no longer acts as master (true) or
+    /// declines (false: it is master of a newer epoch than the asker knows). The loop then
+    /// records the step-down in the store.
+    pub fn step_down(&self, epoch: Epoch) -> bool {
+        let stopped = self.publisher.step_down(epoch, self.clock.now());
+        if stopped && self.commands.try_send(Command::StepDown(epoch)).is_err() {
+            tracing::warn!(
+                epoch,
+                "step-down not queued for the loop; readers see it already"
+            );
+        }
+        stopped
+    }
+
+    /// Sets the managed-state position this node publishes in its next record.
+    pub fn publish_state_seq(&self, seq: u64) {
+        self.state_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Asks the loop to poll now (a peer stepped down or claimed).
+    pub fn nudge(&self) {
+        let _ = self.commands.try_send(Command::Nudge);
+    }
+}

@@ -1,0 +1,211 @@
+//! Joining the plane at start-up (`plane.json`, the claims, the first record, the members, the
+//! start-up mode checks), and the periodic check that the store is still the one joined.
+
+use super::StartError;
+use super::plane_store::{claim_key, json_body};
+use super::runtime::Runtime;
+use crate::clock::wall_clock_ms;
+use crate::election::{Decision, StartupVerdict};
+use crate::store::{Key, PutMode, StoreError};
+use haplane::{Epoch, HaMode, MasterClaim, NodeState, PlaneInfo};
+
+/// The format of `plane.json` and the records this build writes.
+const FORMAT_VERSION: u32 = 1;
+
+impl Runtime {
+    /// Start-up: plane.json, the claims, our first record, the members, the mode checks.
+    pub(super) async fn join_plane(&mut self) -> Result<(), StartError> {
+        if self.election.is_standalone() {
+            self.plane_id = "standalone".to_owned();
+            self.publish();
+            return Ok(());
+        }
+        self.load_or_create_plane().await?;
+        self.load_claims().await.map_err(|e| self.store_error(e))?;
+        self.write_record().await.map_err(|e| self.store_error(e))?;
+        self.scan_members().await.map_err(|e| self.store_error(e))?;
+        // Proving a record silent takes a read begun a full timeout after it was first seen.
+        let deadline =
+            self.clock.now() + self.options.heartbeat_timeout + self.options.poll_period * 3;
+        loop {
+            let now = self.clock.now();
+            let verdict = if self.options.clean_state {
+                // Any live node may be a master (or about to be one) that serves this state: an
+                // unexpired claim is not needed for that, mid-failover there is none.
+                match self.election.any_peer_liveness(now) {
+                    Some(true) => StartupVerdict::Refuse(
+                        "--persist clean: another node's record is live; refusing to wipe the state it may serve (stop every node first)"
+                            .to_owned(),
+                    ),
+                    Some(false) => StartupVerdict::Wait,
+                    None => self.election.startup_verdict(now),
+                }
+            } else {
+                self.election.startup_verdict(now)
+            };
+            match verdict {
+                StartupVerdict::Proceed => {
+                    // Take up the follower state now, so the first answer is not INITIALIZING;
+                    // any claim waits for the first poll (AUTO nodes are in their grace period).
+                    self.election.decide(now);
+                    break;
+                }
+                StartupVerdict::Refuse(message) => {
+                    let _ = self.write_terminated().await;
+                    return Err(StartError::Refused(message));
+                }
+                StartupVerdict::Wait if now >= deadline => {
+                    return Err(StartError::Refused(
+                        "could not tell whether the current master is live".to_owned(),
+                    ));
+                }
+                StartupVerdict::Wait => {
+                    tokio::time::sleep(self.options.poll_period).await;
+                    self.poll_store().await;
+                    if self.options.clean_state {
+                        self.scan_members().await.map_err(|e| self.store_error(e))?;
+                    }
+                }
+            }
+        }
+        if self.options.clean_state {
+            self.delete_managed_state()
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
+        // From here on a lease may be at stake: store calls get the lease-derived bound.
+        self.joining = false;
+        if self.options.ha_mode == HaMode::Master
+            && let Decision::Claim { epoch, reason } = self.election.startup_claim()
+        {
+            // The verdict found no master that may act: nothing to wait out.
+            let won = self
+                .claim(epoch, &reason, true)
+                .await
+                .map_err(|e| self.store_error(e))?;
+            if !won {
+                return Err(StartError::Refused(format!(
+                    "--ha-mode master: another node claimed epoch {epoch} first"
+                )));
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    pub(super) async fn load_or_create_plane(&mut self) -> Result<(), StartError> {
+        let key = Key::parse("plane.json").map_err(|e| self.store_error(e))?;
+        let existing = match self.bounded(self.store.get(&key)).await {
+            Ok(body) => Some(body),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(err) => return Err(self.store_error(err)),
+        };
+        let body = match existing {
+            Some(body) => body,
+            None if self.options.require_existing => {
+                return Err(StartError::Refused(format!(
+                    "--persist rebind: {} holds no plane to rebind to",
+                    self.store.describe()
+                )));
+            }
+            None => {
+                let plane = PlaneInfo {
+                    plane_id: format!("{:016x}", rand::random::<u64>()),
+                    created_at: wall_clock_ms(),
+                    format_version: FORMAT_VERSION,
+                };
+                let body = json_body(&plane).map_err(|e| self.store_error(e))?;
+                match self
+                    .bounded(self.store.put(&key, body.clone(), PutMode::Create))
+                    .await
+                {
+                    Ok(()) => body,
+                    // Another node created it first: use theirs.
+                    Err(StoreError::AlreadyExists { .. }) => self
+                        .bounded(self.store.get(&key))
+                        .await
+                        .map_err(|e| self.store_error(e))?,
+                    Err(err) => return Err(self.store_error(err)),
+                }
+            }
+        };
+        let plane: PlaneInfo =
+            serde_json::from_slice(&body).map_err(|err| StartError::Corrupt {
+                store: self.store.describe(),
+                message: format!("plane.json cannot be read: {err}"),
+            })?;
+        self.plane_id = plane.plane_id;
+        Ok(())
+    }
+
+    /// Lists `master/` once and reads the highest claim.
+    pub(super) async fn load_claims(&mut self) -> Result<(), StoreError> {
+        let keys = self.bounded(self.store.list("master/")).await?;
+        let highest = keys
+            .iter()
+            .filter_map(|key| key.file_name().strip_suffix(".json")?.parse::<Epoch>().ok())
+            .max();
+        if let Some(epoch) = highest {
+            self.read_claim(epoch).await?;
+        }
+        // Claims made while we listed are found by the next probe.
+        self.probe_claims().await
+    }
+
+    /// Every `STORE_CHECK_EVERY` polls: is this still the store we joined? `plane.json` must hold
+    /// our plane id and, on a master, our claim must still be there. If not, the node stops
+    /// acting and takes no further part until restarted.
+    pub(super) async fn check_store_identity(&mut self) -> Result<(), StoreError> {
+        let plane_key = Key::parse("plane.json")?;
+        let problem = match self.bounded(self.store.get(&plane_key)).await {
+            Err(StoreError::NotFound { .. }) => Some("plane.json is gone".to_owned()),
+            Err(err) => return Err(err),
+            Ok(body) => match serde_json::from_slice::<PlaneInfo>(&body) {
+                Ok(plane) if plane.plane_id == self.plane_id => None,
+                Ok(plane) => Some(format!(
+                    "plane id changed from {} to {}",
+                    self.plane_id, plane.plane_id
+                )),
+                Err(err) => Some(format!("plane.json cannot be read: {err}")),
+            },
+        };
+        let problem = match (problem, self.election.state() == NodeState::Master) {
+            (None, true) => {
+                let epoch = self.election.epoch();
+                match self.bounded(self.store.get(&claim_key(epoch)?)).await {
+                    Err(StoreError::NotFound { .. }) => {
+                        Some(format!("our claim master/{epoch:020}.json is gone"))
+                    }
+                    Err(err) => return Err(err),
+                    Ok(body) => match serde_json::from_slice::<MasterClaim>(&body) {
+                        Ok(claim) if claim.node_id == self.options.node_id => None,
+                        _ => Some(format!(
+                            "our claim master/{epoch:020}.json now names another node"
+                        )),
+                    },
+                }
+            }
+            (problem, _) => problem,
+        };
+        if let Some(problem) = problem {
+            let why = format!(
+                "store {} was replaced or rolled back ({problem}); this node stopped acting and takes no part until restarted",
+                self.store.describe()
+            );
+            tracing::error!("{why}");
+            self.election.store_replaced(why, self.clock.now());
+            self.publish();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_managed_state(&mut self) -> Result<(), StoreError> {
+        for key in self.bounded(self.store.list("state/")).await? {
+            match self.bounded(self.store.delete(&key)).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}

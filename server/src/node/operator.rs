@@ -1,0 +1,192 @@
+//! Operator commands carried out by the loop: mode changes (promotion asks the master to step
+//! down first), a peer's step-down request, listing the plane, removing records.
+
+use super::handle::Listing;
+use super::plane_store::node_key;
+use super::runtime::Runtime;
+use crate::clock::wall_clock_ms;
+use crate::election::ModeChange;
+use crate::error::ServiceError;
+use crate::store::StoreError;
+use haplane::{Epoch, HaMode, MasterClaim, NodeId, NodeState};
+use std::time::Duration;
+
+impl Runtime {
+    pub(super) async fn set_mode(&mut self, mode: HaMode) -> Result<NodeState, ServiceError> {
+        if mode == HaMode::Master && !self.election.is_standalone() {
+            // A master deposed a moment ago by another node's promotion may not have seen the
+            // newer claim yet; without this probe it would answer "already master" and do nothing.
+            self.probe_claims().await?;
+            self.publish();
+        }
+        let now = self.clock.now();
+        let previous = self.snapshot.borrow().effective_state(now);
+        let change = self
+            .election
+            .set_mode(mode, now)
+            .map_err(|refused| ServiceError::FailedPrecondition(refused.0))?;
+        tracing::info!(%mode, ?change, "mode changed by operator");
+        match change {
+            ModeChange::Done => {
+                if !self.election.is_standalone() {
+                    self.write_record().await?;
+                }
+            }
+            ModeChange::SteppedDown => {
+                self.write_record().await?;
+                self.publish();
+                self.nudge_peers();
+            }
+            ModeChange::Claim { .. } => self.promote().await?,
+        }
+        Ok(previous)
+    }
+
+    /// Operator promotion (switchover): ask the master that may be acting to step down, then
+    /// claim the next epoch; re-read and retry once if a concurrent claim took it. A master that
+    /// does not answer is waited out after the claim (`Election::claim_won`), never overlapped.
+    pub(super) async fn promote(&mut self) -> Result<(), ServiceError> {
+        for _ in 0..2 {
+            self.probe_claims().await?;
+            let predecessor_stopped = match self.election.active_master(self.clock.now()) {
+                Some(master) if master.node_id != self.options.node_id => {
+                    self.ask_to_step_down(&master).await
+                }
+                _ => true,
+            };
+            let epoch = self.election.next_epoch();
+            if self
+                .claim(epoch, "promoted by operator", predecessor_stopped)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::Unavailable(
+            "promotion lost the claim race twice; try again".to_owned(),
+        ))
+    }
+
+    /// Asks `master` to step down so that we can take over; whether it answered that it did.
+    pub(super) async fn ask_to_step_down(&self, master: &MasterClaim) -> bool {
+        let from = self.options.node_id.to_string();
+        match self
+            .options
+            .peers
+            .step_down(&master.node_uri, &from, master.epoch)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(master = %master.node_id, epoch = master.epoch, "the master stepped down for us");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(master = %master.node_id, epoch = master.epoch, "the master declined to step down; waiting out its lease after our claim");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(master = %master.node_id, error = %err, "cannot reach the master to ask it to step down; waiting out its lease after our claim");
+                false
+            }
+        }
+    }
+
+    /// A peer's switchover request, already answered and published (`Publisher::step_down`):
+    /// the election follows, then the released record is written and the peers told.
+    pub(super) async fn step_down(&mut self, epoch: Epoch) {
+        let was_master = self.election.state() == NodeState::Master;
+        self.election.step_down_for(epoch, self.clock.now());
+        self.publish();
+        if was_master && self.election.state() != NodeState::Master {
+            tracing::info!(epoch, "stepped down for a switchover");
+            if let Err(err) = self.write_record().await {
+                tracing::warn!(error = %err, "cannot publish the step-down in our record");
+            }
+            self.nudge_peers();
+        }
+    }
+
+    pub(super) async fn list(&mut self) -> Result<Listing, ServiceError> {
+        let fresh = self
+            .last_scan
+            .is_some_and(|at| self.clock.now().duration_since(at) < self.options.poll_period);
+        if !fresh && !self.election.is_standalone() {
+            self.scan_members().await?;
+        }
+        let now = self.clock.now();
+        let snapshot = self.snapshot.borrow().clone();
+        Ok(Listing {
+            plane_id: self.plane_id.clone(),
+            own_id: self.options.node_id.to_string(),
+            master_id: snapshot.master_id,
+            epoch: self.election.epoch(),
+            nodes: self.election.summaries(wall_clock_ms(), now),
+        })
+    }
+
+    /// Master only: deletes `node`'s record, or every record `Election::removable` names —
+    /// TERMINATED ones at least `terminated_age` old (0 on request, the retention when automatic)
+    /// and FAILED or stale ones older than the retention.
+    pub(super) async fn remove_records(
+        &mut self,
+        node: Option<NodeId>,
+        terminated_age: Duration,
+    ) -> Result<Vec<String>, ServiceError> {
+        if !self.election.may_act_as_master(self.clock.now()) {
+            return Err(self.not_master());
+        }
+        self.scan_members().await?;
+        let now = self.clock.now();
+        let targets = match node {
+            Some(id) if id == self.options.node_id => {
+                return Err(ServiceError::FailedPrecondition(
+                    "cannot remove the master's own record".to_owned(),
+                ));
+            }
+            Some(id) if self.election.peer(&id).is_none() => {
+                return Err(ServiceError::NotFound(format!("no record for node {id}")));
+            }
+            Some(id) => vec![id],
+            None => self
+                .election
+                .removable(terminated_age, self.options.record_retention, now),
+        };
+        let mut removed = Vec::new();
+        for id in targets {
+            match self.bounded(self.store.delete(&node_key(&id)?)).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {
+                    tracing::info!(node_id = %id, "removed node record");
+                    self.election.forget_peer(&id);
+                    removed.push(id.to_string());
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(super) async fn clean_up_if_due(&mut self) {
+        let now = self.clock.now();
+        let period = self.options.record_retention.min(Duration::from_secs(60));
+        if !self.election.may_act_as_master(now) || now.duration_since(self.last_cleanup) < period {
+            return;
+        }
+        self.last_cleanup = now;
+        let retention = self.options.record_retention;
+        if let Err(err) = self.remove_records(None, retention).await {
+            tracing::warn!(error = %err, "record clean-up failed");
+        }
+    }
+
+    pub(super) fn not_master(&self) -> ServiceError {
+        let now = self.clock.now();
+        let claim = self.election.active_master(now);
+        ServiceError::NotMaster {
+            master_id: claim
+                .as_ref()
+                .map(|c| c.node_id.to_string())
+                .unwrap_or_default(),
+            master_uri: claim.map(|c| c.node_uri).unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! How the node reaches its peers: `Nudge` (poll now) and `StepDown` (switchover). The api
+//! layer implements `Peers` (`grpc::PeerClient`), so the node core does not depend on it.
+
+use super::runtime::Runtime;
+use futures::future::BoxFuture;
+use haplane::Epoch;
+
+/// Why a call to a peer failed.
+pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Calls to other nodes of the plane, by the URI their record advertises.
+pub trait Peers: std::fmt::Debug + Send + Sync {
+    /// Asks the node at `uri` to poll now.
+    fn nudge<'a>(
+        &'a self,
+        uri: &'a str,
+        from_node_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), PeerError>>;
+
+    /// Asks the master at `uri` to step down from `epoch` (switchover); whether it did.
+    fn step_down<'a>(
+        &'a self,
+        uri: &'a str,
+        from_node_id: &'a str,
+        epoch: Epoch,
+    ) -> BoxFuture<'a, Result<bool, PeerError>>;
+}
+
+impl Runtime {
+    /// URIs of the peers that are live now.
+    pub(super) fn live_peer_uris(&self) -> Vec<String> {
+        self.election
+            .summaries(0, self.clock.now())
+            .into_iter()
+            .skip(1)
+            .filter(|peer| peer.live && !peer.record.node_uri.is_empty())
+            .map(|peer| peer.record.node_uri)
+            .collect()
+    }
+
+    /// Tells every live peer to poll now, without waiting for the answers.
+    pub(super) fn nudge_peers(&self) {
+        let from = self.options.node_id.to_string();
+        for uri in self.live_peer_uris() {
+            let from = from.clone();
+            let peers = self.options.peers.clone();
+            tokio::spawn(async move {
+                if let Err(err) = peers.nudge(&uri, &from).await {
+                    tracing::debug!(%uri, error = %err, "nudge not delivered");
+                }
+            });
+        }
+    }
+}

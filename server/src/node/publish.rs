@@ -1,0 +1,211 @@
+//! What readers of the node see: the `Snapshot` (state, lease, master), published after every
+//! poll and command and before any store call of a node that stopped acting; the master view
+//! watchers follow; and the history of state changes.
+
+use super::runtime::Runtime;
+use crate::clock::wall_clock_ms;
+use crate::election::Lease;
+use crate::error::ServiceError;
+use haplane::{Epoch, HaMode, MasterView, NodeState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// How many state changes the metrics endpoint keeps.
+pub(super) const HISTORY_LEN: usize = 200;
+
+/// What every reader of the node's state sees; republished after every poll and command.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub node_id: String,
+    pub node_uri: String,
+    pub plane_id: String,
+    pub mode: HaMode,
+    pub state: NodeState,
+    pub priority: i64,
+    pub epoch: Epoch,
+    pub master_id: String,
+    pub master_uri: String,
+    /// While master: until when, and from when, acting as master is allowed (standalone:
+    /// forever).
+    pub lease: Lease,
+    pub standalone: bool,
+    /// What a master that may not act yet (it waits for its predecessor's lease) reports.
+    pub follower_state: NodeState,
+    /// The managed-state position the master last published in its record.
+    pub master_state_seq: u64,
+}
+
+impl Snapshot {
+    /// Whether this node may act as master at `now` (state MASTER and a valid lease).
+    pub fn may_act_as_master(&self, now: Instant) -> bool {
+        crate::election::lease_allows_acting(self.state, self.standalone, self.lease, now)
+    }
+
+    /// The error for a master-only request on this node, naming the master it knows.
+    pub fn not_master(&self) -> ServiceError {
+        ServiceError::NotMaster {
+            master_id: self.master_id.clone(),
+            master_uri: self.master_uri.clone(),
+        }
+    }
+
+    /// The state to report at `now`: a master whose lease lapsed (the loop is stuck on the store)
+    /// reports FAILED rather than MASTER, and one still waiting out its predecessor's lease
+    /// reports its follower state.
+    pub fn effective_state(&self, now: Instant) -> NodeState {
+        if self.state != NodeState::Master || self.may_act_as_master(now) {
+            self.state
+        } else if self.lease.until.is_some_and(|until| now < until) {
+            self.follower_state
+        } else {
+            NodeState::Failed
+        }
+    }
+}
+
+impl Snapshot {
+    /// This node no longer acts as master: its follower state, no lease.
+    fn stop_acting(&mut self) {
+        self.state = self.follower_state;
+        self.lease = Lease::default();
+    }
+}
+
+/// Publishes snapshots, and lets a switchover's step-down take effect for every reader at once,
+/// without waiting for the runtime loop (which may be in the middle of slow store calls): a
+/// master snapshot of an epoch a peer asked us to leave is never published again. Both sides
+/// decide under the channel's lock, so a snapshot the loop built before the request cannot
+/// overwrite the step-down.
+#[derive(Debug, Clone)]
+pub(super) struct Publisher {
+    pub(super) sender: Arc<watch::Sender<Snapshot>>,
+    /// The highest epoch a peer asked us to step down from (0: none).
+    pub(super) step_down_from: Arc<AtomicU64>,
+}
+
+impl Publisher {
+    /// Publishes `snapshot`; answers the state it replaced.
+    pub(super) fn publish(&self, mut snapshot: Snapshot) -> NodeState {
+        let mut previous = snapshot.state;
+        self.sender.send_modify(|current| {
+            let left = self.step_down_from.load(Ordering::SeqCst);
+            if snapshot.state == NodeState::Master && !snapshot.standalone && snapshot.epoch <= left
+            {
+                snapshot.stop_acting();
+            }
+            previous = current.state;
+            *current = snapshot;
+        });
+        previous
+    }
+
+    /// A peer asks us to leave `epoch`: whether we now surely do not act as master in it or
+    /// any older one (false when we are master of a newer epoch than the asker knows).
+    pub(super) fn step_down(&self, epoch: Epoch, now: Instant) -> bool {
+        let mut stopped = false;
+        self.sender.send_modify(|current| {
+            let newer = current.state == NodeState::Master && current.epoch > epoch;
+            if current.standalone || newer {
+                return;
+            }
+            self.step_down_from.fetch_max(epoch, Ordering::SeqCst);
+            if current.state == NodeState::Master {
+                current.stop_acting();
+            }
+            stopped = !current.may_act_as_master(now);
+        });
+        stopped
+    }
+}
+
+/// One change of state, for the metrics' history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub state: NodeState,
+    pub at_ms: i64,
+}
+
+impl Runtime {
+    /// Publishes at once when the election's state or lease differs from what readers see: a
+    /// node that stopped acting as master must say so before its next store call.
+    pub(super) fn publish_if_stepped_down(&self) {
+        let stale = {
+            let published = self.snapshot.borrow();
+            published.state != self.election.state() || published.lease != self.election.lease()
+        };
+        if stale {
+            self.publish();
+        }
+    }
+
+    /// Publishes the snapshot, the master view (watchers wake only on a change of master) and
+    /// the state history.
+    pub(super) fn publish(&self) {
+        let now = self.clock.now();
+        // A master still waiting out its predecessor's lease names itself already: it starts
+        // acting at an instant no publish marks, and its answers must then name it.
+        let waiting = self.election.state() == NodeState::Master
+            && self
+                .election
+                .lease()
+                .acting_from
+                .is_some_and(|from| now < from);
+        let active = if waiting {
+            self.election.claim().cloned()
+        } else {
+            self.election.active_master(now)
+        };
+        let (master_id, master_uri) = match (&active, self.election.is_standalone()) {
+            (_, true) => (
+                self.options.node_id.to_string(),
+                self.options.node_uri.clone(),
+            ),
+            (Some(claim), false) => (claim.node_id.to_string(), claim.node_uri.clone()),
+            (None, false) => (String::new(), String::new()),
+        };
+        let snapshot = Snapshot {
+            node_id: self.options.node_id.to_string(),
+            node_uri: self.options.node_uri.clone(),
+            plane_id: self.plane_id.clone(),
+            mode: self.election.mode(),
+            state: self.election.state(),
+            priority: self.election.priority(),
+            epoch: self.election.epoch(),
+            master_id: master_id.clone(),
+            master_uri: master_uri.clone(),
+            lease: self.election.lease(),
+            standalone: self.election.is_standalone(),
+            follower_state: self.election.follower_state(),
+            master_state_seq: self.election.master_state_seq(),
+        };
+        let previous_state = self.publisher.publish(snapshot);
+        let state = self.snapshot.borrow().state;
+        if previous_state != state
+            && let Ok(mut history) = self.history.lock()
+        {
+            tracing::info!(from = %previous_state, to = %state, "state changed");
+            history.push_back(StateChange {
+                state,
+                at_ms: wall_clock_ms(),
+            });
+            while history.len() > HISTORY_LEN {
+                history.pop_front();
+            }
+        }
+        let view = MasterView {
+            epoch: self.election.epoch(),
+            master_id,
+            master_uri,
+            plane_id: self.plane_id.clone(),
+            members: self.election.members(now),
+        };
+        // Shared, not copied, by every watcher: a change of master reaches thousands of streams.
+        self.view.send_if_modified(|current| {
+            let changed = current.master_differs(&view);
+            *current = Arc::new(view);
+            changed
+        });
+    }
+}
