@@ -21,6 +21,8 @@ mod peers;
 mod plane_store;
 mod publish;
 mod runtime;
+#[cfg(test)]
+mod tests;
 
 pub use handle::{Listing, NodeCounters, NodeHandle};
 pub use peers::{PeerError, Peers};

@@ -6,6 +6,8 @@ pub mod counting;
 pub mod disabled;
 pub mod faulty;
 pub mod fs;
+#[cfg(test)]
+pub mod memory;
 pub mod nfs;
 pub mod s3;
 

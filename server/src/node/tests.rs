@@ -1,0 +1,255 @@
+//! Unit tests of the node runtime: real `node::start` loops of two or three nodes over one
+//! in-memory store, peers reached in-process, under tokio's paused clock, so election timing,
+//! switchover and the lease rule run in milliseconds without processes. After every 10 ms of
+//! (virtual) time the tests check that at most one node acts as master.
+
+use super::{NodeHandle, NodeOptions, PeerError, Peers, start};
+use crate::clock::{Clock, TokioClock};
+use crate::store::memory::MemoryStore;
+use futures::future::BoxFuture;
+use haplane::{Epoch, HaMode, NodeId, NodeState};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+const POLL: Duration = Duration::from_millis(100);
+const TIMEOUT: Duration = Duration::from_secs(1);
+const SAMPLE: Duration = Duration::from_millis(10);
+
+/// Peers in this process, by URI: `Nudge` and `StepDown` go straight to their handles.
+#[derive(Debug, Default)]
+struct LocalPeers {
+    handles: Mutex<HashMap<String, NodeHandle>>,
+}
+
+impl LocalPeers {
+    fn handle(&self, uri: &str) -> Result<NodeHandle, PeerError> {
+        let handles = self.handles.lock().map_err(|_| "poisoned")?;
+        handles
+            .get(uri)
+            .cloned()
+            .ok_or_else(|| format!("no peer at {uri}").into())
+    }
+}
+
+impl Peers for LocalPeers {
+    fn nudge<'a>(&'a self, uri: &'a str, _from: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.handle(uri)?.nudge();
+            Ok(())
+        })
+    }
+
+    fn step_down<'a>(
+        &'a self,
+        uri: &'a str,
+        _from: &'a str,
+        epoch: Epoch,
+    ) -> BoxFuture<'a, Result<bool, PeerError>> {
+        Box::pin(async move { Ok(self.handle(uri)?.step_down(epoch)) })
+    }
+}
+
+/// Nodes on one in-memory store; each keeps its own view of the store (to stall it alone).
+struct Plane {
+    store: MemoryStore,
+    peers: Arc<LocalPeers>,
+    nodes: Vec<(NodeHandle, Arc<MemoryStore>)>,
+    _stop: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Plane {
+    fn new() -> Self {
+        let (stop_sender, stop) = watch::channel(false);
+        Self {
+            store: MemoryStore::default(),
+            peers: Arc::default(),
+            nodes: Vec::new(),
+            _stop: stop_sender,
+            stop,
+        }
+    }
+
+    /// Starts node `id` (joining may take a while of virtual time) and returns its index.
+    async fn start(&mut self, id: &str, priority: i64) -> usize {
+        let view = Arc::new(self.store.view());
+        let options = NodeOptions {
+            node_id: NodeId::parse(id).unwrap(),
+            node_uri: format!("http://{id}"),
+            ha_mode: HaMode::Auto,
+            priority,
+            version: "1.0".to_owned(),
+            poll_period: POLL,
+            heartbeat_timeout: TIMEOUT,
+            safety_margin: Duration::from_millis(250),
+            record_retention: Duration::from_secs(3600),
+            require_existing: false,
+            clean_state: false,
+            peers: self.peers.clone(),
+        };
+        let (handle, _task) = start(
+            options,
+            view.clone(),
+            Arc::new(TokioClock),
+            self.stop.clone(),
+        )
+        .await
+        .unwrap();
+        self.peers
+            .handles
+            .lock()
+            .unwrap()
+            .insert(format!("http://{id}"), handle.clone());
+        self.nodes.push((handle, view));
+        self.nodes.len() - 1
+    }
+
+    /// The nodes acting as master now (what readers of each node see).
+    fn acting(&self) -> Vec<usize> {
+        let now = TokioClock.now();
+        (0..self.nodes.len())
+            .filter(|&index| {
+                self.nodes[index]
+                    .0
+                    .read_snapshot(|snapshot| snapshot.may_act_as_master(now))
+            })
+            .collect()
+    }
+
+    /// Lets `span` of virtual time pass, checking after every `SAMPLE` that at most one node
+    /// acts; returns the last sample.
+    async fn run_for(&self, span: Duration) -> Vec<usize> {
+        let mut acting = self.acting();
+        let mut passed = Duration::ZERO;
+        while passed < span {
+            tokio::time::sleep(SAMPLE).await;
+            passed += SAMPLE;
+            acting = self.acting();
+            assert!(acting.len() <= 1, "nodes {acting:?} act as master at once");
+        }
+        acting
+    }
+
+    /// Runs until `done` holds (checking exclusion throughout), at most `limit` of virtual time.
+    async fn run_until(&self, limit: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+        let mut passed = Duration::ZERO;
+        while !done(self) {
+            assert!(passed < limit, "{what}: not within {limit:?}");
+            self.run_for(SAMPLE).await;
+            passed += SAMPLE;
+        }
+    }
+
+    fn state(&self, index: usize) -> NodeState {
+        let now = TokioClock.now();
+        self.nodes[index]
+            .0
+            .read_snapshot(|snapshot| snapshot.effective_state(now))
+    }
+
+    fn master_id(&self, index: usize) -> String {
+        self.nodes[index]
+            .0
+            .read_snapshot(|snapshot| snapshot.master_id.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_highest_priority_node_is_elected_and_every_node_names_it() {
+    let mut plane = Plane::new();
+    let low = plane.start("low", 0).await;
+    let high = plane.start("high", 10).await;
+    let third = plane.start("third", 5).await;
+    plane
+        .run_until(TIMEOUT * 5, "a master", |plane| plane.acting().len() == 1)
+        .await;
+    plane.run_for(TIMEOUT * 3).await;
+    // Started first with nobody to defer to, `low` may have been elected; it stays master
+    // (no preemption). Either way exactly one acts and everyone names it.
+    let master = plane.acting()[0];
+    let master_id = ["low", "high", "third"][master];
+    for index in [low, high, third] {
+        assert_eq!(plane.master_id(index), master_id, "node {index}");
+    }
+    assert_eq!(plane.state(master), NodeState::Master);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
+    let mut plane = Plane::new();
+    let only = plane.start("only", 0).await;
+    plane
+        .run_until(TIMEOUT * 5, "a master", |plane| plane.acting() == [only])
+        .await;
+    let epoch = plane.nodes[only].0.read_snapshot(|snapshot| snapshot.epoch);
+    // No time passes between the request and the check: the loop has not run.
+    assert!(plane.nodes[only].0.step_down(epoch));
+    assert!(plane.acting().is_empty());
+    assert_ne!(plane.state(only), NodeState::Master);
+    // A step-down from an older epoch than ours is declined once we master a newer one.
+    plane
+        .run_until(TIMEOUT * 5, "master again", |plane| {
+            plane.acting() == [only]
+        })
+        .await;
+    let newer = plane.nodes[only].0.read_snapshot(|snapshot| snapshot.epoch);
+    assert!(newer > epoch);
+    assert!(!plane.nodes[only].0.step_down(epoch));
+    assert_eq!(plane.acting(), [only]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_moves_the_master_without_overlap() {
+    let mut plane = Plane::new();
+    let first = plane.start("first", 10).await;
+    plane
+        .run_until(TIMEOUT * 5, "first master", |plane| {
+            plane.acting() == [first]
+        })
+        .await;
+    let second = plane.start("second", 0).await;
+    plane.run_for(TIMEOUT).await;
+    let handle = plane.nodes[second].0.clone();
+    let promotion = tokio::spawn(async move { handle.set_mode(HaMode::Master).await });
+    plane
+        .run_until(TIMEOUT * 5, "second master", |plane| {
+            plane.acting() == [second]
+        })
+        .await;
+    promotion.await.unwrap().unwrap();
+    plane.run_for(TIMEOUT * 2).await;
+    assert_eq!(plane.acting(), [second]);
+    assert_eq!(plane.master_id(first), "second");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_whose_store_stalls_stops_acting_before_a_peer_takes_over() {
+    let mut plane = Plane::new();
+    let first = plane.start("first", 10).await;
+    plane
+        .run_until(TIMEOUT * 5, "first master", |plane| {
+            plane.acting() == [first]
+        })
+        .await;
+    let second = plane.start("second", 0).await;
+    plane.run_for(TIMEOUT).await;
+    plane.nodes[first].1.stall(true);
+    // `run_until` checks after every 10 ms that the two never act at once.
+    plane
+        .run_until(TIMEOUT * 10, "second master", |plane| {
+            plane.acting() == [second]
+        })
+        .await;
+    assert_ne!(plane.state(first), NodeState::Master);
+    // Its store back, the old master follows the new one.
+    plane.nodes[first].1.stall(false);
+    plane
+        .run_until(TIMEOUT * 5, "first follows", |plane| {
+            plane.master_id(first) == "second"
+        })
+        .await;
+    plane.run_for(TIMEOUT * 2).await;
+    assert_eq!(plane.acting(), [second]);
+}
