@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod convert;
 pub mod domain;
+pub mod wire;
 
 pub use domain::*;
 

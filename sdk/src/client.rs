@@ -152,7 +152,10 @@ pub struct Client {
 
 fn not_master_refusal(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::FailedPrecondition
-        && status.metadata().get("haplane-master-id").is_some()
+        && status
+            .metadata()
+            .get(haplane::wire::MASTER_ID_METADATA)
+            .is_some()
 }
 
 impl Client {

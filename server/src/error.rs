@@ -3,10 +3,7 @@
 
 use crate::store::StoreError;
 use haplane::InvalidValue;
-
-/// Metadata / JSON names of the master, sent with `NotMaster`.
-pub const MASTER_ID_METADATA: &str = "haplane-master-id";
-pub const MASTER_URI_METADATA: &str = "haplane-master-uri";
+use haplane::wire::{MASTER_ID_METADATA, MASTER_URI_METADATA};
 
 /// Brooklyn's message for a write sent to a non-master.
 pub const NOT_MASTER_MESSAGE: &str =

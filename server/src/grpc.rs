@@ -3,28 +3,23 @@
 
 use crate::error::ServiceError;
 use crate::node::{PeerError, Peers};
-use crate::service::{Access, HaCore, HealthClass, WatcherGuard};
+use crate::service::{Access, HaCore, HealthClass, master_events};
 use futures::future::BoxFuture;
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
-use haplane::{Epoch, MasterView, NodeState};
+use haplane::wire::{ALLOW_NON_MASTER_METADATA, MASTER_HEALTH_SERVICE};
+use haplane::{Epoch, NodeState};
 use haplane_sdk::NodeChannel;
 use http::HeaderValue;
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-
-/// Request metadata that lets SetState / SetPriority act on a non-master.
-pub const ALLOW_NON_MASTER_METADATA: &str = "allow-non-master-access";
-/// The health service name that is SERVING only on the master.
-pub const MASTER_HEALTH_SERVICE: &str = "haplane.v1.Master";
 
 fn access<T>(request: &Request<T>) -> Access {
     let allow = request
@@ -144,8 +139,10 @@ impl HaService for GrpcService {
                 self.core.max_watchers()
             ))
         })?;
-        let events = master_events(&self.core, min_epoch, watcher)
-            .map(|view| view.map(|view| pb::MasterEvent::from(view.as_ref())));
+        let events = master_events(&self.core, min_epoch, watcher).map(|view| {
+            view.map(|view| pb::MasterEvent::from(view.as_ref()))
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(events)))
     }
 
@@ -166,62 +163,6 @@ impl HaService for GrpcService {
         let stepped_down = self.core.step_down(request.epoch);
         Ok(Response::new(pb::StepDownResponse { stepped_down }))
     }
-}
-
-/// The master views a watcher receives: the current one at once, then one per change of master
-/// (a slow watcher skips straight to the newest), then, after the node stopped and published its
-/// last view, `UNAVAILABLE`. Shared by gRPC `WatchMaster` and the REST SSE stream.
-///
-/// The stream is polled by the connection's own stream task; there is no task or channel per
-/// watcher, every watcher shares the one `Arc` the node published, and the wake-up comes from the
-/// serving thread's relay (`watch_relay`).
-pub fn master_events(
-    core: &HaCore,
-    min_epoch: u64,
-    watcher: WatcherGuard,
-) -> impl Stream<Item = Result<Arc<MasterView>, Status>> + Send + use<> {
-    struct Watch {
-        views: watch::Receiver<Arc<MasterView>>,
-        wakeups: watch::Receiver<u64>,
-        stopped: watch::Receiver<bool>,
-        last_sent: Option<Arc<MasterView>>,
-        _watcher: WatcherGuard,
-    }
-    let shutting_down = || Status::unavailable("node is shutting down");
-    let watch = Watch {
-        views: core.watch_master(),
-        wakeups: core.master_wakeups(),
-        stopped: core.stopped(),
-        last_sent: None,
-        _watcher: watcher,
-    };
-    futures::stream::unfold(Some(watch), move |watch| async move {
-        let mut watch = watch?;
-        loop {
-            // Seen before the view is read: a change after the read wakes us again.
-            watch.wakeups.borrow_and_update();
-            let view = watch.views.borrow().clone();
-            let is_new = watch
-                .last_sent
-                .as_ref()
-                .is_none_or(|last| last.master_differs(&view));
-            if is_new && view.epoch >= min_epoch {
-                watch.last_sent = Some(view.clone());
-                return Some((Ok(view), Some(watch)));
-            }
-            if *watch.stopped.borrow() {
-                return Some((Err(shutting_down()), None));
-            }
-            tokio::select! {
-                changed = watch.wakeups.changed() => if changed.is_err() {
-                    return Some((Err(shutting_down()), None));
-                },
-                changed = watch.stopped.changed() => if changed.is_err() {
-                    return Some((Err(shutting_down()), None));
-                },
-            }
-        }
-    })
 }
 
 /// Builds the gRPC routes: HaService, health, reflection v1 and v1alpha. Spawns the task that

@@ -3,8 +3,7 @@
 
 use crate::clock::millis;
 use crate::error::{NOT_MASTER_MESSAGE, ServiceError};
-use crate::grpc::master_events;
-use crate::service::{Access, HaCore, HealthClass};
+use crate::service::{Access, HaCore, HealthClass, master_events};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+use haplane::wire::ALLOW_NON_MASTER_HEADERS;
 use haplane::{HaMode, MasterView};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -22,13 +22,6 @@ use tower::ServiceExt;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Headers that let a change be made on a non-master (Brooklyn's, AMP's and ours).
-const ALLOW_NON_MASTER_HEADERS: [&str; 3] = [
-    "brooklyn-allow-non-master-access",
-    "amp-allow-non-master-access",
-    "haplane-allow-non-master-access",
-];
 
 /// A JSON error body: `{"message": ..., "error": <status>}` plus any extra fields.
 fn error_response(status: StatusCode, message: &str, extra: Value) -> Response {
@@ -295,7 +288,7 @@ async fn watch_sse(State(core): State<HaCore>) -> Response {
             Ok(view) => Event::default()
                 .event("master")
                 .data(view_json(&view).to_string()),
-            Err(status) => Event::default().event("end").data(status.message()),
+            Err(err) => Event::default().event("end").data(err.to_string()),
         })
     });
     Sse::new(events)

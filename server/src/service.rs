@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_stream::Stream;
 
 /// Whether the caller asked to act on a non-master (`allow-non-master-access: true`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -315,4 +316,60 @@ impl HaCore {
             polls: counters.polls.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The master views a watcher receives: the current one at once, then one per change of master
+/// (a slow watcher skips straight to the newest), then, after the node stopped and published its
+/// last view, `Unavailable`. Shared by gRPC `WatchMaster` and the REST SSE stream.
+///
+/// The stream is polled by the connection's own stream task; there is no task or channel per
+/// watcher, every watcher shares the one `Arc` the node published, and the wake-up comes from the
+/// serving thread's relay (`watch_relay`).
+pub fn master_events(
+    core: &HaCore,
+    min_epoch: u64,
+    watcher: WatcherGuard,
+) -> impl Stream<Item = Result<Arc<MasterView>, ServiceError>> + Send + use<> {
+    struct Watch {
+        views: watch::Receiver<Arc<MasterView>>,
+        wakeups: watch::Receiver<u64>,
+        stopped: watch::Receiver<bool>,
+        last_sent: Option<Arc<MasterView>>,
+        _watcher: WatcherGuard,
+    }
+    let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
+    let watch = Watch {
+        views: core.watch_master(),
+        wakeups: core.master_wakeups(),
+        stopped: core.stopped(),
+        last_sent: None,
+        _watcher: watcher,
+    };
+    futures::stream::unfold(Some(watch), move |watch| async move {
+        let mut watch = watch?;
+        loop {
+            // Seen before the view is read: a change after the read wakes us again.
+            watch.wakeups.borrow_and_update();
+            let view = watch.views.borrow().clone();
+            let is_new = watch
+                .last_sent
+                .as_ref()
+                .is_none_or(|last| last.master_differs(&view));
+            if is_new && view.epoch >= min_epoch {
+                watch.last_sent = Some(view.clone());
+                return Some((Ok(view), Some(watch)));
+            }
+            if *watch.stopped.borrow() {
+                return Some((Err(shutting_down()), None));
+            }
+            tokio::select! {
+                changed = watch.wakeups.changed() => if changed.is_err() {
+                    return Some((Err(shutting_down()), None));
+                },
+                changed = watch.stopped.changed() => if changed.is_err() {
+                    return Some((Err(shutting_down()), None));
+                },
+            }
+        }
+    })
 }

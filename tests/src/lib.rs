@@ -556,9 +556,10 @@ impl Plane {
 /// Metadata that lets SetState / SetPriority act on a non-master.
 pub fn allow_non_master<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("allow-non-master-access", "true".parse().expect("ascii"));
+    request.metadata_mut().insert(
+        haplane::wire::ALLOW_NON_MASTER_METADATA,
+        "true".parse().expect("ascii"),
+    );
     request
 }
 

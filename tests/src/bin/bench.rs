@@ -353,9 +353,10 @@ async fn fanout(count: usize, changes: usize) {
         let mut request = tonic::Request::new(pb::SetStateRequest {
             mode: pb::HaMode::Master as i32,
         });
-        request
-            .metadata_mut()
-            .insert("allow-non-master-access", "true".parse().expect("ascii"));
+        request.metadata_mut().insert(
+            haplane::wire::ALLOW_NON_MASTER_METADATA,
+            "true".parse().expect("ascii"),
+        );
         let changed_at = Instant::now();
         ha.set_state(request).await.expect("promote");
         let mut told = Vec::with_capacity(count);
