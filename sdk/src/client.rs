@@ -3,7 +3,6 @@
 
 use crate::error::Error;
 use crate::follower::{self, FollowerSettings};
-use crate::master_channel::MasterChannel;
 use crate::transport::{Credentials, NodeChannel};
 use haplane::convert::node_state_from_wire;
 use haplane::pb::{
@@ -276,19 +275,6 @@ impl Client {
             Ok(Err(_)) => Err(Error::Closed),
             Err(_) => Err(Error::NoMaster(timeout)),
         }
-    }
-
-    /// A gRPC channel that always sends to the current master, so generated clients follow
-    /// failover:
-    ///
-    /// ```no_run
-    /// # async fn demo(client: haplane_sdk::Client) {
-    /// let mut ha = haplane::pb::ha_service_client::HaServiceClient::new(client.master_channel());
-    /// let state = ha.get_state(haplane::pb::GetStateRequest {}).await;
-    /// # }
-    /// ```
-    pub fn master_channel(&self) -> MasterChannel {
-        MasterChannel::new(self.clone())
     }
 
     /// Counters of what the client has done.

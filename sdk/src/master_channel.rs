@@ -20,9 +20,20 @@ pub struct MasterChannel {
     client: Client,
 }
 
-impl MasterChannel {
-    pub(crate) fn new(client: Client) -> Self {
-        Self { client }
+impl Client {
+    /// A gRPC channel that always sends to the current master, so generated clients follow
+    /// failover:
+    ///
+    /// ```no_run
+    /// # async fn demo(client: haplane_sdk::Client) {
+    /// let mut ha = haplane::pb::ha_service_client::HaServiceClient::new(client.master_channel());
+    /// let state = ha.get_state(haplane::pb::GetStateRequest {}).await;
+    /// # }
+    /// ```
+    pub fn master_channel(&self) -> MasterChannel {
+        MasterChannel {
+            client: self.clone(),
+        }
     }
 }
 
