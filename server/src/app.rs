@@ -12,7 +12,6 @@ use crate::state::log::StateLog;
 use crate::state::service::StateService;
 use crate::store::counting::CountingStore;
 use crate::store::disabled::NoStore;
-use crate::store::faulty::FaultyStore;
 use crate::store::fs::DirStore;
 use crate::store::s3::{S3Options, S3Store};
 use crate::store::{Store, StoreError};
@@ -179,7 +178,13 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         .map_err(LaunchError::Tls)?;
     let store = open_store(&settings).await.map_err(LaunchError::Store)?;
     warn_about_permissions(&settings);
-    let counting = Arc::new(CountingStore::new(FaultyStore::wrap_if_enabled(store)));
+    #[cfg(feature = "test-support")]
+    let store = crate::store::faulty::FaultyStore::wrap_if_enabled(store);
+    #[cfg(not(feature = "test-support"))]
+    if std::env::var_os("HAPLANE_TEST_STORE_FAULTS").is_some() {
+        tracing::warn!("HAPLANE_TEST_STORE_FAULTS is ignored: this build has no test support");
+    }
+    let counting = Arc::new(CountingStore::new(store));
     let options = NodeOptions {
         node_id: node_id.clone(),
         node_uri: node_uri.clone(),

@@ -47,6 +47,8 @@ pub fn haplane_binary() -> &'static Path {
                 profile,
                 "-p",
                 "haplane-server",
+                "--features",
+                "test-support",
                 "--bin",
                 "haplane",
             ])

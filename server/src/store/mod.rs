@@ -1,9 +1,11 @@
 //! The shared persistence store: one small trait (`get`, `put` with create-if-absent, `list`,
 //! `delete`) that every backend implements, validated keys, and the store's error kinds.
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod counting;
 pub mod disabled;
+#[cfg(any(test, feature = "test-support"))]
 pub mod faulty;
 pub mod fs;
 #[cfg(test)]
