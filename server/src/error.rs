@@ -1,6 +1,7 @@
 //! The service's error kinds and the one table that maps them to gRPC status codes and HTTP
 //! statuses. A caller's mistake is never INTERNAL or 500.
 
+use crate::node::NodeError;
 use crate::store::StoreError;
 use haplane::InvalidValue;
 use haplane::wire::{MASTER_ID_METADATA, MASTER_URI_METADATA};
@@ -42,6 +43,24 @@ impl From<InvalidValue> for ServiceError {
         ServiceError::InvalidArgument {
             field: err.field.to_owned(),
             message: err.reason,
+        }
+    }
+}
+
+impl From<NodeError> for ServiceError {
+    fn from(err: NodeError) -> Self {
+        match err {
+            NodeError::NotMaster {
+                master_id,
+                master_uri,
+            } => ServiceError::NotMaster {
+                master_id,
+                master_uri,
+            },
+            NodeError::FailedPrecondition(message) => ServiceError::FailedPrecondition(message),
+            NodeError::NotFound(message) => ServiceError::NotFound(message),
+            NodeError::Unavailable(message) => ServiceError::Unavailable(message),
+            NodeError::Store(err) => err.into(),
         }
     }
 }

@@ -179,7 +179,7 @@ impl HaCore {
 
     /// The error for a master-only request on this node, naming the master.
     pub fn not_master(&self) -> ServiceError {
-        self.inner.node.read_snapshot(Snapshot::not_master)
+        self.inner.node.read_snapshot(Snapshot::not_master).into()
     }
 
     /// Brooklyn's guard: changes on a non-master need the explicit override.
@@ -193,19 +193,19 @@ impl HaCore {
 
     /// `ListStates`.
     pub async fn list_states(&self) -> Result<Listing, ServiceError> {
-        self.inner.node.list().await
+        Ok(self.inner.node.list().await?)
     }
 
     /// `SetState`: answers the previous state.
     pub async fn set_state(&self, mode: HaMode, access: Access) -> Result<NodeState, ServiceError> {
         self.check_write_access(access)?;
-        self.inner.node.set_mode(mode).await
+        Ok(self.inner.node.set_mode(mode).await?)
     }
 
     /// `SetPriority`: answers the previous priority.
     pub async fn set_priority(&self, priority: i64, access: Access) -> Result<i64, ServiceError> {
         self.check_write_access(access)?;
-        self.inner.node.set_priority(priority).await
+        Ok(self.inner.node.set_priority(priority).await?)
     }
 
     /// `RemoveTerminated`: master only, whatever the access override says.
@@ -217,7 +217,7 @@ impl HaCore {
         if !self.is_master() {
             return Err(self.not_master());
         }
-        self.inner.node.remove_terminated(node).await
+        Ok(self.inner.node.remove_terminated(node).await?)
     }
 
     /// A receiver of the master view (current first, then each change of master).

@@ -63,7 +63,16 @@ pub enum StartupVerdict {
     /// Keep observing; liveness of the current claim is not yet known.
     Wait,
     Proceed,
-    Refuse(String),
+    Refuse(StartupRefusal),
+}
+
+/// Why a node may not start in its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupRefusal {
+    /// MASTER mode, and `master` is a live master of `epoch`.
+    LiveMaster { master: String, epoch: Epoch },
+    /// STANDBY or HOT_STANDBY mode, and there is no live master to follow.
+    NoMasterToFollow(HaMode),
 }
 
 /// How a `set_mode` request is carried out.
@@ -699,15 +708,14 @@ impl Election {
             None => false,
         };
         match (live, refuses_master) {
-            (true, true) => StartupVerdict::Refuse(format!(
-                "--ha-mode master: node {} is a live master (epoch {})",
-                self.claim.as_ref().map_or("?", |c| c.node_id.as_str()),
-                self.epoch()
-            )),
-            (false, false) => StartupVerdict::Refuse(format!(
-                "--ha-mode {}: there is no live master to follow",
-                self.mode.as_str().to_ascii_lowercase().replace('_', "-")
-            )),
+            (true, true) => StartupVerdict::Refuse(StartupRefusal::LiveMaster {
+                master: self
+                    .claim
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), |c| c.node_id.to_string()),
+                epoch: self.epoch(),
+            }),
+            (false, false) => StartupVerdict::Refuse(StartupRefusal::NoMasterToFollow(self.mode)),
             _ => StartupVerdict::Proceed,
         }
     }

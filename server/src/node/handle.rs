@@ -1,10 +1,10 @@
 //! The handle the service layer holds: reads of the published snapshot and view, and commands
 //! the runtime loop carries out in order with its polls.
 
+use super::NodeError;
 use super::publish::{Publisher, Snapshot, StateChange};
 use crate::clock::Clock;
 use crate::election::NodeSummary;
-use crate::error::ServiceError;
 use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::VecDeque;
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub(super) type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 /// Requests the runtime loop carries out in order with its polls.
 #[derive(Debug)]
@@ -98,9 +98,9 @@ impl NodeHandle {
             .unwrap_or_default()
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
         let (reply, answer) = oneshot::channel();
-        let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
+        let shutting_down = || NodeError::Unavailable("node is shutting down".to_owned());
         self.commands
             .send(make(reply))
             .await
@@ -109,26 +109,23 @@ impl NodeHandle {
     }
 
     /// Changes the HA mode; answers the previous state.
-    pub async fn set_mode(&self, mode: HaMode) -> Result<NodeState, ServiceError> {
+    pub async fn set_mode(&self, mode: HaMode) -> Result<NodeState, NodeError> {
         self.ask(|reply| Command::SetMode(mode, reply)).await
     }
 
     /// Changes the priority; answers the previous one.
-    pub async fn set_priority(&self, priority: i64) -> Result<i64, ServiceError> {
+    pub async fn set_priority(&self, priority: i64) -> Result<i64, NodeError> {
         self.ask(|reply| Command::SetPriority(priority, reply))
             .await
     }
 
     /// Reads every record (at most once a poll period) and lists the plane.
-    pub async fn list(&self) -> Result<Listing, ServiceError> {
+    pub async fn list(&self) -> Result<Listing, NodeError> {
         self.ask(Command::List).await
     }
 
     /// Master only: deletes terminated / long-dead records, or the one named.
-    pub async fn remove_terminated(
-        &self,
-        node: Option<NodeId>,
-    ) -> Result<Vec<String>, ServiceError> {
+    pub async fn remove_terminated(&self, node: Option<NodeId>) -> Result<Vec<String>, NodeError> {
         self.ask(|reply| Command::RemoveTerminated(node, reply))
             .await
     }

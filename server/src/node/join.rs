@@ -1,13 +1,13 @@
 //! Joining the plane at start-up (`plane.json`, the claims, the first record, the members, the
 //! start-up mode checks), and the periodic check that the store is still the one joined.
 
-use super::StartError;
-use super::plane_store::{claim_key, json_body};
+use super::plane_store::json_body;
 use super::runtime::Runtime;
+use super::{Refusal, StartError};
 use crate::clock::wall_clock_ms;
 use crate::election::{Decision, StartupVerdict};
-use crate::store::{Key, PutMode, StoreError};
-use haplane::{Epoch, HaMode, MasterClaim, NodeState, PlaneInfo};
+use crate::store::{PutMode, StoreError, layout};
+use haplane::{HaMode, MasterClaim, NodeState, PlaneInfo};
 
 /// The format of `plane.json` and the records this build writes.
 const FORMAT_VERSION: u32 = 1;
@@ -33,10 +33,7 @@ impl Runtime {
                 // Any live node may be a master (or about to be one) that serves this state: an
                 // unexpired claim is not needed for that, mid-failover there is none.
                 match self.election.any_peer_liveness(now) {
-                    Some(true) => StartupVerdict::Refuse(
-                        "--persist clean: another node's record is live; refusing to wipe the state it may serve (stop every node first)"
-                            .to_owned(),
-                    ),
+                    Some(true) => return self.refuse(Refusal::CleanWhileLive).await,
                     Some(false) => StartupVerdict::Wait,
                     None => self.election.startup_verdict(now),
                 }
@@ -50,14 +47,9 @@ impl Runtime {
                     self.election.decide(now);
                     break;
                 }
-                StartupVerdict::Refuse(message) => {
-                    let _ = self.write_terminated().await;
-                    return Err(StartError::Refused(message));
-                }
+                StartupVerdict::Refuse(refusal) => return self.refuse(refusal.into()).await,
                 StartupVerdict::Wait if now >= deadline => {
-                    return Err(StartError::Refused(
-                        "could not tell whether the current master is live".to_owned(),
-                    ));
+                    return Err(StartError::Refused(Refusal::MasterLivenessUnknown));
                 }
                 StartupVerdict::Wait => {
                     tokio::time::sleep(self.options.poll_period).await;
@@ -84,17 +76,21 @@ impl Runtime {
                 .await
                 .map_err(|e| self.store_error(e))?;
             if !won {
-                return Err(StartError::Refused(format!(
-                    "--ha-mode master: another node claimed epoch {epoch} first"
-                )));
+                return Err(StartError::Refused(Refusal::ClaimLost(epoch)));
             }
         }
         self.publish();
         Ok(())
     }
 
+    /// Refuses to start, publishing TERMINATED first so that peers do not wait for this node.
+    async fn refuse(&mut self, refusal: Refusal) -> Result<(), StartError> {
+        let _ = self.write_terminated().await;
+        Err(StartError::Refused(refusal))
+    }
+
     pub(super) async fn load_or_create_plane(&mut self) -> Result<(), StartError> {
-        let key = Key::parse("plane.json").map_err(|e| self.store_error(e))?;
+        let key = layout::plane().map_err(|e| self.store_error(e))?;
         let existing = match self.bounded(self.store.get(&key)).await {
             Ok(body) => Some(body),
             Err(StoreError::NotFound { .. }) => None,
@@ -103,10 +99,9 @@ impl Runtime {
         let body = match existing {
             Some(body) => body,
             None if self.options.require_existing => {
-                return Err(StartError::Refused(format!(
-                    "--persist rebind: {} holds no plane to rebind to",
-                    self.store.describe()
-                )));
+                return Err(StartError::Refused(Refusal::NothingToRebind {
+                    store: self.store.describe(),
+                }));
             }
             None => {
                 let plane = PlaneInfo {
@@ -140,11 +135,8 @@ impl Runtime {
 
     /// Lists `master/` once and reads the highest claim.
     pub(super) async fn load_claims(&mut self) -> Result<(), StoreError> {
-        let keys = self.bounded(self.store.list("master/")).await?;
-        let highest = keys
-            .iter()
-            .filter_map(|key| key.file_name().strip_suffix(".json")?.parse::<Epoch>().ok())
-            .max();
+        let keys = self.bounded(self.store.list(layout::CLAIMS)).await?;
+        let highest = keys.iter().filter_map(layout::claim_epoch).max();
         if let Some(epoch) = highest {
             self.read_claim(epoch).await?;
         }
@@ -156,7 +148,7 @@ impl Runtime {
     /// our plane id and, on a master, our claim must still be there. If not, the node stops
     /// acting and takes no further part until restarted.
     pub(super) async fn check_store_identity(&mut self) -> Result<(), StoreError> {
-        let plane_key = Key::parse("plane.json")?;
+        let plane_key = layout::plane()?;
         let problem = match self.bounded(self.store.get(&plane_key)).await {
             Err(StoreError::NotFound { .. }) => Some("plane.json is gone".to_owned()),
             Err(err) => return Err(err),
@@ -172,15 +164,16 @@ impl Runtime {
         let problem = match (problem, self.election.state() == NodeState::Master) {
             (None, true) => {
                 let epoch = self.election.epoch();
-                match self.bounded(self.store.get(&claim_key(epoch)?)).await {
+                match self.bounded(self.store.get(&layout::claim(epoch)?)).await {
                     Err(StoreError::NotFound { .. }) => {
-                        Some(format!("our claim master/{epoch:020}.json is gone"))
+                        Some(format!("our claim {} is gone", layout::claim(epoch)?))
                     }
                     Err(err) => return Err(err),
                     Ok(body) => match serde_json::from_slice::<MasterClaim>(&body) {
                         Ok(claim) if claim.node_id == self.options.node_id => None,
                         _ => Some(format!(
-                            "our claim master/{epoch:020}.json now names another node"
+                            "our claim {} now names another node",
+                            layout::claim(epoch)?
                         )),
                     },
                 }
@@ -200,7 +193,7 @@ impl Runtime {
     }
 
     pub(super) async fn delete_managed_state(&mut self) -> Result<(), StoreError> {
-        for key in self.bounded(self.store.list("state/")).await? {
+        for key in self.bounded(self.store.list(layout::STATE)).await? {
             match self.bounded(self.store.delete(&key)).await {
                 Ok(()) | Err(StoreError::NotFound { .. }) => {}
                 Err(err) => return Err(err),

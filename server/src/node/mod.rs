@@ -29,8 +29,9 @@ pub use peers::{PeerError, Peers};
 pub use publish::{Snapshot, StateChange};
 pub use runtime::{hostname, start};
 
+use crate::election::StartupRefusal;
 use crate::store::StoreError;
-use haplane::{HaMode, NodeId};
+use haplane::{Epoch, HaMode, NodeId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,13 +55,69 @@ pub struct NodeOptions {
     pub peers: Arc<dyn Peers>,
 }
 
+/// Why the node refused a command or could not carry it out; the api layer maps it to its own
+/// error (`ServiceError`) in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A master-only command on a node that does not act as master; names the master it knows
+    /// (empty when none).
+    #[error("not the master")]
+    NotMaster {
+        master_id: String,
+        master_uri: String,
+    },
+    /// Refused in this node's current state (mode rules, the master's own record).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Try again (shutting down, a lost claim race).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a node refused to start (its messages name the setting that decided it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("--ha-mode master: node {master} is a live master (epoch {epoch})")]
+    LiveMaster { master: String, epoch: Epoch },
+    #[error("--ha-mode {}: there is no live master to follow", mode_flag(*.0))]
+    NoMasterToFollow(HaMode),
+    #[error("--ha-mode master: another node claimed epoch {0} first")]
+    ClaimLost(Epoch),
+    #[error(
+        "--persist clean: another node's record is live; refusing to wipe the state it may serve (stop every node first)"
+    )]
+    CleanWhileLive,
+    #[error("could not tell whether the current master is live")]
+    MasterLivenessUnknown,
+    #[error("--persist rebind: {store} holds no plane to rebind to")]
+    NothingToRebind { store: String },
+}
+
+impl From<StartupRefusal> for Refusal {
+    fn from(refusal: StartupRefusal) -> Self {
+        match refusal {
+            StartupRefusal::LiveMaster { master, epoch } => Refusal::LiveMaster { master, epoch },
+            StartupRefusal::NoMasterToFollow(mode) => Refusal::NoMasterToFollow(mode),
+        }
+    }
+}
+
+/// How `mode` is written on the command line (`hot-standby`).
+fn mode_flag(mode: HaMode) -> String {
+    mode.as_str().to_ascii_lowercase().replace('_', "-")
+}
+
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("store {store}: {source}")]
     Store { store: String, source: StoreError },
     #[error("{0}")]
-    Refused(String),
+    Refused(Refusal),
     #[error("store {store}: {message}")]
     Corrupt { store: String, message: String },
 }

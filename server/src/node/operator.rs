@@ -1,18 +1,17 @@
 //! Operator commands carried out by the loop: mode changes (promotion asks the master to step
 //! down first), a peer's step-down request, listing the plane, removing records.
 
+use super::NodeError;
 use super::handle::Listing;
-use super::plane_store::node_key;
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::election::ModeChange;
-use crate::error::ServiceError;
-use crate::store::StoreError;
+use crate::store::{StoreError, layout};
 use haplane::{Epoch, HaMode, MasterClaim, NodeId, NodeState};
 use std::time::Duration;
 
 impl Runtime {
-    pub(super) async fn set_mode(&mut self, mode: HaMode) -> Result<NodeState, ServiceError> {
+    pub(super) async fn set_mode(&mut self, mode: HaMode) -> Result<NodeState, NodeError> {
         if mode == HaMode::Master && !self.election.is_standalone() {
             // A master deposed a moment ago by another node's promotion may not have seen the
             // newer claim yet; without this probe it would answer "already master" and do nothing.
@@ -24,7 +23,7 @@ impl Runtime {
         let change = self
             .election
             .set_mode(mode, now)
-            .map_err(|refused| ServiceError::FailedPrecondition(refused.0))?;
+            .map_err(|refused| NodeError::FailedPrecondition(refused.0))?;
         tracing::info!(%mode, ?change, "mode changed by operator");
         match change {
             ModeChange::Done => {
@@ -45,7 +44,7 @@ impl Runtime {
     /// Operator promotion (switchover): ask the master that may be acting to step down, then
     /// claim the next epoch; re-read and retry once if a concurrent claim took it. A master that
     /// does not answer is waited out after the claim (`Election::claim_won`), never overlapped.
-    pub(super) async fn promote(&mut self) -> Result<(), ServiceError> {
+    pub(super) async fn promote(&mut self) -> Result<(), NodeError> {
         for _ in 0..2 {
             self.probe_claims().await?;
             let predecessor_stopped = match self.election.active_master(self.clock.now()) {
@@ -62,7 +61,7 @@ impl Runtime {
                 return Ok(());
             }
         }
-        Err(ServiceError::Unavailable(
+        Err(NodeError::Unavailable(
             "promotion lost the claim race twice; try again".to_owned(),
         ))
     }
@@ -106,7 +105,7 @@ impl Runtime {
         }
     }
 
-    pub(super) async fn list(&mut self) -> Result<Listing, ServiceError> {
+    pub(super) async fn list(&mut self) -> Result<Listing, NodeError> {
         let fresh = self
             .last_scan
             .is_some_and(|at| self.clock.now().duration_since(at) < self.options.poll_period);
@@ -131,7 +130,7 @@ impl Runtime {
         &mut self,
         node: Option<NodeId>,
         terminated_age: Duration,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<Vec<String>, NodeError> {
         if !self.election.may_act_as_master(self.clock.now()) {
             return Err(self.not_master());
         }
@@ -139,12 +138,12 @@ impl Runtime {
         let now = self.clock.now();
         let targets = match node {
             Some(id) if id == self.options.node_id => {
-                return Err(ServiceError::FailedPrecondition(
+                return Err(NodeError::FailedPrecondition(
                     "cannot remove the master's own record".to_owned(),
                 ));
             }
             Some(id) if self.election.peer(&id).is_none() => {
-                return Err(ServiceError::NotFound(format!("no record for node {id}")));
+                return Err(NodeError::NotFound(format!("no record for node {id}")));
             }
             Some(id) => vec![id],
             None => self
@@ -153,7 +152,7 @@ impl Runtime {
         };
         let mut removed = Vec::new();
         for id in targets {
-            match self.bounded(self.store.delete(&node_key(&id)?)).await {
+            match self.bounded(self.store.delete(&layout::node(&id)?)).await {
                 Ok(()) | Err(StoreError::NotFound { .. }) => {
                     tracing::info!(node_id = %id, "removed node record");
                     self.election.forget_peer(&id);
@@ -178,10 +177,10 @@ impl Runtime {
         }
     }
 
-    pub(super) fn not_master(&self) -> ServiceError {
+    pub(super) fn not_master(&self) -> NodeError {
         let now = self.clock.now();
         let claim = self.election.active_master(now);
-        ServiceError::NotMaster {
+        NodeError::NotMaster {
             master_id: claim
                 .as_ref()
                 .map(|c| c.node_id.to_string())

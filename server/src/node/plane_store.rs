@@ -3,20 +3,11 @@
 
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
-use crate::store::{Key, PutMode, StoreError};
+use crate::store::{Key, PutMode, StoreError, layout};
 use bytes::Bytes;
 use haplane::{Epoch, MasterClaim, NodeId, NodeRecord, NodeState};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-
-/// Store keys of the layout (SPEC 4).
-pub(super) fn node_key(id: &NodeId) -> Result<Key, StoreError> {
-    Key::parse(&format!("nodes/{id}.json"))
-}
-
-pub(super) fn claim_key(epoch: Epoch) -> Result<Key, StoreError> {
-    Key::parse(&format!("master/{epoch:020}.json"))
-}
 
 pub(super) fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
     serde_json::to_vec_pretty(value)
@@ -29,11 +20,11 @@ pub(super) fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreEr
 impl Runtime {
     /// Reads the claim at `epoch` into the election. An unreadable claim still burns its epoch.
     pub(super) async fn read_claim(&mut self, epoch: Epoch) -> Result<(), StoreError> {
-        let body = self.bounded(self.store.get(&claim_key(epoch)?)).await?;
+        let body = self.bounded(self.store.get(&layout::claim(epoch)?)).await?;
         let claim = match serde_json::from_slice::<MasterClaim>(&body) {
             Ok(claim) if claim.epoch == epoch => claim,
             parsed => {
-                tracing::warn!(key = %claim_key(epoch)?, error = ?parsed.err(), "unreadable master claim; treating its epoch as taken by nobody");
+                tracing::warn!(key = %layout::claim(epoch)?, error = ?parsed.err(), "unreadable master claim; treating its epoch as taken by nobody");
                 self.counters
                     .skipped_records
                     .fetch_add(1, Ordering::Relaxed);
@@ -94,7 +85,7 @@ impl Runtime {
         self.election
             .set_state_seq(self.state_seq.load(Ordering::Relaxed));
         let record = self.election.next_record(wall_clock_ms(), started);
-        let result = match (node_key(&record.node_id), json_body(&record)) {
+        let result = match (layout::node(&record.node_id), json_body(&record)) {
             (Ok(key), Ok(body)) => {
                 self.bounded(self.store.put(&key, body, PutMode::Overwrite))
                     .await
@@ -138,7 +129,7 @@ impl Runtime {
     /// Lists `nodes/` and reads every record (concurrently).
     pub(super) async fn scan_members(&mut self) -> Result<(), StoreError> {
         let started = self.clock.now();
-        let keys = self.bounded(self.store.list("nodes/")).await?;
+        let keys = self.bounded(self.store.list(layout::NODES)).await?;
         let this = &*self;
         let reads = keys
             .iter()
@@ -181,7 +172,7 @@ impl Runtime {
         if holder == self.options.node_id {
             return Ok(());
         }
-        let key = node_key(&holder)?;
+        let key = layout::node(&holder)?;
         let started = self.clock.now();
         match self.bounded(self.store.get(&key)).await {
             Ok(body) => {
@@ -215,7 +206,7 @@ impl Runtime {
             claimed_at: wall_clock_ms(),
             reason: reason.to_owned(),
         };
-        let key = claim_key(epoch)?;
+        let key = layout::claim(epoch)?;
         match self
             .bounded(self.store.put(&key, json_body(&claim)?, PutMode::Create))
             .await

@@ -2,10 +2,10 @@
 //! poll and command and before any store call of a node that stopped acting; the master view
 //! watchers follow; and the history of state changes.
 
+use super::NodeError;
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::election::Lease;
-use crate::error::ServiceError;
 use haplane::{Epoch, HaMode, MasterView, NodeState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +44,8 @@ impl Snapshot {
     }
 
     /// The error for a master-only request on this node, naming the master it knows.
-    pub fn not_master(&self) -> ServiceError {
-        ServiceError::NotMaster {
+    pub fn not_master(&self) -> NodeError {
+        NodeError::NotMaster {
             master_id: self.master_id.clone(),
             master_uri: self.master_uri.clone(),
         }

@@ -2,7 +2,7 @@
 //! create-if-absent, and snapshots under `state/snapshots/` that bound replay. I/O only.
 
 use super::{EntityState, LogEntry};
-use crate::store::{Key, PutMode, Store, StoreError};
+use crate::store::{PutMode, Store, StoreError, layout};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -24,14 +24,6 @@ pub struct StateLog {
     store: Arc<dyn Store>,
 }
 
-fn entry_key(seq: u64) -> Result<Key, StoreError> {
-    Key::parse(&format!("state/log/{seq:020}.json"))
-}
-
-fn snapshot_key(seq: u64) -> Result<Key, StoreError> {
-    Key::parse(&format!("state/snapshots/{seq:020}.json"))
-}
-
 fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, LogError> {
     serde_json::to_vec(value)
         .map(Bytes::from)
@@ -50,7 +42,11 @@ impl StateLog {
     pub async fn append(&self, entry: &LogEntry) -> Result<(), LogError> {
         match self
             .store
-            .put(&entry_key(entry.seq)?, encode(entry)?, PutMode::Create)
+            .put(
+                &layout::log_entry(entry.seq)?,
+                encode(entry)?,
+                PutMode::Create,
+            )
             .await
         {
             Ok(()) => Ok(()),
@@ -68,7 +64,7 @@ impl StateLog {
         let mut entries = Vec::new();
         let mut seq = applied_seq + 1;
         while entries.len() < limit {
-            let key = entry_key(seq)?;
+            let key = layout::log_entry(seq)?;
             let body = match self.store.get(&key).await {
                 Ok(body) => body,
                 Err(StoreError::NotFound { .. }) => break,
@@ -93,7 +89,7 @@ impl StateLog {
 
     /// The newest readable snapshot, or an empty state.
     pub async fn latest_snapshot(&self) -> Result<EntityState, LogError> {
-        let mut keys = self.store.list("state/snapshots/").await?;
+        let mut keys = self.store.list(layout::SNAPSHOTS).await?;
         keys.sort();
         for key in keys.iter().rev() {
             match self.store.get(key).await {
@@ -115,7 +111,7 @@ impl StateLog {
     pub async fn write_snapshot(&self, state: &EntityState) -> Result<(), LogError> {
         self.store
             .put(
-                &snapshot_key(state.applied_seq)?,
+                &layout::snapshot(state.applied_seq)?,
                 encode(state)?,
                 PutMode::Overwrite,
             )
@@ -165,7 +161,7 @@ mod tests {
         assert_eq!(log.latest_snapshot().await.unwrap(), state);
         store
             .put(
-                &entry_key(2).unwrap(),
+                &layout::log_entry(2).unwrap(),
                 Bytes::from_static(b"{oops"),
                 PutMode::Create,
             )

@@ -258,7 +258,8 @@ impl StateService {
             .state
             .apply(&entry)
             .map_err(|message| LogError::Corrupt {
-                key: format!("state/log/{seq:020}.json"),
+                key: crate::store::layout::log_entry(seq)
+                    .map_or_else(|_| seq.to_string(), |key| key.to_string()),
                 message,
             })?;
         self.publish(&entry, outcome.clone());
@@ -278,7 +279,7 @@ impl StateService {
         let _writer = self.inner.writer.lock().await;
         let snapshot = self.inner.node.snapshot();
         if !snapshot.may_act_as_master(self.now()) {
-            return Err(snapshot.not_master());
+            return Err(snapshot.not_master().into());
         }
         // A master that has not fenced its epoch yet (just elected) does so now.
         self.fence_locked(snapshot.epoch).await?;
@@ -336,7 +337,7 @@ impl StateService {
                 let fenced_out = self.inner.replica.read().await.state.fence_epoch > snapshot.epoch;
                 Err(if fenced_out {
                     self.inner.replica.write().await.writable_epoch = None;
-                    self.inner.node.snapshot().not_master()
+                    self.inner.node.snapshot().not_master().into()
                 } else {
                     ServiceError::Unavailable("the log moved under this write; retry".to_owned())
                 })

@@ -8,6 +8,7 @@ pub mod disabled;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faulty;
 pub mod fs;
+pub mod layout;
 #[cfg(test)]
 pub mod memory;
 pub mod nfs;

@@ -1,0 +1,74 @@
+//! The plane's key layout in the store (docs/behaviour.md §4.1), in one place for the node
+//! runtime and the managed state.
+
+use super::{Key, StoreError};
+use haplane::{Epoch, NodeId};
+
+/// The plane's identity: `PlaneInfo`.
+pub const PLANE: &str = "plane.json";
+/// One record per node: `nodes/<id>.json`.
+pub const NODES: &str = "nodes/";
+/// One claim per epoch, created if absent: `master/<epoch, 20 digits>.json`.
+pub const CLAIMS: &str = "master/";
+/// Everything of the managed state.
+pub const STATE: &str = "state/";
+/// Managed-state snapshots: `state/snapshots/<seq, 20 digits>.json`.
+pub const SNAPSHOTS: &str = "state/snapshots/";
+/// Managed-state log entries, created if absent: `state/log/<seq, 20 digits>.json`.
+const LOG: &str = "state/log/";
+
+pub fn plane() -> Result<Key, StoreError> {
+    Key::parse(PLANE)
+}
+
+pub fn node(id: &NodeId) -> Result<Key, StoreError> {
+    Key::parse(&format!("{NODES}{id}.json"))
+}
+
+pub fn claim(epoch: Epoch) -> Result<Key, StoreError> {
+    Key::parse(&format!("{CLAIMS}{epoch:020}.json"))
+}
+
+/// The epoch of a key listed under `CLAIMS`; `None` for anything else.
+pub fn claim_epoch(key: &Key) -> Option<Epoch> {
+    key.as_str()
+        .strip_prefix(CLAIMS)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+pub fn log_entry(seq: u64) -> Result<Key, StoreError> {
+    Key::parse(&format!("{LOG}{seq:020}.json"))
+}
+
+pub fn snapshot(seq: u64) -> Result<Key, StoreError> {
+    Key::parse(&format!("{SNAPSHOTS}{seq:020}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let id = NodeId::parse("ha-1").unwrap();
+        assert_eq!(node(&id).unwrap().as_str(), "nodes/ha-1.json");
+        assert_eq!(
+            claim(42).unwrap().as_str(),
+            "master/00000000000000000042.json"
+        );
+        assert_eq!(claim_epoch(&claim(42).unwrap()), Some(42));
+        assert_eq!(claim_epoch(&node(&id).unwrap()), None);
+        assert_eq!(
+            log_entry(7).unwrap().as_str(),
+            "state/log/00000000000000000007.json"
+        );
+        assert_eq!(
+            snapshot(7).unwrap().as_str(),
+            "state/snapshots/00000000000000000007.json"
+        );
+        assert!(log_entry(7).unwrap().as_str().starts_with(STATE));
+        assert_eq!(plane().unwrap().as_str(), "plane.json");
+    }
+}
