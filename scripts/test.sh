@@ -9,6 +9,8 @@ scripts/setup-tools.sh
 .tools/node_modules/.bin/buf lint
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The deployed build (without the test-support feature the workspace build turns on).
+cargo clippy -p haplane-server --bins -- -D warnings
 cargo test --workspace -- --test-threads "${HAPLANE_TEST_THREADS:-4}"
 # The chaos run's short profile on both stores; each prints its one summary line.
 cargo run -q -p haplane-tests --bin chaos -- --profile ci --store dir

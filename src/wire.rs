@@ -13,5 +13,15 @@ pub const ALLOW_NON_MASTER_HEADERS: [&str; 3] = [
     "amp-allow-non-master-access",
     "haplane-allow-non-master-access",
 ];
+/// The HTTP Basic user name nodes present with a peer secret (`--peer-secret-file`).
+pub const PEER_USER: &str = "haplane-peer";
+/// Whether a request is gRPC by its `content-type` (`application/grpc`, `application/grpc+proto`,
+/// ...), so that it is answered the gRPC way.
+pub fn is_grpc_request(headers: &tonic::codegen::http::HeaderMap) -> bool {
+    headers
+        .get(tonic::codegen::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// The `grpc.health.v1` service name that is SERVING only on the master.
 pub const MASTER_HEALTH_SERVICE: &str = "haplane.v1.Master";

@@ -181,7 +181,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     #[cfg(feature = "test-support")]
     let store = crate::store::faulty::FaultyStore::wrap_if_enabled(store);
     #[cfg(not(feature = "test-support"))]
-    if std::env::var_os("HAPLANE_TEST_STORE_FAULTS").is_some() {
+    if std::env::var_os(crate::store::FAULTS_ENV).is_some() {
         tracing::warn!("HAPLANE_TEST_STORE_FAULTS is ignored: this build has no test support");
     }
     let counting = Arc::new(CountingStore::new(store));

@@ -18,6 +18,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use haplane::wire::PEER_USER;
 use haplane_sdk::Credentials;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::collections::HashMap;
@@ -53,9 +54,6 @@ const HEALTH_PATHS: [&str; 3] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
 ];
-
-/// The user name nodes present with the peer secret.
-pub const PEER_USER: &str = "haplane-peer";
 
 /// What the peer secret opens: the calls one node makes to another.
 const PEER_PATHS: [&str; 2] = [
@@ -303,7 +301,7 @@ pub async fn require_credentials(
 fn throttled(request: &Request, wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let message = format!("too many failed authentications; retry in {seconds} s");
-    if crate::rest::is_grpc_request(request.headers()) {
+    if haplane::wire::is_grpc_request(request.headers()) {
         let mut response = tonic::Status::resource_exhausted(message).into_http::<Body>();
         response
             .headers_mut()
@@ -323,7 +321,7 @@ fn throttled(request: &Request, wait: Duration) -> Response {
 }
 
 fn refused(request: &Request, refusal: Refusal) -> Response {
-    if crate::rest::is_grpc_request(request.headers()) {
+    if haplane::wire::is_grpc_request(request.headers()) {
         return tonic::Status::unauthenticated(refusal.message()).into_http::<Body>();
     }
     let body = serde_json::json!({ "message": refusal.message() }).to_string();

@@ -164,7 +164,8 @@ pub struct LaunchArgs {
     /// HTTP/2 streams one connection may have open at once. Default 256.
     #[arg(long, env = "HAPLANE_MAX_STREAMS_PER_CONNECTION")]
     pub max_streams_per_connection: Option<u32>,
-    /// Open WatchMaster and SSE watches past this are refused. Default 16384.
+    /// Open WatchMaster, SSE and entity Watch streams past this are refused (health watches get
+    /// a sixteenth of it). Default 16384.
     #[arg(long, env = "HAPLANE_MAX_WATCHERS")]
     pub max_watchers: Option<usize>,
     /// Also accept requests addressed (Host / :authority) to this name, and changes from pages
@@ -245,7 +246,8 @@ impl std::fmt::Debug for Secret {
 /// Who may call the node (SPEC 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
-    /// `(user, password)` pairs; the first is also what this node presents to its peers.
+    /// `(user, password)` pairs; without a peer secret the first is also what this node
+    /// presents to its peers.
     pub users: Vec<(String, Secret)>,
     /// Whether the health checks need credentials too.
     pub protect_health: bool,
@@ -497,12 +499,27 @@ fn load_auth(
         Some(path) => {
             let text = read_file("peer-secret-file", &path)?;
             let secret = text.trim_end_matches(['\r', '\n']);
-            if secret.len() < MIN_PEER_SECRET || secret.contains(['\r', '\n']) {
+            if secret.chars().count() < MIN_PEER_SECRET
+                || secret.contains(['\r', '\n'])
+                || secret.trim() != secret
+            {
                 return Err(config_error(
                     "peer-secret-file",
                     format!(
-                        "{}: must hold one line of at least {MIN_PEER_SECRET} characters",
+                        "{}: must hold one line of at least {MIN_PEER_SECRET} characters, without surrounding spaces",
                         path.display()
+                    ),
+                ));
+            }
+            if users
+                .iter()
+                .any(|(user, _)| user == haplane::wire::PEER_USER)
+            {
+                return Err(config_error(
+                    "peer-secret-file",
+                    format!(
+                        "the user name {} is kept for peers when a peer secret is set",
+                        haplane::wire::PEER_USER
                     ),
                 ));
             }
@@ -944,6 +961,8 @@ mod tests {
         assert!(s.secret_files.contains(&PathBuf::from(&good)));
         let short = write("short", "tooshort\n");
         let two_lines = write("two", "0123456789abcdef\nsecond line\n");
+        let spaces = write("spaces", "                    \n");
+        let peer_user = write("peer-user", "haplane-peer:pw\n");
         let cases: &[&[&str]] = &[
             &["--peer-secret-file", &good],
             &["--auth-users-file", &users, "--peer-secret-file", &short],
@@ -953,6 +972,8 @@ mod tests {
                 "--peer-secret-file",
                 &two_lines,
             ],
+            &["--auth-users-file", &users, "--peer-secret-file", &spaces],
+            &["--auth-users-file", &peer_user, "--peer-secret-file", &good],
             &[
                 "--auth-users-file",
                 &users,

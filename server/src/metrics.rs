@@ -52,7 +52,7 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
     );
     registry.register(
         "watchers",
-        "Open WatchMaster and SSE streams",
+        "Open WatchMaster, SSE and entity Watch streams",
         gauge(view.watchers),
     );
     registry.register(

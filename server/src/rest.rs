@@ -24,7 +24,7 @@ use tower::ServiceExt;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON error body: `{"message": ..., "error": <status>}` plus any extra fields.
-fn error_response(status: StatusCode, message: &str, extra: Value) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: &str, extra: Value) -> Response {
     let mut body = json!({ "message": message, "error": status.as_u16() });
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
@@ -324,14 +324,6 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// Whether a request is gRPC (by its content type), so that it is answered the gRPC way.
-pub fn is_grpc_request(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"))
-}
-
 /// The REST routes (the HA shim plus `extra`, e.g. the entity routes); anything else goes to
 /// `grpc` when it is a gRPC request, else 404.
 pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
@@ -366,7 +358,7 @@ pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
     ha.fallback(move |request: Request<Body>| {
         let grpc = grpc.clone();
         async move {
-            if is_grpc_request(request.headers()) {
+            if haplane::wire::is_grpc_request(request.headers()) {
                 match grpc.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -469,7 +461,7 @@ pub async fn host_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let grpc = is_grpc_request(request.headers());
+    let grpc = haplane::wire::is_grpc_request(request.headers());
     let host_header = request
         .headers()
         .get(header::HOST)

@@ -31,7 +31,8 @@
 //!   if the client does not close it). A request counts until its response body has ended, so an
 //!   open WatchMaster or SSE stream keeps its connection; HTTP/2 keep-alive pings close one whose
 //!   client stopped answering;
-//! - at most `max_connections` are open (by default the file-descriptor limit less a reserve for
+//! - at most `max_connections` are open, plus up to `MAX_SHEDS_CLOSING` shed ones still closing
+//!   (by default the file-descriptor limit less a reserve for
 //!   the store, peer calls and logs), so the node's own work never meets "Too many open files".
 //!   At the limit, the oldest connection with no request in flight (one still opening, or idle)
 //!   is closed to make room for the new one, if it is at least 250 ms old; otherwise the new one
@@ -40,7 +41,6 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::response::IntoResponse;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -77,10 +77,10 @@ const MAX_RESERVED_DESCRIPTORS: usize = 1024;
 /// have not yet sent their request.
 const SHED_MIN_AGE: Duration = Duration::from_millis(250);
 
-/// At most this many shed connections may still be closing (each on its own serving thread)
-/// when a new one is accepted in place of another: past that the new one is refused, so a flood
-/// cannot run the process out of descriptors while sheds are under way. Well inside the
-/// descriptors kept back from connections (`MIN_RESERVED_DESCRIPTORS`).
+/// Open connections may exceed `max_connections` by at most this many, the shed ones still
+/// closing (each on its own serving thread): a new connection that would go past it is refused,
+/// so a flood cannot run the process out of descriptors while sheds are under way. Well inside
+/// the descriptors kept back from connections (`MIN_RESERVED_DESCRIPTORS`).
 const MAX_SHEDS_CLOSING: usize = 16;
 
 /// How every connection is served.
@@ -604,17 +604,19 @@ where
             parts.extensions.insert(axum::extract::ConnectInfo(peer));
         }
         let timed_out = Arc::new(AtomicBool::new(false));
+        // gRPC reflection is a two-way stream a tool (grpcui) may keep open: no deadline there.
+        let deadline = match parts.uri.path().contains(".ServerReflection/") {
+            true => None,
+            false => Some(tokio::time::Instant::now() + body_read_timeout),
+        };
         let body = DeadlineBody {
             body,
-            deadline: tokio::time::Instant::now() + body_read_timeout,
+            deadline,
             timeout: body_read_timeout,
             timer: None,
             timed_out: timed_out.clone(),
         };
-        let grpc = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+        let grpc = haplane::wire::is_grpc_request(&parts.headers);
         let response = app
             .clone()
             .oneshot(http::Request::from_parts(parts, Body::new(body)));
@@ -624,7 +626,11 @@ where
             // client's lateness. gRPC carries its failure in the status instead.
             if timed_out.load(Ordering::Relaxed) && !grpc {
                 let message = BodyReadTimeout(body_read_timeout).to_string();
-                return Ok((http::StatusCode::REQUEST_TIMEOUT, message).into_response());
+                return Ok(crate::rest::error_response(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    &message,
+                    serde_json::Value::Null,
+                ));
             }
             Ok(response.map(|body| {
                 Body::new(TrackedBody {
@@ -646,7 +652,8 @@ struct BodyReadTimeout(Duration);
 /// is set only if the body ever has to wait.
 struct DeadlineBody<B> {
     body: B,
-    deadline: tokio::time::Instant,
+    /// `None`: no deadline (a stream meant to stay open).
+    deadline: Option<tokio::time::Instant>,
     timeout: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Set when the deadline cut the body off.
@@ -669,7 +676,9 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        let deadline = this.deadline;
+        let Some(deadline) = this.deadline else {
+            return Poll::Pending;
+        };
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

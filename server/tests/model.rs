@@ -53,9 +53,9 @@ fn assert_finds(what: &str, cfg: Config, depth: usize, property: &str) -> String
     sequence
 }
 
-/// Replays `sequence` on `cfg`: whether every step was possible, and the properties broken on
-/// the way (printing the trace when some are).
-fn replay_breaks(cfg: Config, sequence: &str) -> (bool, Vec<&'static str>) {
+/// Replays `sequence` on `cfg`: how many of its steps were possible (it stops at the first that
+/// is not), and the properties broken on the way (printing the trace when some are).
+fn replay_breaks(cfg: Config, sequence: &str) -> (usize, Vec<&'static str>) {
     let plane = Plane::new(cfg);
     let actions = decode(&plane, sequence);
     let (states, complete) = replay(&plane, &actions);
@@ -73,7 +73,12 @@ fn replay_breaks(cfg: Config, sequence: &str) -> (bool, Vec<&'static str>) {
             .collect();
         println!("{}", render(&plane, &steps));
     }
-    (complete, found)
+    let replayed = if complete {
+        actions.len()
+    } else {
+        states.len() - 1
+    };
+    (replayed, found)
 }
 
 /// Two nodes; the first election (a wins at tick 2) already run, fault-free.
@@ -297,16 +302,27 @@ fn a_restarted_peer_whose_heartbeat_repeats_is_not_taken_for_silent() {
     cfg.fault_kinds = fault::CRASH | fault::PAUSE;
     cfg.horizon = 9;
     cfg.runtime = Runtime::RestartLooksLikeTheOldProcess;
-    let (complete, found) = replay_breaks(cfg.clone(), RESTARTED_HEARTBEAT_REPEATS);
-    assert!(complete, "the sequence no longer replays");
+    let steps: Vec<&str> = RESTARTED_HEARTBEAT_REPEATS.split_whitespace().collect();
+    let (replayed, found) = replay_breaks(cfg.clone(), RESTARTED_HEARTBEAT_REPEATS);
+    assert_eq!(replayed, steps.len(), "the sequence no longer replays");
     assert_eq!(
         found,
         [ONE_MASTER],
         "the counterexample still breaks exclusion"
     );
     cfg.runtime = Runtime::Current;
-    let (_, found) = replay_breaks(cfg, RESTARTED_HEARTBEAT_REPEATS);
+    let (replayed, found) = replay_breaks(cfg, RESTARTED_HEARTBEAT_REPEATS);
     assert!(found.is_empty(), "broken: {found:?}");
+    // The current runtime follows the schedule at least until b, resumed, has read a's record.
+    let read_after_resume = steps
+        .iter()
+        .position(|step| *step == "b.resume")
+        .expect("b resumes")
+        + 3;
+    assert!(
+        replayed >= read_after_resume,
+        "diverged at step {replayed}, before b read a's record"
+    );
 }
 
 #[test]
@@ -315,8 +331,14 @@ fn a_promotion_whose_claim_lands_after_the_lease_still_waits_out_the_master() {
     cfg.faults = 2;
     cfg.operator = 1;
     cfg.horizon = 7;
-    let (complete, found) = replay_breaks(cfg, PROMOTION_FENCED_BY_A_LAPSED_LEASE);
-    assert!(complete, "the sequence no longer replays");
+    let (replayed, found) = replay_breaks(cfg, PROMOTION_FENCED_BY_A_LAPSED_LEASE);
+    assert_eq!(
+        replayed,
+        PROMOTION_FENCED_BY_A_LAPSED_LEASE
+            .split_whitespace()
+            .count(),
+        "the sequence no longer replays"
+    );
     assert!(found.is_empty(), "broken: {found:?}");
 }
 

@@ -179,7 +179,7 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 /// handshake / idle timeouts (idle pooled gRPC channels, which answer pings, included).
 #[tokio::test]
 async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_keeps_answering() {
-    raise_own_descriptor_limit(4096);
+    raise_own_descriptor_limit(2048);
     let node = LimitedNode::launch(
         Some(1024),
         &[
@@ -406,10 +406,14 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
         let status = watch_health().await.expect_err("past the health cap");
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     }
+    // The place comes back once the server has seen the stream reset.
     health_watches.pop();
-    watch_health()
-        .await
-        .expect("a closed health watch gives its place back");
+    eventually(
+        Duration::from_secs(5),
+        "a closed health watch gives its place back",
+        || async { watch_health().await.ok() },
+    )
+    .await;
 
     let mut channels = Vec::new();
     for _ in 0..2 {
@@ -638,11 +642,12 @@ async fn a_body_that_trickles_past_the_body_read_timeout_gets_408_and_changes_no
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
         )
     };
-    // "priority=7" a byte every 500 ms, and never the rest of its declared 100 bytes.
+    // "priority=7", its declared 10 bytes one every 500 ms: whole only after 5 s, past the 2 s
+    // deadline, so without the deadline it would be served and applied.
     let begun = Instant::now();
     let (status, closed) = trickle(
         &node.address,
-        &head(100),
+        &head(10),
         b"priority=7",
         10,
         Duration::from_millis(500),
@@ -650,6 +655,10 @@ async fn a_body_that_trickles_past_the_body_read_timeout_gets_408_and_changes_no
     .await;
     let took = begun.elapsed();
     assert!(status.starts_with("HTTP/1.1 408"), "status: {status:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the deadline: {took:?}"
+    );
     assert!(closed, "the connection is closed after the 408");
     let priority = reqwest::get(format!("http://{}/v1/server/ha/priority", node.address))
         .await

@@ -157,7 +157,7 @@ impl Plane {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_highest_priority_node_is_elected_and_every_node_names_it() {
+async fn one_master_is_elected_and_every_node_names_it() {
     let mut plane = Plane::new();
     let low = plane.start("low", 0).await;
     let high = plane.start("high", 10).await;

@@ -19,8 +19,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The environment variable that enables the wrapper.
-pub const CONTROL_ENV: &str = "HAPLANE_TEST_STORE_FAULTS";
 const REREAD_EVERY: Duration = Duration::from_millis(100);
 
 /// The faults in force.
@@ -79,7 +77,7 @@ pub struct FaultyStore {
 impl FaultyStore {
     /// Wraps `inner` when `HAPLANE_TEST_STORE_FAULTS` is set; otherwise returns it unchanged.
     pub fn wrap_if_enabled(inner: Arc<dyn Store>) -> Arc<dyn Store> {
-        match std::env::var_os(CONTROL_ENV) {
+        match std::env::var_os(super::FAULTS_ENV) {
             Some(control) => {
                 tracing::warn!(control = %PathBuf::from(&control).display(), "TEST ONLY: store fault injection is on");
                 Arc::new(Self::new(inner, control.into()))

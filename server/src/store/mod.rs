@@ -14,6 +14,10 @@ pub mod memory;
 pub mod nfs;
 pub mod s3;
 
+/// The environment variable that switches store fault injection on (`faulty.rs`, in builds with
+/// the `test-support` feature only).
+pub const FAULTS_ENV: &str = "HAPLANE_TEST_STORE_FAULTS";
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fmt;
