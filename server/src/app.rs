@@ -134,14 +134,28 @@ fn stop_on_signal(sender: watch::Sender<bool>) {
     });
 }
 
+/// Connections the kernel may hold completed but not yet accepted (capped by
+/// `net.core.somaxconn`). Past it Linux drops the handshake's last ACK: the client believes it is
+/// connected while the node never sees the connection, so a burst must fit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The node's listening socket on `address` (`SO_REUSEADDR`, as tokio's `bind` sets it).
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Runs a node until it is stopped.
 pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .map_err(|source| LaunchError::Bind {
-            address: settings.bind,
-            source,
-        })?;
+    let listener = listen(settings.bind).map_err(|source| LaunchError::Bind {
+        address: settings.bind,
+        source,
+    })?;
     let address = listener.local_addr().map_err(|source| LaunchError::Bind {
         address: settings.bind,
         source,

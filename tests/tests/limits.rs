@@ -127,16 +127,21 @@ const OPENINGS: [(&str, &[u8]); 5] = [
 ];
 
 /// Opens a connection in state `kind` and waits (up to 30 s) until the node closes it: how long
-/// that took, or `None` if it did not (or the connection was never made).
-async fn hold_half_open(address: String, kind: usize) -> Option<Duration> {
-    let mut socket = TcpStream::connect(&address).await.ok()?;
+/// that took, or why not.
+async fn hold_half_open(address: String, kind: usize) -> Result<Duration, String> {
+    let mut socket = TcpStream::connect(&address)
+        .await
+        .map_err(|err| format!("not made: {err}"))?;
     let opened = Instant::now();
     let bytes: Vec<u8> = if kind == 4 {
         [PREFACE, EMPTY_SETTINGS].concat()
     } else {
         OPENINGS[kind].1.to_vec()
     };
-    socket.write_all(&bytes).await.ok()?;
+    socket
+        .write_all(&bytes)
+        .await
+        .map_err(|err| format!("cannot send its opening: {err}"))?;
     let mut sink = [0u8; 4096];
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
         // The node may send SETTINGS, pings and a GOAWAY first; the end is EOF or a reset.
@@ -147,7 +152,9 @@ async fn hold_half_open(address: String, kind: usize) -> Option<Duration> {
         }
     })
     .await;
-    closed.ok().map(|()| opened.elapsed())
+    closed
+        .map(|()| opened.elapsed())
+        .map_err(|_| "not closed by the node within 30 s".to_owned())
 }
 
 /// The node's state over REST on a new connection, bounded to a second.
@@ -218,9 +225,15 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
 
     let count = 1_100;
     let attack_started = Instant::now();
-    let held: Vec<_> = (0..count)
-        .map(|index| tokio::spawn(hold_half_open(node.address.clone(), index % OPENINGS.len())))
-        .collect();
+    // In bursts of 100 every 20 ms: all 1,100 within a quarter of a second.
+    let mut held = Vec::new();
+    for index in 0..count {
+        if index % 100 == 0 && index > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kind = index % OPENINGS.len();
+        held.push(tokio::spawn(hold_half_open(node.address.clone(), kind)));
+    }
 
     let mut probe_latencies = Vec::new();
     let (mut peak_fds, mut peak_rss) = (0, 0);
@@ -256,9 +269,9 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
 
     let mut shed_after = Vec::new();
     for (index, held) in held.into_iter().enumerate() {
-        let took = held.await.unwrap().unwrap_or_else(|| {
+        let took = held.await.unwrap().unwrap_or_else(|why| {
             panic!(
-                "a connection ({}) was not made or not closed within 30 s",
+                "connection {index} ({}): {why}",
                 OPENINGS[index % OPENINGS.len()].0
             )
         });
