@@ -253,3 +253,25 @@ async fn a_master_whose_store_stalls_stops_acting_before_a_peer_takes_over() {
     plane.run_for(TIMEOUT * 2).await;
     assert_eq!(plane.acting(), [second]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_demoted_master_is_seen_to_stop_before_its_stalled_store_call_returns() {
+    let mut plane = Plane::new();
+    let only = plane.start("only", 0).await;
+    plane
+        .run_until(TIMEOUT * 5, "a master", |plane| plane.acting() == [only])
+        .await;
+    // The demotion's record write hangs: readers must see the node stop acting before it.
+    plane.nodes[only].1.stall(true);
+    let handle = plane.nodes[only].0.clone();
+    let demotion = tokio::spawn(async move { handle.set_mode(HaMode::HotStandby).await });
+    tokio::time::sleep(SAMPLE).await;
+    assert!(
+        plane.acting().is_empty(),
+        "still acting while its store call hangs"
+    );
+    assert!(!demotion.is_finished(), "the write is still in flight");
+    plane.nodes[only].1.stall(false);
+    let answer = demotion.await.unwrap();
+    assert!(answer.is_err(), "the stalled write timed out: {answer:?}");
+}
