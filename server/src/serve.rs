@@ -603,28 +603,29 @@ where
         if let Some(peer) = peer {
             parts.extensions.insert(axum::extract::ConnectInfo(peer));
         }
-        let timed_out = Arc::new(AtomicBool::new(false));
-        // gRPC reflection is a two-way stream a tool (grpcui) may keep open: no deadline there.
-        let deadline = match parts.uri.path().contains(".ServerReflection/") {
-            true => None,
-            false => Some(tokio::time::Instant::now() + body_read_timeout),
+        // Nothing to bound for a request whose body has ended already (a GET: the hot path) or
+        // for gRPC reflection, a two-way stream a tool (grpcui) may keep open. A REST handler's
+        // body extractor answers 400 for any body error; a late body is answered 408 instead
+        // (gRPC carries its failure in the status).
+        let bounded = !body.is_end_stream() && !parts.uri.path().contains(".ServerReflection/");
+        let (body, late_rest_body) = if bounded {
+            let timed_out = Arc::new(AtomicBool::new(false));
+            let body = DeadlineBody {
+                body,
+                deadline: tokio::time::Instant::now() + body_read_timeout,
+                timeout: body_read_timeout,
+                timer: None,
+                timed_out: timed_out.clone(),
+            };
+            let rest = !haplane::wire::is_grpc_request(&parts.headers);
+            (Body::new(body), rest.then_some(timed_out))
+        } else {
+            (Body::new(body), None)
         };
-        let body = DeadlineBody {
-            body,
-            deadline,
-            timeout: body_read_timeout,
-            timer: None,
-            timed_out: timed_out.clone(),
-        };
-        let grpc = haplane::wire::is_grpc_request(&parts.headers);
-        let response = app
-            .clone()
-            .oneshot(http::Request::from_parts(parts, Body::new(body)));
+        let response = app.clone().oneshot(http::Request::from_parts(parts, body));
         async move {
             let response = response.await?;
-            // A REST handler's body extractor answers 400 for any body error; this one is the
-            // client's lateness. gRPC carries its failure in the status instead.
-            if timed_out.load(Ordering::Relaxed) && !grpc {
+            if late_rest_body.is_some_and(|timed_out| timed_out.load(Ordering::Relaxed)) {
                 let message = BodyReadTimeout(body_read_timeout).to_string();
                 return Ok(crate::rest::error_response(
                     http::StatusCode::REQUEST_TIMEOUT,
@@ -652,8 +653,7 @@ struct BodyReadTimeout(Duration);
 /// is set only if the body ever has to wait.
 struct DeadlineBody<B> {
     body: B,
-    /// `None`: no deadline (a stream meant to stay open).
-    deadline: Option<tokio::time::Instant>,
+    deadline: tokio::time::Instant,
     timeout: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Set when the deadline cut the body off.
@@ -676,9 +676,7 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        let Some(deadline) = this.deadline else {
-            return Poll::Pending;
-        };
+        let deadline = this.deadline;
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

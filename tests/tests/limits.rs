@@ -78,6 +78,15 @@ impl LimitedNode {
         format!("http://{}", self.address)
     }
 
+    /// A new gRPC channel (its own connection) to the node.
+    async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.uri())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     fn pid(&self) -> u32 {
         self.child.id().expect("running")
     }
@@ -215,12 +224,7 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
     // Idle gRPC channels: hyper answers the node's pings for them.
     let mut idle_channels = Vec::new();
     for _ in 0..5 {
-        let channel = tonic::transport::Endpoint::from_shared(node.uri())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        idle_channels.push(channel);
+        idle_channels.push(node.channel().await);
     }
 
     let count = 1_100;
@@ -319,8 +323,9 @@ async fn half_open_connections_past_the_descriptor_limit_are_shed_and_the_node_k
     );
 }
 
-/// Raises this test process's own soft descriptor limit to `wanted` (within the hard limit): it
-/// holds every attacking connection itself.
+/// Raises this test process's own descriptor limit to `wanted`: it holds every attacking
+/// connection itself. The hard limit is raised too where the process may (root), so that a
+/// fresh machine's low default does not stop the test.
 fn raise_own_descriptor_limit(wanted: u64) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -329,6 +334,15 @@ fn raise_own_descriptor_limit(wanted: u64) {
     // SAFETY: getrlimit and setrlimit only read and write the struct passed.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_max < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_cur,
+                rlim_max: wanted,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
         limit.rlim_cur = limit.rlim_cur.max(wanted.min(limit.rlim_max));
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }
@@ -386,12 +400,7 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
     let baseline_rss = node.rss_kib();
 
     // Health watches need no credentials: their own cap is a sixteenth of --max-watchers.
-    let health_channel = tonic::transport::Endpoint::from_shared(node.uri())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let health = HealthClient::new(health_channel);
+    let health = HealthClient::new(node.channel().await);
     let watch_health = || {
         let mut health = health.clone();
         async move {
@@ -430,8 +439,7 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
 
     let mut channels = Vec::new();
     for _ in 0..2 {
-        let endpoint = tonic::transport::Endpoint::from_shared(node.uri()).unwrap();
-        channels.push(endpoint.connect().await.unwrap());
+        channels.push(node.channel().await);
     }
     let mut watches = Vec::new();
     for index in 0..200 {
@@ -446,11 +454,7 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
     }
     let watching_rss = node.rss_kib();
 
-    let refusing = tonic::transport::Endpoint::from_shared(node.uri())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let refusing = node.channel().await;
     let refused_opens = 30_000;
     let started = Instant::now();
     for batch in 0..refused_opens / 100 {

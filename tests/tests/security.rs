@@ -381,6 +381,20 @@ impl FakePeer {
             .collect()
     }
 
+    /// Stops `node` (SIGTERM), waits until its stop nudge reached this peer with credentials,
+    /// then stops `haunting` the store and waits for the node to exit.
+    async fn await_stop_nudge(&self, node: &mut Node, haunting: tokio::task::JoinHandle<()>) {
+        node.sigterm();
+        eventually(
+            DEADLINE,
+            "the stop nudge to reach the fake peer",
+            || async { (self.requests().1 > 0).then_some(()) },
+        )
+        .await;
+        haunting.abort();
+        node.wait_exit(DEADLINE).await;
+    }
+
     /// Keeps a live, unelectable standby record `nodes/fake.json` pointing at this peer in the
     /// directory store at `store`, modelled on `model`'s own record, until the task is dropped.
     fn haunt(&self, store: &Path, model: &str) -> tokio::task::JoinHandle<()> {
@@ -438,15 +452,7 @@ async fn a_tls_node_sends_no_credentials_to_a_plain_peer_uri_from_the_store() {
             .then_some(())
     })
     .await;
-    plain.sigterm();
-    eventually(
-        DEADLINE,
-        "the stop nudge to reach the fake peer",
-        || async { (plain_peer.requests().1 > 0).then_some(()) },
-    )
-    .await;
-    haunting.abort();
-    plain.wait_exit(DEADLINE).await;
+    plain_peer.await_stop_nudge(&mut plain, haunting).await;
 
     // A TLS node demotes itself, comes back as master and stops: three nudges, none sent.
     let certs = certificate(dir.path());
@@ -635,23 +641,17 @@ async fn peers_present_the_peer_secret_which_opens_only_peer_calls() {
     // What a record in the store can make a node send: the peer secret, not the password.
     let fake = FakePeer::start().await;
     let haunting = fake.haunt(&store, "second");
+    let (credentials, states) = (
+        format!("admin:{PASSWORD}"),
+        second.url("/v1/server/ha/states"),
+    );
     eventually(DEADLINE, "second to see the fake peer live", || async {
-        let url = second.url("/v1/server/ha/states");
-        let (_, _, body) = get(&url, Some(("admin", PASSWORD))).await;
-        serde_json::from_str::<serde_json::Value>(&body)
-            .is_ok_and(|states| states["nodes"]["fake"]["live"] == true)
+        sees_fake_peer(&["-u", &credentials, &states])
+            .await
             .then_some(())
     })
     .await;
-    second.sigterm();
-    eventually(
-        DEADLINE,
-        "the stop nudge to reach the fake peer",
-        || async { (fake.requests().1 > 0).then_some(()) },
-    )
-    .await;
-    haunting.abort();
-    second.wait_exit(DEADLINE).await;
+    fake.await_stop_nudge(&mut second, haunting).await;
     let received = fake.authorizations();
     assert!(!received.is_empty());
     let operator = header("admin", PASSWORD);

@@ -142,6 +142,23 @@ impl Plane {
         }
     }
 
+    /// Runs until node `index` alone acts (within five timeouts).
+    async fn until_sole_master(&self, index: usize) {
+        self.run_until(TIMEOUT * 5, "one master", |plane| plane.acting() == [index])
+            .await;
+    }
+
+    /// A plane of `first` (priority 10), master, and `second` (0), which has followed it for a
+    /// timeout.
+    async fn master_and_standby() -> (Self, usize, usize) {
+        let mut plane = Self::new();
+        let first = plane.start("first", 10).await;
+        plane.until_sole_master(first).await;
+        let second = plane.start("second", 0).await;
+        plane.run_for(TIMEOUT).await;
+        (plane, first, second)
+    }
+
     fn state(&self, index: usize) -> NodeState {
         let now = TokioClock.now();
         self.nodes[index]
@@ -180,20 +197,14 @@ async fn one_master_is_elected_and_every_node_names_it() {
 async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
     let mut plane = Plane::new();
     let only = plane.start("only", 0).await;
-    plane
-        .run_until(TIMEOUT * 5, "a master", |plane| plane.acting() == [only])
-        .await;
+    plane.until_sole_master(only).await;
     let epoch = plane.nodes[only].0.read_snapshot(|snapshot| snapshot.epoch);
     // No time passes between the request and the check: the loop has not run.
     assert!(plane.nodes[only].0.step_down(epoch));
     assert!(plane.acting().is_empty());
     assert_ne!(plane.state(only), NodeState::Master);
     // A step-down from an older epoch than ours is declined once we master a newer one.
-    plane
-        .run_until(TIMEOUT * 5, "master again", |plane| {
-            plane.acting() == [only]
-        })
-        .await;
+    plane.until_sole_master(only).await;
     let newer = plane.nodes[only].0.read_snapshot(|snapshot| snapshot.epoch);
     assert!(newer > epoch);
     assert!(!plane.nodes[only].0.step_down(epoch));
@@ -202,22 +213,10 @@ async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_promotion_moves_the_master_without_overlap() {
-    let mut plane = Plane::new();
-    let first = plane.start("first", 10).await;
-    plane
-        .run_until(TIMEOUT * 5, "first master", |plane| {
-            plane.acting() == [first]
-        })
-        .await;
-    let second = plane.start("second", 0).await;
-    plane.run_for(TIMEOUT).await;
+    let (plane, first, second) = Plane::master_and_standby().await;
     let handle = plane.nodes[second].0.clone();
     let promotion = tokio::spawn(async move { handle.set_mode(HaMode::Master).await });
-    plane
-        .run_until(TIMEOUT * 5, "second master", |plane| {
-            plane.acting() == [second]
-        })
-        .await;
+    plane.until_sole_master(second).await;
     promotion.await.unwrap().unwrap();
     plane.run_for(TIMEOUT * 2).await;
     assert_eq!(plane.acting(), [second]);
@@ -226,15 +225,7 @@ async fn a_promotion_moves_the_master_without_overlap() {
 
 #[tokio::test(start_paused = true)]
 async fn a_master_whose_store_stalls_stops_acting_before_a_peer_takes_over() {
-    let mut plane = Plane::new();
-    let first = plane.start("first", 10).await;
-    plane
-        .run_until(TIMEOUT * 5, "first master", |plane| {
-            plane.acting() == [first]
-        })
-        .await;
-    let second = plane.start("second", 0).await;
-    plane.run_for(TIMEOUT).await;
+    let (plane, first, second) = Plane::master_and_standby().await;
     plane.nodes[first].1.stall(true);
     // `run_until` checks after every 10 ms that the two never act at once.
     plane
@@ -258,9 +249,7 @@ async fn a_master_whose_store_stalls_stops_acting_before_a_peer_takes_over() {
 async fn a_demoted_master_is_seen_to_stop_before_its_stalled_store_call_returns() {
     let mut plane = Plane::new();
     let only = plane.start("only", 0).await;
-    plane
-        .run_until(TIMEOUT * 5, "a master", |plane| plane.acting() == [only])
-        .await;
+    plane.until_sole_master(only).await;
     // The demotion's record write hangs: readers must see the node stop acting before it.
     plane.nodes[only].1.stall(true);
     let handle = plane.nodes[only].0.clone();
