@@ -2,6 +2,7 @@
 //! statuses. A caller's mistake is never INTERNAL or 500.
 
 use crate::node::NodeError;
+use crate::service::WatchersFull;
 use crate::store::StoreError;
 use haplane::InvalidValue;
 use haplane::wire::{MASTER_ID_METADATA, MASTER_URI_METADATA};
@@ -62,6 +63,13 @@ impl From<NodeError> for ServiceError {
             NodeError::Unavailable(message) => ServiceError::Unavailable(message),
             NodeError::Store(err) => err.into(),
         }
+    }
+}
+
+/// A watch past its cap: the client may retry later or elsewhere.
+impl From<WatchersFull> for tonic::Status {
+    fn from(full: WatchersFull) -> Self {
+        tonic::Status::resource_exhausted(full.to_string())
     }
 }
 

@@ -133,12 +133,7 @@ impl HaService for GrpcService {
         request: Request<pb::WatchMasterRequest>,
     ) -> Result<Response<Self::WatchMasterStream>, Status> {
         let min_epoch = request.into_inner().min_epoch.unwrap_or(0);
-        let watcher = self.core.count_watcher().ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "this node serves at most {} watches at once; retry later or watch another node",
-                self.core.max_watchers()
-            ))
-        })?;
+        let watcher = self.core.count_watcher()?;
         let events = master_events(&self.core, min_epoch, watcher).map(|view| {
             view.map(|view| pb::MasterEvent::from(view.as_ref()))
                 .map_err(Status::from)
@@ -232,17 +227,9 @@ impl Health for MasterAwareHealth {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let place = self.core.count_health_watcher().ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "this node serves at most {} health watches at once; retry later",
-                self.core.max_health_watchers()
-            ))
-        })?;
+        let place = self.core.count_health_watcher()?;
         let statuses = self.statuses.watch(request).await?.into_inner();
-        Ok(Response::new(Box::pin(statuses.map(move |status| {
-            let _open = &place;
-            status
-        }))))
+        Ok(Response::new(Box::pin(place.hold(statuses))))
     }
 }
 

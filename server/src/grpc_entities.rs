@@ -113,12 +113,7 @@ impl EntityService for GrpcEntities {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let place = self.core.count_watcher().ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "this node serves at most {} watches at once; retry later or watch another node",
-                self.core.max_watchers()
-            ))
-        })?;
+        let place = self.core.count_watcher()?;
         let prefix = request.into_inner().prefix;
         let events =
             BroadcastStream::new(self.state.subscribe()).filter_map(move |event| match event {
@@ -135,10 +130,6 @@ impl EntityService for GrpcEntities {
                     "this watcher fell behind; resubscribe and re-list",
                 ))),
             });
-        let events = events.map(move |event| {
-            let _open = &place;
-            event
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(Box::pin(place.hold(events))))
     }
 }

@@ -272,16 +272,17 @@ fn view_json(view: &MasterView) -> Value {
 /// Server-Sent Events: the WatchMaster stream for curl and browsers.
 /// Past the node's cap on open watches: 503 with `Retry-After`, and everyone else keeps theirs.
 async fn watch_sse(State(core): State<HaCore>) -> Response {
-    let Some(watcher) = core.count_watcher() else {
-        let message = format!(
-            "this node serves at most {} watches at once; retry later or watch another node",
-            core.max_watchers()
-        );
-        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, &message, Value::Null);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return response;
+    let watcher = match core.count_watcher() {
+        Ok(watcher) => watcher,
+        Err(full) => {
+            let message = full.to_string();
+            let mut response =
+                error_response(StatusCode::SERVICE_UNAVAILABLE, &message, Value::Null);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            return response;
+        }
     };
     let events = master_events(&core, 0, watcher).map(|item| {
         Ok::<Event, std::convert::Infallible>(match item {
@@ -462,6 +463,11 @@ pub async fn host_guard(
     next: Next,
 ) -> Response {
     let grpc = haplane::wire::is_grpc_request(request.headers());
+    // gRPC: PERMISSION_DENIED; REST: `status` with the JSON error body.
+    let refuse = |status: StatusCode, message: String| match grpc {
+        true => tonic::Status::permission_denied(message).into_http::<Body>(),
+        false => error_response(status, &message, Value::Null),
+    };
     let host_header = request
         .headers()
         .get(header::HOST)
@@ -475,13 +481,12 @@ pub async fn host_guard(
         .flatten()
         .find(|host| !policy.allows_host(host))
     {
-        let message = format!(
-            "this node does not answer to the host {refused:?}; add it with --allowed-host"
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this node does not answer to the host {refused:?}; add it with --allowed-host"
+            ),
         );
-        return match grpc {
-            true => tonic::Status::permission_denied(message).into_http::<Body>(),
-            false => error_response(StatusCode::MISDIRECTED_REQUEST, &message, Value::Null),
-        };
     }
     let changes = matches!(
         *request.method(),
@@ -493,13 +498,12 @@ pub async fn host_guard(
     if changes && let Some(origin) = request.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("\u{fffd}");
         if !policy.allows_origin(origin, host_header.or(authority)) {
-            let message = format!(
-                "changes from pages of {origin:?} are refused; add its host with --allowed-host"
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "changes from pages of {origin:?} are refused; add its host with --allowed-host"
+                ),
             );
-            return match grpc {
-                true => tonic::Status::permission_denied(message).into_http::<Body>(),
-                false => error_response(StatusCode::FORBIDDEN, &message, Value::Null),
-            };
         }
     }
     next.run(request).await

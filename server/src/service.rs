@@ -95,6 +95,30 @@ fn take_place(open: &Arc<AtomicI64>, max: i64) -> Option<WatcherGuard> {
     .map(|_| WatcherGuard(open.clone()))
 }
 
+/// A watch refused at its cap (RESOURCE_EXHAUSTED / 503 at the adapters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchersFull {
+    max: i64,
+    health: bool,
+}
+
+impl std::fmt::Display for WatchersFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.health {
+            true => write!(
+                f,
+                "this node serves at most {} health watches at once; retry later",
+                self.max
+            ),
+            false => write!(
+                f,
+                "this node serves at most {} watches at once; retry later or watch another node",
+                self.max
+            ),
+        }
+    }
+}
+
 /// Counts one open watch while it lives.
 #[derive(Debug)]
 pub struct WatcherGuard(Arc<AtomicI64>);
@@ -102,6 +126,17 @@ pub struct WatcherGuard(Arc<AtomicI64>);
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl WatcherGuard {
+    /// `stream`, with this watch counted until the stream is dropped.
+    pub fn hold<S: Stream>(self, stream: S) -> impl Stream<Item = S::Item> {
+        use tokio_stream::StreamExt;
+        stream.map(move |item| {
+            let _open = &self;
+            item
+        })
     }
 }
 
@@ -234,25 +269,19 @@ impl HaCore {
     }
 
     /// Registers an open watch (for the watchers gauge and the cap) until the guard drops;
-    /// `None` when `max_watchers` are open already.
-    pub fn count_watcher(&self) -> Option<WatcherGuard> {
-        take_place(&self.inner.watchers, self.inner.max_watchers)
+    /// refused when `max_watchers` are open already.
+    pub fn count_watcher(&self) -> Result<WatcherGuard, WatchersFull> {
+        take_place(&self.inner.watchers, self.inner.max_watchers).ok_or(WatchersFull {
+            max: self.inner.max_watchers,
+            health: false,
+        })
     }
 
-    /// Registers an open health watch until the guard drops; `None` when `max_health_watchers`
-    /// are open already.
-    pub fn count_health_watcher(&self) -> Option<WatcherGuard> {
-        take_place(&self.inner.health_watchers, self.max_health_watchers())
-    }
-
-    /// How many health watches may be open at once.
-    pub fn max_health_watchers(&self) -> i64 {
-        (self.inner.max_watchers / HEALTH_WATCHERS_SHARE).max(1)
-    }
-
-    /// How many watches may be open at once.
-    pub fn max_watchers(&self) -> i64 {
-        self.inner.max_watchers
+    /// Registers an open health watch until the guard drops; refused when a
+    /// `HEALTH_WATCHERS_SHARE` of `max_watchers` are open already.
+    pub fn count_health_watcher(&self) -> Result<WatcherGuard, WatchersFull> {
+        let max = (self.inner.max_watchers / HEALTH_WATCHERS_SHARE).max(1);
+        take_place(&self.inner.health_watchers, max).ok_or(WatchersFull { max, health: true })
     }
 
     /// The heartbeat write latency histogram.
