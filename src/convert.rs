@@ -1,6 +1,6 @@
 //! Conversions between the domain types and the generated protobuf types (`pb`).
 
-use crate::domain::{HaMode, InvalidValue, MasterView, Member, NodeState};
+use crate::domain::{HaMode, InvalidValue, MasterRef, MasterView, Member, NodeState};
 use crate::pb;
 
 impl From<NodeState> for pb::NodeState {
@@ -69,10 +69,11 @@ pub fn ha_mode_from_wire(value: i32) -> Result<HaMode, InvalidValue> {
 
 impl From<&MasterView> for pb::MasterEvent {
     fn from(view: &MasterView) -> Self {
+        let (master_id, master_uri) = MasterRef::to_wire(view.master.as_ref());
         pb::MasterEvent {
             epoch: view.epoch,
-            master_id: view.master_id.clone(),
-            master_uri: view.master_uri.clone(),
+            master_id,
+            master_uri,
             plane_id: view.plane_id.clone(),
             members: view
                 .members
@@ -105,8 +106,7 @@ impl TryFrom<pb::MasterEvent> for MasterView {
             .collect::<Result<_, InvalidValue>>()?;
         Ok(MasterView {
             epoch: event.epoch,
-            master_id: event.master_id,
-            master_uri: event.master_uri,
+            master: MasterRef::from_wire(event.master_id, event.master_uri),
             plane_id: event.plane_id,
             members,
         })

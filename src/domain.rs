@@ -240,13 +240,31 @@ pub struct Member {
     pub live: bool,
 }
 
+/// The node acting as master, as a reader learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterRef {
+    pub id: String,
+    pub uri: String,
+}
+
+impl MasterRef {
+    /// From the wire's two strings, where an empty id means "no master".
+    pub fn from_wire(id: String, uri: String) -> Option<MasterRef> {
+        (!id.is_empty()).then_some(MasterRef { id, uri })
+    }
+
+    /// To the wire's two strings (id, URI): both empty for "no master".
+    pub fn to_wire(master: Option<&MasterRef>) -> (String, String) {
+        master.map_or_else(Default::default, |m| (m.id.clone(), m.uri.clone()))
+    }
+}
+
 /// Who the master is, as pushed on `WatchMaster`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MasterView {
     pub epoch: Epoch,
-    /// Empty while the plane has no master.
-    pub master_id: String,
-    pub master_uri: String,
+    /// `None` while the plane has no master.
+    pub master: Option<MasterRef>,
     pub plane_id: String,
     pub members: Vec<Member>,
 }
@@ -254,9 +272,17 @@ pub struct MasterView {
 impl MasterView {
     /// Whether `other` names a different master (epoch, id or URI); members alone do not count.
     pub fn master_differs(&self, other: &MasterView) -> bool {
-        self.epoch != other.epoch
-            || self.master_id != other.master_id
-            || self.master_uri != other.master_uri
+        self.epoch != other.epoch || self.master != other.master
+    }
+
+    /// The master's id, empty while there is none (for text and JSON output).
+    pub fn master_id(&self) -> &str {
+        self.master.as_ref().map_or("", |m| &m.id)
+    }
+
+    /// The master's URI, empty while there is none (for text and JSON output).
+    pub fn master_uri(&self) -> &str {
+        self.master.as_ref().map_or("", |m| &m.uri)
     }
 }
 

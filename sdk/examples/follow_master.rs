@@ -9,12 +9,12 @@ async fn main() -> Result<(), haplane_sdk::Error> {
     let mut views = client.watch_master();
     loop {
         if let Some(view) = views.borrow_and_update().as_ref() {
-            let master = if view.master_id.is_empty() {
-                "(none)"
-            } else {
-                &view.master_id
-            };
-            println!("epoch {}: master {master} {}", view.epoch, view.master_uri);
+            match &view.master {
+                Some(master) => {
+                    println!("epoch {}: master {} {}", view.epoch, master.id, master.uri)
+                }
+                None => println!("epoch {}: master (none)", view.epoch),
+            }
         }
         if views.changed().await.is_err() {
             return Ok(());

@@ -8,7 +8,7 @@ use haplane::convert::node_state_from_wire;
 use haplane::pb::{
     self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
 };
-use haplane::{HaMode, MasterView, NodeState};
+use haplane::{HaMode, MasterRef, MasterView, NodeState};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,8 +69,8 @@ pub struct StateInfo {
     pub state: NodeState,
     pub priority: i64,
     pub epoch: u64,
-    pub master_id: String,
-    pub master_uri: String,
+    /// The master the node knows of, `None` while it knows none.
+    pub master: Option<MasterRef>,
     pub plane_id: String,
 }
 
@@ -92,7 +92,8 @@ pub struct NodeInfo {
 pub struct PlaneStates {
     pub plane_id: String,
     pub own_id: String,
-    pub master_id: String,
+    /// The master's id, `None` while the plane has none.
+    pub master_id: Option<String>,
     pub epoch: u64,
     pub nodes: Vec<NodeInfo>,
 }
@@ -141,7 +142,7 @@ impl Drop for Inner {
 /// use haplane_sdk::{Client, ConnectOptions};
 /// let client = Client::connect(["http://127.0.0.1:8081"], ConnectOptions::default()).await?;
 /// let master = client.wait_for_master(std::time::Duration::from_secs(10)).await?;
-/// println!("master {} at {}", master.master_id, master.master_uri);
+/// println!("master {} at {}", master.master_id(), master.master_uri());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -241,11 +242,11 @@ impl Client {
     ///
     /// ```no_run
     /// # fn demo(client: &haplane_sdk::Client) {
-    /// if let Some(master) = client.master() { println!("{}", master.master_uri); }
+    /// if let Some(master) = client.master() { println!("{}", master.master_uri()); }
     /// # }
     /// ```
     pub fn master(&self) -> Option<MasterView> {
-        self.view().filter(|view| !view.master_id.is_empty())
+        self.view().filter(|view| view.master.is_some())
     }
 
     /// A receiver that changes with every accepted view (pushed, never polled).
@@ -254,7 +255,7 @@ impl Client {
     /// # async fn demo(client: haplane_sdk::Client) {
     /// let mut views = client.watch_master();
     /// while views.changed().await.is_ok() {
-    ///     println!("{:?}", views.borrow().as_ref().map(|v| v.master_id.clone()));
+    ///     println!("{:?}", views.borrow().as_ref().map(|v| v.master.clone()));
     /// }
     /// # }
     /// ```
@@ -267,7 +268,7 @@ impl Client {
         let mut views = self.inner.views.clone();
         let found = tokio::time::timeout(
             timeout,
-            views.wait_for(|view| view.as_ref().is_some_and(|v| !v.master_id.is_empty())),
+            views.wait_for(|view| view.as_ref().is_some_and(|v| v.master.is_some())),
         )
         .await;
         match found {
@@ -311,7 +312,7 @@ impl Client {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let view = self.wait_for_master(remaining).await?;
-            let channel = self.channel(&view.master_uri)?;
+            let channel = self.channel(view.master_uri())?;
             self.inner.unary_calls.fetch_add(1, Ordering::Relaxed);
             let status = match call(channel).await {
                 Ok(value) => return Ok(value),
@@ -359,8 +360,7 @@ impl Client {
             node_id: answer.node_id,
             priority: answer.priority,
             epoch: answer.epoch,
-            master_id: answer.master_id,
-            master_uri: answer.master_uri,
+            master: MasterRef::from_wire(answer.master_id, answer.master_uri),
             plane_id: answer.plane_id,
         })
     }
@@ -395,7 +395,7 @@ impl Client {
         Ok(PlaneStates {
             plane_id: answer.plane_id,
             own_id: answer.own_id,
-            master_id: answer.master_id,
+            master_id: (!answer.master_id.is_empty()).then_some(answer.master_id),
             epoch: answer.epoch,
             nodes,
         })

@@ -6,8 +6,8 @@
 use crate::error::Error;
 use crate::transport::NodeChannel;
 use futures::future::BoxFuture;
-use haplane::MasterView;
 use haplane::pb::{self, ha_service_client::HaServiceClient};
+use haplane::{MasterRef, MasterView};
 use http::HeaderValue;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ impl ViewFilter {
         if view.epoch < self.highest_epoch {
             return false;
         }
-        if view.master_id.is_empty() {
+        let Some(named) = &view.master else {
             if let Some(master) = &self.master
                 && master.epoch == view.epoch
             {
@@ -76,20 +76,21 @@ impl ViewFilter {
                 self.released = Some((master.epoch, master.id.clone()));
             }
             self.master = None;
-        } else {
-            let released = self
-                .released
-                .as_ref()
-                .is_some_and(|(epoch, master)| *epoch == view.epoch && *master == view.master_id);
-            if released {
-                return false;
-            }
-            self.master = Some(Believed {
-                epoch: view.epoch,
-                id: view.master_id.clone(),
-                uri: view.master_uri.clone(),
-            });
+            self.highest_epoch = view.epoch;
+            return true;
+        };
+        let released = self
+            .released
+            .as_ref()
+            .is_some_and(|(epoch, master)| *epoch == view.epoch && *master == named.id);
+        if released {
+            return false;
         }
+        self.master = Some(Believed {
+            epoch: view.epoch,
+            id: named.id.clone(),
+            uri: named.uri.clone(),
+        });
         self.highest_epoch = view.epoch;
         true
     }
@@ -144,7 +145,7 @@ impl Follow {
     /// master, or one not believed, arms a probe one poll period later unless one is armed.
     pub fn on_view(&mut self, view: &MasterView, source: &str, now: Instant) -> bool {
         let accepted = self.filter.accept(view, source);
-        if accepted && !view.master_id.is_empty() {
+        if accepted && view.master.is_some() {
             self.probe_at = None;
         } else if self.probe_at.is_none() {
             self.probe_at = Some(now + self.poll_period);
@@ -176,15 +177,15 @@ impl Follow {
         // A member reporting a master the filter would believe: open the stream on that master.
         let reported = answers
             .iter()
-            .filter(|answer| !answer.view.master_id.is_empty())
             .filter(|answer| self.filter.clone().accept(&answer.view, &answer.uri))
-            .map(|answer| {
-                let target = if answer.view.master_uri.is_empty() {
+            .filter_map(|answer| {
+                let master = answer.view.master.as_ref()?;
+                let target = if master.uri.is_empty() {
                     &answer.uri
                 } else {
-                    &answer.view.master_uri
+                    &master.uri
                 };
-                (answer.view.epoch, target)
+                Some((answer.view.epoch, target))
             })
             .filter(|(_, target)| !same_uri(target, current))
             .max_by_key(|(epoch, _)| *epoch);
@@ -404,8 +405,7 @@ async fn probe_members(uris: Vec<String>, settings: FollowerSettings) -> Vec<Pro
                     node_id: state.node_id,
                     view: MasterView {
                         epoch: state.epoch,
-                        master_id: state.master_id,
-                        master_uri: state.master_uri,
+                        master: MasterRef::from_wire(state.master_id, state.master_uri),
                         plane_id: state.plane_id,
                         members: Vec::new(),
                     },
@@ -447,12 +447,7 @@ mod tests {
     fn view(epoch: u64, master: &str) -> MasterView {
         MasterView {
             epoch,
-            master_id: master.to_owned(),
-            master_uri: if master.is_empty() {
-                String::new()
-            } else {
-                uri(master)
-            },
+            master: MasterRef::from_wire(master.to_owned(), uri(master)),
             plane_id: PLANE.to_owned(),
             members: ["a", "b", "c"]
                 .into_iter()
@@ -551,7 +546,7 @@ mod tests {
         // a's claim names the URI it advertised before a restart; its record, the current one.
         let mut by_member = ViewFilter::default();
         let named = MasterView {
-            master_uri: "http://old-a:8081".to_owned(),
+            master: MasterRef::from_wire("a".to_owned(), "http://old-a:8081".to_owned()),
             ..view(2, "a")
         };
         assert!(by_member.accept(&named, &uri("b")));

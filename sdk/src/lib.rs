@@ -8,7 +8,7 @@
 //! let mut views = client.watch_master();
 //! while views.changed().await.is_ok() {
 //!     if let Some(view) = views.borrow().as_ref() {
-//!         println!("epoch {}: master {}", view.epoch, view.master_id);
+//!         println!("epoch {}: master {}", view.epoch, view.master_id());
 //!     }
 //! }
 //! # Ok(()) }
@@ -23,6 +23,6 @@ mod transport;
 pub use client::{Client, ConnectOptions, Entity, NodeInfo, PlaneStates, StateInfo, Stats};
 pub use error::Error;
 pub use follower::ViewFilter;
-pub use haplane::{HaMode, MasterView, Member, NodeState};
+pub use haplane::{HaMode, MasterRef, MasterView, Member, NodeState};
 pub use master_channel::MasterChannel;
 pub use transport::{Credentials, NodeChannel};

@@ -51,7 +51,7 @@ impl Service<http::Request<tonic::body::Body>> for MasterChannel {
         let client = self.client.clone();
         Box::pin(async move {
             let master = client.wait_for_master(client.failover_timeout()).await?;
-            let channel = client.channel(&master.master_uri)?;
+            let channel = client.channel(master.master_uri())?;
             Ok(channel.oneshot(request).await?)
         })
     }

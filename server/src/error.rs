@@ -4,8 +4,8 @@
 use crate::node::NodeError;
 use crate::service::WatchersFull;
 use crate::store::StoreError;
-use haplane::InvalidValue;
 use haplane::wire::{MASTER_ID_METADATA, MASTER_URI_METADATA};
+use haplane::{InvalidValue, MasterRef};
 
 /// Brooklyn's message for a write sent to a non-master.
 pub const NOT_MASTER_MESSAGE: &str =
@@ -18,10 +18,7 @@ pub enum ServiceError {
     InvalidArgument { field: String, message: String },
     /// A master-only call reached a non-master.
     #[error("{NOT_MASTER_MESSAGE}")]
-    NotMaster {
-        master_id: String,
-        master_uri: String,
-    },
+    NotMaster { master: Option<MasterRef> },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
@@ -51,13 +48,7 @@ impl From<InvalidValue> for ServiceError {
 impl From<NodeError> for ServiceError {
     fn from(err: NodeError) -> Self {
         match err {
-            NodeError::NotMaster {
-                master_id,
-                master_uri,
-            } => ServiceError::NotMaster {
-                master_id,
-                master_uri,
-            },
+            NodeError::NotMaster { master } => ServiceError::NotMaster { master },
             NodeError::FailedPrecondition(message) => ServiceError::FailedPrecondition(message),
             NodeError::NotFound(message) => ServiceError::NotFound(message),
             NodeError::Unavailable(message) => ServiceError::Unavailable(message),
@@ -104,18 +95,12 @@ impl From<ServiceError> for tonic::Status {
         let message = err.to_string();
         match err {
             ServiceError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
-            ServiceError::NotMaster {
-                master_id,
-                master_uri,
-            } => {
+            ServiceError::NotMaster { master } => {
                 let mut status = tonic::Status::failed_precondition(format!(
                     "{message}; master is {}",
-                    if master_id.is_empty() {
-                        "unknown"
-                    } else {
-                        &master_id
-                    }
+                    master.as_ref().map_or("unknown", |m| &m.id)
                 ));
+                let (master_id, master_uri) = MasterRef::to_wire(master.as_ref());
                 for (key, value) in [
                     (MASTER_ID_METADATA, master_id),
                     (MASTER_URI_METADATA, master_uri),
@@ -149,8 +134,7 @@ mod tests {
             tonic::Code::InvalidArgument
         );
         let not_master = ServiceError::NotMaster {
-            master_id: "a".into(),
-            master_uri: "http://a".into(),
+            master: MasterRef::from_wire("a".into(), "http://a".into()),
         };
         assert_eq!(not_master.http_status(), 403);
         let status = tonic::Status::from(not_master);

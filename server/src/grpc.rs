@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
 use haplane::wire::{ALLOW_NON_MASTER_METADATA, MASTER_HEALTH_SERVICE};
-use haplane::{Epoch, NodeState};
+use haplane::{Epoch, MasterRef, NodeState};
 use haplane_sdk::NodeChannel;
 use http::HeaderValue;
 use std::collections::HashSet;
@@ -51,13 +51,14 @@ impl HaService for GrpcService {
         _request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::GetStateResponse>, Status> {
         let view = self.core.state();
+        let (master_id, master_uri) = MasterRef::to_wire(view.master.as_ref());
         Ok(Response::new(pb::GetStateResponse {
             node_id: view.node_id,
             state: state_to_wire(view.state),
             priority: view.priority,
             epoch: view.epoch,
-            master_id: view.master_id,
-            master_uri: view.master_uri,
+            master_id,
+            master_uri,
             plane_id: view.plane_id,
         }))
     }
@@ -85,7 +86,7 @@ impl HaService for GrpcService {
         Ok(Response::new(pb::ListStatesResponse {
             plane_id: listing.plane_id,
             own_id: listing.own_id,
-            master_id: listing.master_id,
+            master_id: MasterRef::to_wire(listing.master.as_ref()).0,
             epoch: listing.epoch,
             nodes,
         }))

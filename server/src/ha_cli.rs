@@ -2,8 +2,8 @@
 //! `--json` for scripts.
 
 use clap::{Args, Subcommand};
-use haplane::HaMode;
-use haplane_sdk::{Client, ConnectOptions, Credentials, MasterView};
+use haplane::{HaMode, MasterRef};
+use haplane_sdk::{Client, ConnectOptions, Credentials, MasterView, PlaneStates, StateInfo};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,26 +60,83 @@ pub enum HaCommand {
 
 fn print_view(view: &MasterView, as_json: bool) {
     if as_json {
-        let members: Vec<_> = view
-            .members
-            .iter()
-            .map(|m| json!({"nodeId": m.node_id, "nodeUri": m.node_uri, "status": m.status.as_str(), "live": m.live}))
-            .collect();
-        println!(
-            "{}",
-            json!({"epoch": view.epoch, "masterId": view.master_id, "masterUri": view.master_uri, "members": members})
-        );
-    } else if view.master_id.is_empty() {
-        println!("epoch {}: no master", view.epoch);
-    } else {
+        println!("{}", crate::rest::view_json(view));
+    } else if let Some(master) = &view.master {
         println!(
             "epoch {}: master {} at {}",
-            view.epoch, view.master_id, view.master_uri
+            view.epoch, master.id, master.uri
+        );
+    } else {
+        println!("epoch {}: no master", view.epoch);
+    }
+}
+
+fn print_state(state: &StateInfo, as_json: bool) {
+    if as_json {
+        let (master_id, master_uri) = MasterRef::to_wire(state.master.as_ref());
+        println!(
+            "{}",
+            json!({"nodeId": state.node_id, "state": state.state.as_str(), "priority": state.priority,
+                   "epoch": state.epoch, "masterId": master_id, "masterUri": master_uri,
+                   "planeId": state.plane_id})
+        );
+    } else {
+        println!(
+            "{} is {} (priority {}, epoch {})",
+            state.node_id, state.state, state.priority, state.epoch
         );
     }
 }
 
-async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
+fn print_plane(plane: &PlaneStates, as_json: bool) {
+    let master_id = plane.master_id.as_deref().unwrap_or("");
+    if as_json {
+        let nodes: Vec<_> = plane
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({"nodeId": n.node_id, "nodeUri": n.node_uri, "status": n.status.as_str(),
+                            "priority": n.priority, "live": n.live,
+                            "lastSeenAgeMs": crate::clock::millis(n.last_seen_age)})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"planeId": plane.plane_id, "masterId": master_id, "epoch": plane.epoch, "nodes": nodes})
+        );
+        return;
+    }
+    println!(
+        "plane {} epoch {} master {}",
+        plane.plane_id, plane.epoch, master_id
+    );
+    println!(
+        "{:<24} {:<12} {:>8} {:<5} {:>10}  uri",
+        "node", "status", "priority", "live", "seen"
+    );
+    for n in &plane.nodes {
+        println!(
+            "{:<24} {:<12} {:>8} {:<5} {:>9.1}s  {}",
+            n.node_id,
+            n.status.as_str(),
+            n.priority,
+            n.live,
+            n.last_seen_age.as_secs_f64(),
+            n.node_uri
+        );
+    }
+}
+
+/// Prints `text`, or `value` under `--json`.
+fn print_either(as_json: bool, value: serde_json::Value, text: impl std::fmt::Display) {
+    if as_json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+async fn connect(args: &HaArgs) -> Result<Client, haplane_sdk::Error> {
     let ca_pem = match &args.ca_file {
         Some(path) => {
             Some(
@@ -100,107 +157,51 @@ async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
         ca_pem,
         ..ConnectOptions::default()
     };
-    let client = Client::connect(args.endpoint, options).await?;
+    Client::connect(args.endpoint.clone(), options).await
+}
+
+async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
+    let client = connect(&args).await?;
+    let as_json = args.json;
     match args.command {
-        HaCommand::State => {
-            let state = client.get_state().await?;
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"nodeId": state.node_id, "state": state.state.as_str(), "priority": state.priority,
-                           "epoch": state.epoch, "masterId": state.master_id, "masterUri": state.master_uri,
-                           "planeId": state.plane_id})
-                );
-            } else {
-                println!(
-                    "{} is {} (priority {}, epoch {})",
-                    state.node_id, state.state, state.priority, state.epoch
-                );
-            }
-        }
-        HaCommand::States => {
-            let plane = client.list_states().await?;
-            if args.json {
-                let nodes: Vec<_> = plane
-                    .nodes
-                    .iter()
-                    .map(|n| json!({"nodeId": n.node_id, "nodeUri": n.node_uri, "status": n.status.as_str(),
-                                    "priority": n.priority, "live": n.live,
-                                    "lastSeenAgeMs": crate::clock::millis(n.last_seen_age)}))
-                    .collect();
-                println!(
-                    "{}",
-                    json!({"planeId": plane.plane_id, "masterId": plane.master_id, "epoch": plane.epoch, "nodes": nodes})
-                );
-            } else {
-                println!(
-                    "plane {} epoch {} master {}",
-                    plane.plane_id, plane.epoch, plane.master_id
-                );
-                println!(
-                    "{:<24} {:<12} {:>8} {:<5} {:>10}  uri",
-                    "node", "status", "priority", "live", "seen"
-                );
-                for n in &plane.nodes {
-                    println!(
-                        "{:<24} {:<12} {:>8} {:<5} {:>9.1}s  {}",
-                        n.node_id,
-                        n.status.as_str(),
-                        n.priority,
-                        n.live,
-                        n.last_seen_age.as_secs_f64(),
-                        n.node_uri
-                    );
-                }
-            }
-        }
+        HaCommand::State => print_state(&client.get_state().await?, as_json),
+        HaCommand::States => print_plane(&client.list_states().await?, as_json),
         HaCommand::SetState { mode } => {
             let previous = client.set_state(mode).await?;
-            if args.json {
-                println!("{}", json!({"previousState": previous.as_str()}));
-            } else {
-                println!("previous state {previous}");
-            }
+            print_either(
+                as_json,
+                json!({"previousState": previous.as_str()}),
+                format!("previous state {previous}"),
+            );
         }
         HaCommand::Priority { priority: None } => {
             let state = client.get_state().await?;
-            println!(
-                "{}",
-                if args.json {
-                    json!({"priority": state.priority}).to_string()
-                } else {
-                    state.priority.to_string()
-                }
-            );
+            print_either(as_json, json!({"priority": state.priority}), state.priority);
         }
         HaCommand::Priority {
             priority: Some(priority),
         } => {
             let previous = client.set_priority(priority).await?;
-            println!(
-                "{}",
-                if args.json {
-                    json!({"previousPriority": previous}).to_string()
-                } else {
-                    format!("previous priority {previous}")
-                }
+            print_either(
+                as_json,
+                json!({"previousPriority": previous}),
+                format!("previous priority {previous}"),
             );
         }
         HaCommand::RemoveTerminated { node_id } => {
             let removed = client.remove_terminated(node_id.as_deref()).await?;
-            if args.json {
-                println!("{}", json!({"removed": removed}));
-            } else if removed.is_empty() {
-                println!("nothing to remove");
+            let text = if removed.is_empty() {
+                "nothing to remove".to_owned()
             } else {
-                println!("removed {}", removed.join(", "));
-            }
+                format!("removed {}", removed.join(", "))
+            };
+            print_either(as_json, json!({"removed": removed}), text);
         }
         HaCommand::Watch => {
             let mut views = client.watch_master();
             loop {
                 if let Some(view) = views.borrow_and_update().as_ref() {
-                    print_view(view, args.json);
+                    print_view(view, as_json);
                 }
                 if views.changed().await.is_err() {
                     return Ok(());

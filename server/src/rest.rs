@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use haplane::wire::ALLOW_NON_MASTER_HEADERS;
-use haplane::{HaMode, MasterView};
+use haplane::{HaMode, MasterRef, MasterView};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -37,14 +37,14 @@ impl IntoResponse for ServiceError {
         let status =
             StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match self {
-            ServiceError::NotMaster {
-                master_id,
-                master_uri,
-            } => error_response(
-                status,
-                NOT_MASTER_MESSAGE,
-                json!({ "masterId": master_id, "masterUri": master_uri }),
-            ),
+            ServiceError::NotMaster { master } => {
+                let (master_id, master_uri) = MasterRef::to_wire(master.as_ref());
+                error_response(
+                    status,
+                    NOT_MASTER_MESSAGE,
+                    json!({ "masterId": master_id, "masterUri": master_uri }),
+                )
+            }
             ServiceError::InvalidArgument {
                 ref field,
                 ref message,
@@ -168,7 +168,7 @@ async fn get_states(State(core): State<HaCore>) -> Result<Json<Value>, ServiceEr
     Ok(Json(json!({
         "planeId": listing.plane_id,
         "ownId": listing.own_id,
-        "masterId": listing.master_id,
+        "masterId": listing.master.as_ref().map_or("", |m| &m.id),
         "epoch": listing.epoch,
         "nodes": nodes,
         "links": {},
@@ -254,7 +254,7 @@ async fn get_health(
     (status, Json(core.current_state().to_string())).into_response()
 }
 
-fn view_json(view: &MasterView) -> Value {
+pub(crate) fn view_json(view: &MasterView) -> Value {
     let members: Vec<Value> = view
         .members
         .iter()
@@ -262,8 +262,8 @@ fn view_json(view: &MasterView) -> Value {
         .collect();
     json!({
         "epoch": view.epoch,
-        "masterId": view.master_id,
-        "masterUri": view.master_uri,
+        "masterId": view.master_id(),
+        "masterUri": view.master_uri(),
         "planeId": view.plane_id,
         "members": members,
     })

@@ -5,7 +5,7 @@ use crate::error::ServiceError;
 use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
 use crate::store::counting::{CountingStore, RequestCounts};
 use crate::watch_relay::ThreadRelays;
-use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
+use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,8 +25,7 @@ pub struct StateView {
     pub state: NodeState,
     pub priority: i64,
     pub epoch: Epoch,
-    pub master_id: String,
-    pub master_uri: String,
+    pub master: Option<MasterRef>,
     pub plane_id: String,
 }
 
@@ -177,8 +176,7 @@ impl HaCore {
             node_id: snapshot.node_id.clone(),
             priority: snapshot.priority,
             epoch: snapshot.epoch,
-            master_id: snapshot.master_id.clone(),
-            master_uri: snapshot.master_uri.clone(),
+            master: snapshot.master.clone(),
             plane_id: snapshot.plane_id.clone(),
         })
     }

@@ -32,7 +32,9 @@ fn options(plane: &Plane) -> ConnectOptions {
 
 /// `(master id, epoch)` of the client's current view, if it names a master.
 fn named(client: &Client) -> Option<(String, u64)> {
-    client.master().map(|view| (view.master_id, view.epoch))
+    client
+        .master()
+        .map(|view| (view.master_id().to_owned(), view.epoch))
 }
 
 /// Records every view the client publishes from now on.
@@ -108,7 +110,7 @@ async fn a_client_of_a_standby_that_loses_its_store_keeps_the_master() {
     let seen = seen.lock().unwrap().clone();
     for view in &seen {
         assert_eq!(
-            (view.master_id.clone(), view.epoch),
+            (view.master_id().to_owned(), view.epoch),
             expected,
             "the client published a view other than the unchanged master: {view:?}"
         );
@@ -126,7 +128,10 @@ async fn a_client_of_a_standby_follows_a_crash_failover() {
         .await
         .unwrap();
     let first = client.wait_for_master(DEADLINE).await.unwrap();
-    assert_eq!((first.master_id, first.epoch), (old_id.clone(), old_epoch));
+    assert_eq!(
+        (first.master_id().to_owned(), first.epoch),
+        (old_id.clone(), old_epoch)
+    );
 
     plane.nodes[master].kill9().await;
     let killed = Instant::now();

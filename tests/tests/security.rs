@@ -276,11 +276,11 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
     .await
     .unwrap();
     let first = client.wait_for_master(DEADLINE).await.unwrap();
-    assert_eq!(first.master_id, "t1");
+    assert_eq!(first.master_id(), "t1");
     assert!(
-        first.master_uri.starts_with("https://"),
+        first.master_uri().starts_with("https://"),
         "{}",
-        first.master_uri
+        first.master_uri()
     );
     client
         .put_entity("secure/a", serde_json::json!({"n": 1}), None)
@@ -307,7 +307,7 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
     plane.nodes[0].sigterm();
     plane.nodes[0].wait_exit(DEADLINE).await;
     let next = eventually(DEADLINE, "t2 to be pushed as master", || async {
-        client.master().filter(|view| view.master_id == "t2")
+        client.master().filter(|view| view.master_id() == "t2")
     })
     .await;
     assert!(next.epoch > first.epoch);

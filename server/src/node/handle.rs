@@ -5,7 +5,7 @@ use super::NodeError;
 use super::publish::{Publisher, Snapshot, StateChange};
 use crate::clock::Clock;
 use crate::election::NodeSummary;
-use haplane::{Epoch, HaMode, MasterView, NodeId, NodeState};
+use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +31,7 @@ pub(super) enum Command {
 pub struct Listing {
     pub plane_id: String,
     pub own_id: String,
-    pub master_id: String,
+    pub master: Option<MasterRef>,
     pub epoch: Epoch,
     pub nodes: Vec<NodeSummary>,
 }

@@ -31,7 +31,7 @@ pub use runtime::{hostname, start};
 
 use crate::election::StartupRefusal;
 use crate::store::StoreError;
-use haplane::{Epoch, HaMode, NodeId};
+use haplane::{Epoch, HaMode, MasterRef, NodeId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,13 +59,9 @@ pub struct NodeOptions {
 /// error (`ServiceError`) in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// A master-only command on a node that does not act as master; names the master it knows
-    /// (empty when none).
+    /// A master-only command on a node that does not act as master; names the master it knows.
     #[error("not the master")]
-    NotMaster {
-        master_id: String,
-        master_uri: String,
-    },
+    NotMaster { master: Option<MasterRef> },
     /// Refused in this node's current state (mode rules, the master's own record).
     #[error("{0}")]
     FailedPrecondition(String),

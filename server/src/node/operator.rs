@@ -7,7 +7,7 @@ use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::election::ModeChange;
 use crate::store::{StoreError, layout};
-use haplane::{Epoch, HaMode, MasterClaim, NodeId, NodeState};
+use haplane::{Epoch, HaMode, MasterClaim, MasterRef, NodeId, NodeState};
 use std::time::Duration;
 
 impl Runtime {
@@ -117,7 +117,7 @@ impl Runtime {
         Ok(Listing {
             plane_id: self.plane_id.clone(),
             own_id: self.options.node_id.to_string(),
-            master_id: snapshot.master_id,
+            master: snapshot.master,
             epoch: self.election.epoch(),
             nodes: self.election.summaries(wall_clock_ms(), now),
         })
@@ -181,11 +181,10 @@ impl Runtime {
         let now = self.clock.now();
         let claim = self.election.active_master(now);
         NodeError::NotMaster {
-            master_id: claim
-                .as_ref()
-                .map(|c| c.node_id.to_string())
-                .unwrap_or_default(),
-            master_uri: claim.map(|c| c.node_uri).unwrap_or_default(),
+            master: claim.map(|c| MasterRef {
+                id: c.node_id.to_string(),
+                uri: c.node_uri,
+            }),
         }
     }
 }

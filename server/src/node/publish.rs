@@ -6,7 +6,7 @@ use super::NodeError;
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::election::Lease;
-use haplane::{Epoch, HaMode, MasterView, NodeState};
+use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -25,8 +25,8 @@ pub struct Snapshot {
     pub state: NodeState,
     pub priority: i64,
     pub epoch: Epoch,
-    pub master_id: String,
-    pub master_uri: String,
+    /// The master this node knows of (itself while master).
+    pub master: Option<MasterRef>,
     /// While master: until when, and from when, acting as master is allowed (standalone:
     /// forever).
     pub lease: Lease,
@@ -46,8 +46,7 @@ impl Snapshot {
     /// The error for a master-only request on this node, naming the master it knows.
     pub fn not_master(&self) -> NodeError {
         NodeError::NotMaster {
-            master_id: self.master_id.clone(),
-            master_uri: self.master_uri.clone(),
+            master: self.master.clone(),
         }
     }
 
@@ -157,13 +156,16 @@ impl Runtime {
         } else {
             self.election.active_master(now)
         };
-        let (master_id, master_uri) = match (&active, self.election.is_standalone()) {
-            (_, true) => (
-                self.options.node_id.to_string(),
-                self.options.node_uri.clone(),
-            ),
-            (Some(claim), false) => (claim.node_id.to_string(), claim.node_uri.clone()),
-            (None, false) => (String::new(), String::new()),
+        let master = match (&active, self.election.is_standalone()) {
+            (_, true) => Some(MasterRef {
+                id: self.options.node_id.to_string(),
+                uri: self.options.node_uri.clone(),
+            }),
+            (Some(claim), false) => Some(MasterRef {
+                id: claim.node_id.to_string(),
+                uri: claim.node_uri.clone(),
+            }),
+            (None, false) => None,
         };
         let snapshot = Snapshot {
             node_id: self.options.node_id.to_string(),
@@ -173,8 +175,7 @@ impl Runtime {
             state: self.election.state(),
             priority: self.election.priority(),
             epoch: self.election.epoch(),
-            master_id: master_id.clone(),
-            master_uri: master_uri.clone(),
+            master: master.clone(),
             lease: self.election.lease(),
             standalone: self.election.is_standalone(),
             follower_state: self.election.follower_state(),
@@ -196,8 +197,7 @@ impl Runtime {
         }
         let view = MasterView {
             epoch: self.election.epoch(),
-            master_id,
-            master_uri,
+            master,
             plane_id: self.plane_id.clone(),
             members: self.election.members(now),
         };

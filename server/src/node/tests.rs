@@ -167,9 +167,12 @@ impl Plane {
     }
 
     fn master_id(&self, index: usize) -> String {
-        self.nodes[index]
-            .0
-            .read_snapshot(|snapshot| snapshot.master_id.clone())
+        self.nodes[index].0.read_snapshot(|snapshot| {
+            snapshot
+                .master
+                .as_ref()
+                .map_or(String::new(), |m| m.id.clone())
+        })
     }
 }
 

@@ -163,7 +163,7 @@ async fn watch(
             watcher: name.clone(),
             at: clock.elapsed(),
             epoch: view.as_ref().map_or(0, |v| v.epoch),
-            master_id: view.map(|v| v.master_id).unwrap_or_default(),
+            master_id: view.map(|v| v.master_id().to_owned()).unwrap_or_default(),
         };
         record(&history, |h| h.views.push(seen));
     };
