@@ -2,8 +2,9 @@
 //! one port, writes the PID file, and stops gracefully on SIGTERM / SIGINT.
 
 use crate::auth::{self, Authenticator};
-use crate::clock::{Clock, TokioClock};
-use crate::config::{PersistMode, Settings, StoreLocation};
+use crate::clock::{Clock, TokioClock, wall_clock_ms};
+use crate::config::{Settings, StoreLocation};
+use crate::election::ElectionConfig;
 use crate::grpc::PeerClient;
 use crate::grpc_entities::GrpcEntities;
 use crate::node::{self, NodeOptions};
@@ -115,6 +116,34 @@ fn warn_about_permissions(settings: &Settings) {
     }
 }
 
+/// The node's runtime options: the settings with its id and URI, as this process runs it.
+fn node_options(
+    settings: &Settings,
+    node_id: NodeId,
+    node_uri: String,
+    peers: PeerClient,
+) -> NodeOptions {
+    NodeOptions {
+        election: ElectionConfig {
+            node_id,
+            node_uri,
+            version: settings.node_version.clone(),
+            heartbeat_timeout: settings.heartbeat_timeout,
+            safety_margin: settings.safety_margin,
+            startup_grace: settings.poll_period * 2,
+            started_at_ms: wall_clock_ms(),
+            pid: std::process::id(),
+            hostname: node::hostname(),
+        },
+        ha_mode: settings.ha_mode,
+        priority: settings.priority,
+        poll_period: settings.poll_period,
+        record_retention: settings.record_retention,
+        persist: settings.persist,
+        peers: Arc::new(peers),
+    }
+}
+
 /// Sets `sender` to true on the first SIGTERM or SIGINT.
 fn stop_on_signal(sender: watch::Sender<bool>) {
     tokio::spawn(async move {
@@ -199,20 +228,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         tracing::warn!("HAPLANE_TEST_STORE_FAULTS is ignored: this build has no test support");
     }
     let counting = Arc::new(CountingStore::new(store));
-    let options = NodeOptions {
-        node_id: node_id.clone(),
-        node_uri: node_uri.clone(),
-        ha_mode: settings.ha_mode,
-        priority: settings.priority,
-        version: settings.node_version.clone(),
-        poll_period: settings.poll_period,
-        heartbeat_timeout: settings.heartbeat_timeout,
-        safety_margin: settings.safety_margin,
-        record_retention: settings.record_retention,
-        require_existing: settings.persist == PersistMode::Rebind,
-        clean_state: settings.persist == PersistMode::Clean,
-        peers: Arc::new(peers),
-    };
+    let options = node_options(&settings, node_id.clone(), node_uri.clone(), peers);
     let (stop_sender, stop) = watch::channel(false);
     stop_on_signal(stop_sender);
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);

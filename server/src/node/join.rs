@@ -3,7 +3,7 @@
 
 use super::plane_store::json_body;
 use super::runtime::Runtime;
-use super::{Refusal, StartError};
+use super::{PersistMode, Refusal, StartError};
 use crate::clock::wall_clock_ms;
 use crate::election::{Decision, StartupVerdict};
 use crate::store::{PutMode, StoreError, layout};
@@ -25,11 +25,12 @@ impl Runtime {
         self.write_record().await.map_err(|e| self.store_error(e))?;
         self.scan_members().await.map_err(|e| self.store_error(e))?;
         // Proving a record silent takes a read begun a full timeout after it was first seen.
-        let deadline =
-            self.clock.now() + self.options.heartbeat_timeout + self.options.poll_period * 3;
+        let deadline = self.clock.now()
+            + self.options.election.heartbeat_timeout
+            + self.options.poll_period * 3;
         loop {
             let now = self.clock.now();
-            let verdict = if self.options.clean_state {
+            let verdict = if self.options.persist == PersistMode::Clean {
                 // Any live node may be a master (or about to be one) that serves this state: an
                 // unexpired claim is not needed for that, mid-failover there is none.
                 match self.election.any_peer_liveness(now) {
@@ -54,13 +55,13 @@ impl Runtime {
                 StartupVerdict::Wait => {
                     tokio::time::sleep(self.options.poll_period).await;
                     self.poll_store().await;
-                    if self.options.clean_state {
+                    if self.options.persist == PersistMode::Clean {
                         self.scan_members().await.map_err(|e| self.store_error(e))?;
                     }
                 }
             }
         }
-        if self.options.clean_state {
+        if self.options.persist == PersistMode::Clean {
             self.delete_managed_state()
                 .await
                 .map_err(|e| self.store_error(e))?;
@@ -98,7 +99,7 @@ impl Runtime {
         };
         let body = match existing {
             Some(body) => body,
-            None if self.options.require_existing => {
+            None if self.options.persist == PersistMode::Rebind => {
                 return Err(StartError::Refused(Refusal::NothingToRebind {
                     store: self.store.describe(),
                 }));
@@ -170,7 +171,7 @@ impl Runtime {
                     }
                     Err(err) => return Err(err),
                     Ok(body) => match serde_json::from_slice::<MasterClaim>(&body) {
-                        Ok(claim) if claim.node_id == self.options.node_id => None,
+                        Ok(claim) if claim.node_id == self.options.election.node_id => None,
                         _ => Some(format!(
                             "our claim {} now names another node",
                             layout::claim(epoch)?

@@ -29,28 +29,49 @@ pub use peers::{PeerError, Peers};
 pub use publish::{Snapshot, StateChange};
 pub use runtime::{hostname, start};
 
-use crate::election::StartupRefusal;
+use crate::election::{ElectionConfig, StartupRefusal};
 use crate::store::StoreError;
-use haplane::{Epoch, HaMode, MasterRef, NodeId};
+use haplane::{Epoch, HaMode, MasterRef};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `--persist`: what to do with existing state at start-up (docs/behaviour.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistMode {
+    Disabled,
+    Auto,
+    Rebind,
+    Clean,
+}
+
+impl FromStr for PersistMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "disabled" => Ok(Self::Disabled),
+            "auto" => Ok(Self::Auto),
+            "rebind" => Ok(Self::Rebind),
+            "clean" => Ok(Self::Clean),
+            _ => Err(format!(
+                "{text:?} is not one of disabled, auto, rebind, clean"
+            )),
+        }
+    }
+}
 
 /// Runtime settings of a node (derived from `config::Settings` once the port is known).
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
-    pub node_id: NodeId,
-    pub node_uri: String,
+    /// Identity and timings, as the election uses them.
+    pub election: ElectionConfig,
     pub ha_mode: HaMode,
     pub priority: i64,
-    pub version: String,
     pub poll_period: Duration,
-    pub heartbeat_timeout: Duration,
-    pub safety_margin: Duration,
     pub record_retention: Duration,
-    /// Existing state is required (`--persist rebind`).
-    pub require_existing: bool,
-    /// Delete managed state at start-up (`--persist clean`), unless a live master holds it.
-    pub clean_state: bool,
+    /// `Rebind` requires existing state; `Clean` deletes managed state at start-up unless a
+    /// live master holds it.
+    pub persist: PersistMode,
     /// How to reach peers for nudges and step-down requests.
     pub peers: Arc<dyn Peers>,
 }

@@ -48,7 +48,7 @@ impl Runtime {
         for _ in 0..2 {
             self.probe_claims().await?;
             let predecessor_stopped = match self.election.active_master(self.clock.now()) {
-                Some(master) if master.node_id != self.options.node_id => {
+                Some(master) if master.node_id != self.options.election.node_id => {
                     self.ask_to_step_down(&master).await
                 }
                 _ => true,
@@ -68,7 +68,7 @@ impl Runtime {
 
     /// Asks `master` to step down so that we can take over; whether it answered that it did.
     pub(super) async fn ask_to_step_down(&self, master: &MasterClaim) -> bool {
-        let from = self.options.node_id.to_string();
+        let from = self.options.election.node_id.to_string();
         match self
             .options
             .peers
@@ -116,7 +116,7 @@ impl Runtime {
         let snapshot = self.snapshot.borrow().clone();
         Ok(Listing {
             plane_id: self.plane_id.clone(),
-            own_id: self.options.node_id.to_string(),
+            own_id: self.options.election.node_id.to_string(),
             master: snapshot.master,
             epoch: self.election.epoch(),
             nodes: self.election.summaries(wall_clock_ms(), now),
@@ -137,7 +137,7 @@ impl Runtime {
         self.scan_members().await?;
         let now = self.clock.now();
         let targets = match node {
-            Some(id) if id == self.options.node_id => {
+            Some(id) if id == self.options.election.node_id => {
                 return Err(NodeError::FailedPrecondition(
                     "cannot remove the master's own record".to_owned(),
                 ));

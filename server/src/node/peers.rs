@@ -40,7 +40,7 @@ impl Runtime {
 
     /// Tells every live peer to poll now, without waiting for the answers.
     pub(super) fn nudge_peers(&self) {
-        let from = self.options.node_id.to_string();
+        let from = self.options.election.node_id.to_string();
         for uri in self.live_peer_uris() {
             let from = from.clone();
             let peers = self.options.peers.clone();

@@ -169,7 +169,7 @@ impl Runtime {
         let Some(holder) = self.election.claim().map(|claim| claim.node_id.clone()) else {
             return Ok(());
         };
-        if holder == self.options.node_id {
+        if holder == self.options.election.node_id {
             return Ok(());
         }
         let key = layout::node(&holder)?;
@@ -201,8 +201,8 @@ impl Runtime {
     ) -> Result<bool, StoreError> {
         let claim = MasterClaim {
             epoch,
-            node_id: self.options.node_id.clone(),
-            node_uri: self.options.node_uri.clone(),
+            node_id: self.options.election.node_id.clone(),
+            node_uri: self.options.election.node_uri.clone(),
             claimed_at: wall_clock_ms(),
             reason: reason.to_owned(),
         };

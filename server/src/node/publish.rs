@@ -158,8 +158,8 @@ impl Runtime {
         };
         let master = match (&active, self.election.is_standalone()) {
             (_, true) => Some(MasterRef {
-                id: self.options.node_id.to_string(),
-                uri: self.options.node_uri.clone(),
+                id: self.options.election.node_id.to_string(),
+                uri: self.options.election.node_uri.clone(),
             }),
             (Some(claim), false) => Some(MasterRef {
                 id: claim.node_id.to_string(),
@@ -168,8 +168,8 @@ impl Runtime {
             (None, false) => None,
         };
         let snapshot = Snapshot {
-            node_id: self.options.node_id.to_string(),
-            node_uri: self.options.node_uri.clone(),
+            node_id: self.options.election.node_id.to_string(),
+            node_uri: self.options.election.node_uri.clone(),
             plane_id: self.plane_id.clone(),
             mode: self.election.mode(),
             state: self.election.state(),

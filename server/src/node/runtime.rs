@@ -5,8 +5,8 @@
 use super::handle::{Command, NodeCounters, NodeHandle};
 use super::publish::{Publisher, Snapshot, StateChange};
 use super::{NodeOptions, StartError};
-use crate::clock::{Clock, wall_clock_ms};
-use crate::election::{Decision, Election, ElectionConfig, Lease};
+use crate::clock::Clock;
+use crate::election::{Decision, Election, Lease};
 use crate::store::{Store, StoreError};
 use haplane::{MasterView, NodeState};
 use std::collections::VecDeque;
@@ -56,21 +56,15 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(NodeHandle, tokio::task::JoinHandle<()>), StartError> {
     let now = clock.now();
-    let config = ElectionConfig {
-        node_id: options.node_id.clone(),
-        node_uri: options.node_uri.clone(),
-        version: options.version.clone(),
-        heartbeat_timeout: options.heartbeat_timeout,
-        safety_margin: options.safety_margin,
-        startup_grace: options.poll_period * 2,
-        started_at_ms: wall_clock_ms(),
-        pid: std::process::id(),
-        hostname: hostname(),
-    };
-    let election = Election::new(config, options.ha_mode, options.priority, now);
+    let election = Election::new(
+        options.election.clone(),
+        options.ha_mode,
+        options.priority,
+        now,
+    );
     let (snapshot, snapshot_rx) = watch::channel(Snapshot {
-        node_id: options.node_id.to_string(),
-        node_uri: options.node_uri.clone(),
+        node_id: options.election.node_id.to_string(),
+        node_uri: options.election.node_uri.clone(),
         plane_id: String::new(),
         mode: options.ha_mode,
         state: election.state(),
@@ -140,8 +134,9 @@ impl Runtime {
         // A hung store call must not outlive the lease it could be renewing.
         (self
             .options
+            .election
             .heartbeat_timeout
-            .saturating_sub(self.options.safety_margin)
+            .saturating_sub(self.options.election.safety_margin)
             / 2)
         .max(Duration::from_millis(50))
     }
@@ -285,7 +280,7 @@ impl Runtime {
         }
         self.publish();
         if was_master {
-            let from = self.options.node_id.to_string();
+            let from = self.options.election.node_id.to_string();
             let peers = &self.options.peers;
             let nudges = self.live_peer_uris().into_iter().map(|uri| {
                 let from = from.clone();

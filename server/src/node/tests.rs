@@ -3,8 +3,9 @@
 //! switchover and the lease rule run in milliseconds without processes. After every 10 ms of
 //! (virtual) time the tests check that at most one node acts as master.
 
-use super::{NodeHandle, NodeOptions, PeerError, Peers, start};
+use super::{NodeHandle, NodeOptions, PeerError, Peers, PersistMode, start};
 use crate::clock::{Clock, TokioClock};
+use crate::election::ElectionConfig;
 use crate::store::memory::MemoryStore;
 use futures::future::BoxFuture;
 use haplane::{Epoch, HaMode, NodeId, NodeState};
@@ -76,17 +77,22 @@ impl Plane {
     async fn start(&mut self, id: &str, priority: i64) -> usize {
         let view = Arc::new(self.store.view());
         let options = NodeOptions {
-            node_id: NodeId::parse(id).unwrap(),
-            node_uri: format!("http://{id}"),
+            election: ElectionConfig {
+                node_id: NodeId::parse(id).unwrap(),
+                node_uri: format!("http://{id}"),
+                version: "1.0".to_owned(),
+                heartbeat_timeout: TIMEOUT,
+                safety_margin: Duration::from_millis(250),
+                startup_grace: POLL * 2,
+                started_at_ms: 0,
+                pid: 1,
+                hostname: "test".to_owned(),
+            },
             ha_mode: HaMode::Auto,
             priority,
-            version: "1.0".to_owned(),
             poll_period: POLL,
-            heartbeat_timeout: TIMEOUT,
-            safety_margin: Duration::from_millis(250),
             record_retention: Duration::from_secs(3600),
-            require_existing: false,
-            clean_state: false,
+            persist: PersistMode::Auto,
             peers: self.peers.clone(),
         };
         let (handle, _task) = start(
