@@ -167,7 +167,7 @@ pub fn routes(
     core: HaCore,
     entities: crate::grpc_entities::GrpcEntities,
     poll_period: Duration,
-) -> Result<tonic::service::Routes, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<tonic::service::Routes, tonic_reflection::server::Error> {
     let reporter = tonic_health::server::HealthReporter::new();
     let health_service = HealthServer::new(MasterAwareHealth {
         statuses: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),

@@ -1,5 +1,11 @@
-//! `haplane launch` and `haplane stop`: opens the store, starts the node, serves gRPC and REST on
-//! one port, writes the PID file, and stops gracefully on SIGTERM / SIGINT.
+//! `haplane launch`: opens the store, starts the node, serves gRPC and REST on one port, writes
+//! the PID file, and stops gracefully on SIGTERM / SIGINT. `store.rs` opens the store,
+//! `stop.rs` is `haplane stop`.
+
+mod stop;
+mod store;
+
+pub use stop::{StopError, stop};
 
 use crate::auth::{self, Authenticator};
 use crate::clock::{Clock, TokioClock, wall_clock_ms};
@@ -7,20 +13,19 @@ use crate::config::{Settings, StoreLocation};
 use crate::election::ElectionConfig;
 use crate::grpc::PeerClient;
 use crate::grpc_entities::GrpcEntities;
-use crate::node::{self, NodeOptions};
+use crate::node::{self, NodeHandle, NodeOptions};
 use crate::service::HaCore;
 use crate::state::log::StateLog;
 use crate::state::service::StateService;
 use crate::store::counting::CountingStore;
-use crate::store::disabled::NoStore;
-use crate::store::fs::DirStore;
-use crate::store::s3::{S3Options, S3Store};
 use crate::store::{Store, StoreError};
 use crate::{grpc, rest, rest_entities, serve};
 use haplane::NodeId;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Why `launch` ended with an error (the process exits non-zero with this message).
@@ -28,7 +33,7 @@ use tokio::sync::watch;
 pub enum LaunchError {
     #[error("cannot listen on {address}: {source}")]
     Bind {
-        address: std::net::SocketAddr,
+        address: SocketAddr,
         source: std::io::Error,
     },
     #[error("{0}")]
@@ -40,38 +45,14 @@ pub enum LaunchError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot register the gRPC reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
-    Serve(String),
+    Serve(#[from] serve::ServeError),
+    #[error("the server task failed: {0}")]
+    ServerTask(#[from] tokio::task::JoinError),
     #[error("--tls-cert / --tls-key: {0}")]
-    Tls(String),
-}
-
-async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match &settings.store {
-        StoreLocation::None => Arc::new(NoStore),
-        StoreLocation::Directory(path) => {
-            let store = DirStore::open(path)?;
-            if let Err(problem) = crate::store::nfs::check_directory_store(path) {
-                if !settings.accept_nfs_lookup_cache_risk {
-                    return Err(StoreError::Generic { message: problem });
-                }
-                tracing::warn!("{problem}; starting anyway (--accept-nfs-lookup-cache-risk)");
-            }
-            Arc::new(store)
-        }
-        StoreLocation::S3 {
-            location,
-            endpoint,
-            path_style,
-        } => {
-            let mut options = S3Options::from_location(location)?;
-            options.endpoint = endpoint.clone();
-            options.path_style = *path_style;
-            let store = S3Store::connect(options).await?;
-            store.probe_conditional_writes().await?;
-            Arc::new(store)
-        }
-    })
+    Tls(#[from] serve::TlsError),
 }
 
 /// The default node id: `<hostname>-<port>`, reduced to the allowed characters, so a node
@@ -91,29 +72,6 @@ fn default_node_id(port: u16) -> NodeId {
     NodeId::parse(&format!("{host}-{port}"))
         .or_else(|_| NodeId::parse(&format!("node-{port}")))
         .unwrap_or_else(|_| unreachable!("node-<port> is always a valid id"))
-}
-
-/// Warns (at start-up, without refusing: a shared deployment may have reasons, and refusing
-/// would stop an upgraded node) about secret files that others may read or change, and a store
-/// directory anyone may write to (whoever can write a record there can claim mastership or plant
-/// peer URIs).
-fn warn_about_permissions(settings: &Settings) {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |path: &Path| {
-        std::fs::metadata(path)
-            .map(|metadata| metadata.permissions().mode() & 0o7777)
-            .ok()
-    };
-    for path in &settings.secret_files {
-        if let Some(mode) = mode(path).filter(|mode| mode & 0o077 != 0) {
-            tracing::warn!(path = %path.display(), mode = format!("{mode:04o}"), "a file holding secrets is open to its group or others; chmod 600 it");
-        }
-    }
-    if let StoreLocation::Directory(root) = &settings.store
-        && let Some(mode) = mode(root).filter(|mode| mode & 0o002 != 0)
-    {
-        tracing::warn!(path = %root.display(), mode = format!("{mode:04o}"), "the store directory is world-writable: any local user can write records; chmod o-w it");
-    }
 }
 
 /// The node's runtime options: the settings with its id and URI, as this process runs it.
@@ -179,16 +137,22 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Runs a node until it is stopped.
-pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
-    let listener = listen(settings.bind).map_err(|source| LaunchError::Bind {
+/// The listening socket, the address it got, and the node's id and advertised URI (both derived
+/// from that address unless the settings name them).
+struct Bound {
+    listener: TcpListener,
+    address: SocketAddr,
+    node_id: NodeId,
+    node_uri: String,
+}
+
+fn bind(settings: &Settings) -> Result<Bound, LaunchError> {
+    let bind_error = |source| LaunchError::Bind {
         address: settings.bind,
         source,
-    })?;
-    let address = listener.local_addr().map_err(|source| LaunchError::Bind {
-        address: settings.bind,
-        source,
-    })?;
+    };
+    let listener = listen(settings.bind).map_err(bind_error)?;
+    let address = listener.local_addr().map_err(bind_error)?;
     let node_id = settings
         .node_id
         .clone()
@@ -202,6 +166,87 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         .advertise_uri
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{address}"));
+    Ok(Bound {
+        listener,
+        address,
+        node_id,
+        node_uri,
+    })
+}
+
+/// gRPC, REST and the console on one router, behind the Host check and (if configured) the
+/// credentials check; starts the managed-state service.
+fn router(
+    settings: &Settings,
+    handle: &NodeHandle,
+    counting: &Arc<CountingStore>,
+    authenticator: Option<Arc<Authenticator>>,
+    node_uri: &str,
+    stopped: watch::Receiver<bool>,
+) -> Result<axum::Router, LaunchError> {
+    let core = HaCore::new(
+        handle.clone(),
+        settings.poll_period,
+        settings.heartbeat_timeout,
+        stopped.clone(),
+        Arc::clone(counting),
+        settings.limits.max_watchers,
+    );
+    let state_log =
+        (settings.store != StoreLocation::None).then(|| StateLog::new(counting.clone()));
+    let state = StateService::new(state_log, handle.clone());
+    tokio::spawn(state.clone().run(settings.poll_period, stopped));
+    let grpc_routes = grpc::routes(
+        core.clone(),
+        GrpcEntities {
+            state: state.clone(),
+            core: core.clone(),
+        },
+        settings.poll_period,
+    )?;
+    let entities = rest_entities::router(state, &core);
+    let mut app = rest::router(core, entities, grpc_routes.into_axum_router());
+    if let Some(authenticator) = authenticator {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            auth::require_credentials,
+        ));
+    }
+    // Outermost: a request for a foreign Host is refused before it can count as a failed login.
+    Ok(app.layer(axum::middleware::from_fn_with_state(
+        rest::HostPolicy::new(node_uri, &settings.allowed_hosts),
+        rest::host_guard,
+    )))
+}
+
+/// How connections are served: TLS, keep-alive and the connection limits.
+fn connection_settings(
+    settings: &Settings,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> serve::ConnectionSettings {
+    serve::ConnectionSettings {
+        tls,
+        // Pings every poll period keep streams alive through proxies; a watcher too busy to
+        // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
+        http2_keepalive_interval: settings.poll_period,
+        http2_keepalive_timeout: settings.heartbeat_timeout.max(Duration::from_secs(20)),
+        handshake_timeout: settings.limits.handshake_timeout,
+        header_read_timeout: settings.limits.header_read_timeout,
+        body_read_timeout: settings.limits.body_read_timeout,
+        idle_timeout: settings.limits.idle_timeout,
+        max_connections: serve::connection_limit(settings.limits.max_connections),
+        max_streams_per_connection: settings.limits.max_streams_per_connection,
+    }
+}
+
+/// Runs a node until it is stopped.
+pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
+    let Bound {
+        listener,
+        address,
+        node_id,
+        node_uri,
+    } = bind(&settings)?;
     let authenticator = settings
         .auth
         .as_ref()
@@ -217,10 +262,11 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         .tls
         .as_ref()
         .map(|tls| serve::tls_acceptor(&tls.cert_pem, tls.key_pem.expose()))
-        .transpose()
-        .map_err(LaunchError::Tls)?;
-    let store = open_store(&settings).await.map_err(LaunchError::Store)?;
-    warn_about_permissions(&settings);
+        .transpose()?;
+    let store = store::open_store(&settings)
+        .await
+        .map_err(LaunchError::Store)?;
+    store::warn_about_permissions(&settings);
     #[cfg(feature = "test-support")]
     let store = crate::store::faulty::FaultyStore::wrap_if_enabled(store);
     #[cfg(not(feature = "test-support"))]
@@ -235,64 +281,24 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let (handle, node_task) = node::start(options, counting.clone(), clock, stop).await?;
     write_pid_file(&settings.pid_file)?;
     let (stopped_sender, stopped) = watch::channel(false);
-    let core = HaCore::new(
-        handle.clone(),
-        settings.poll_period,
-        settings.heartbeat_timeout,
+    let app = router(
+        &settings,
+        &handle,
+        &counting,
+        authenticator,
+        &node_uri,
         stopped.clone(),
-        counting.clone(),
-        settings.limits.max_watchers,
-    );
-    let state_log =
-        (settings.store != StoreLocation::None).then(|| StateLog::new(counting.clone()));
-    let state = StateService::new(state_log, handle.clone());
-    tokio::spawn(state.clone().run(settings.poll_period, stopped.clone()));
-    let grpc_routes = grpc::routes(
-        core.clone(),
-        GrpcEntities {
-            state: state.clone(),
-            core: core.clone(),
-        },
-        settings.poll_period,
-    )
-    .map_err(|err| LaunchError::Serve(err.to_string()))?;
-    let entities = rest_entities::router(state, &core);
-    let mut app = rest::router(core, entities, grpc_routes.into_axum_router());
-    if let Some(authenticator) = authenticator {
-        app = app.layer(axum::middleware::from_fn_with_state(
-            authenticator,
-            auth::require_credentials,
-        ));
-    }
-    // Outermost: a request for a foreign Host is refused before it can count as a failed login.
-    app = app.layer(axum::middleware::from_fn_with_state(
-        rest::HostPolicy::new(&node_uri, &settings.allowed_hosts),
-        rest::host_guard,
-    ));
-    let connections = serve::ConnectionSettings {
-        tls,
-        // Pings every poll period keep streams alive through proxies; a watcher too busy to
-        // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
-        http2_keepalive_interval: settings.poll_period,
-        http2_keepalive_timeout: settings.heartbeat_timeout.max(Duration::from_secs(20)),
-        handshake_timeout: settings.limits.handshake_timeout,
-        header_read_timeout: settings.limits.header_read_timeout,
-        body_read_timeout: settings.limits.body_read_timeout,
-        idle_timeout: settings.limits.idle_timeout,
-        max_connections: serve::connection_limit(settings.limits.max_connections),
-        max_streams_per_connection: settings.limits.max_streams_per_connection,
-    };
-    let server = serve::serve(
+    )?;
+    let server = tokio::spawn(serve::serve(
         listener,
-        connections,
+        connection_settings(&settings, tls),
         // with_state(()) lets axum prepare its routes once instead of per request.
         app.with_state(()),
         serve::serving_threads(),
-        stopped.clone(),
+        stopped,
         // Lets streams deliver their last view and UNAVAILABLE before connections close.
         Duration::from_millis(200),
-    );
-    let server = tokio::spawn(server);
+    ));
     println!(
         "haplane {node_id} listening on {address} (advertised as {node_uri}), store {}, state {}",
         counting.describe(),
@@ -303,30 +309,12 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let served = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = std::fs::remove_file(&settings.pid_file);
     match served {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(err))) => Err(LaunchError::Serve(err)),
-        Ok(Err(err)) => Err(LaunchError::Serve(err.to_string())),
+        Ok(result) => Ok(result??),
         Err(_) => {
             tracing::warn!("connections did not close within 5s; exiting anyway");
             Ok(())
         }
     }
-}
-
-/// Whether `pid` exists and has not exited (an exited child its parent has not reaped yet is a
-/// zombie: it has stopped, so it counts as gone).
-fn process_is_running(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state letter follows the parenthesised command name.
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().next());
-    state != Some("Z")
 }
 
 fn write_pid_file(path: &Path) -> Result<(), LaunchError> {
@@ -336,34 +324,4 @@ fn write_pid_file(path: &Path) -> Result<(), LaunchError> {
             source,
         }
     })
-}
-
-/// `haplane stop`: SIGTERM to the PID in `pid_file`, then wait (up to `wait`) for it to exit.
-pub async fn stop(pid_file: &Path, wait: Duration) -> Result<(), String> {
-    let text = std::fs::read_to_string(pid_file)
-        .map_err(|err| format!("cannot read pid file {}: {err}", pid_file.display()))?;
-    let pid: libc::pid_t = text
-        .trim()
-        .parse()
-        .ok()
-        .filter(|pid| *pid > 0)
-        .ok_or_else(|| format!("pid file {} does not hold a process id", pid_file.display()))?;
-    // SAFETY: kill with a positive pid and a valid signal number has no memory effects.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-        return Err(format!(
-            "cannot signal process {pid}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    while process_is_running(pid) {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "process {pid} did not exit within {}",
-                humantime::format_duration(wait)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }

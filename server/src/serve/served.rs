@@ -1,0 +1,161 @@
+//! One served connection: hyper over the node's router, closed when idle past the timeout or
+//! when the node stops; `tracked` counts each request until its response body ends.
+
+use super::activity::{Activity, BodyReadTimeout, DeadlineBody, TrackedBody};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+/// What serving one connection takes.
+pub(super) struct Served {
+    pub(super) peer: Option<std::net::SocketAddr>,
+    pub(super) app: Router,
+    pub(super) http: Arc<auto::Builder<TokioExecutor>>,
+    pub(super) idle_timeout: Duration,
+    /// How long a connection closed for idleness may take to go.
+    pub(super) handshake_timeout: Duration,
+    pub(super) body_read_timeout: Duration,
+    pub(super) activity: Arc<Activity>,
+}
+
+impl Served {
+    /// Serves one connection until the client closes it or, once told to shut down, until its
+    /// streams have ended (HTTP/2 GOAWAY; HTTP/1.1 closes after the response in flight). A
+    /// connection with no request in flight for the idle timeout (counted from its opening) is
+    /// shut down the same way, and dropped if it is still open and idle a handshake timeout later.
+    pub(super) async fn serve<IO>(self, io: IO, mut shutdown: oneshot::Receiver<()>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = self.activity.clone();
+        let shed = activity.shed.notified();
+        tokio::pin!(shed);
+        let connection = self.http.serve_connection(
+            TokioIo::new(io),
+            TowerToHyperService::new(tracked(
+                self.app,
+                self.peer,
+                self.body_read_timeout,
+                activity.clone(),
+            )),
+        );
+        tokio::pin!(connection);
+        let idle_check = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle_check);
+        let mut shutting_down = false;
+        let mut closing_idle = false;
+        loop {
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(err) = served {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = &mut shutdown, if !shutting_down => {
+                    shutting_down = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                // Only a connection with no request in flight is shed.
+                () = &mut shed => return tracing::debug!("shed an idle connection"),
+                () = &mut idle_check, if !shutting_down || closing_idle => {
+                    let idle = activity.idle_for();
+                    if closing_idle {
+                        if idle.is_some() {
+                            tracing::debug!("dropping an idle connection that did not close");
+                            return;
+                        }
+                        // A stream opened as the GOAWAY left: let it finish.
+                        idle_check.as_mut().reset(tokio::time::Instant::now() + self.idle_timeout);
+                        continue;
+                    }
+                    let wait = match idle {
+                        Some(idle) if idle >= self.idle_timeout => {
+                            tracing::debug!("closing an idle connection");
+                            shutting_down = true;
+                            closing_idle = true;
+                            connection.as_mut().graceful_shutdown();
+                            self.handshake_timeout
+                        }
+                        Some(idle) => self.idle_timeout - idle,
+                        None => self.idle_timeout,
+                    };
+                    idle_check.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+            }
+        }
+    }
+}
+
+/// `app`, counting each request in `activity` until its response body has ended, with the
+/// client's address (`peer`) on each request as axum's `ConnectInfo`, and its body held to
+/// `body_read_timeout` (a REST request whose body is late is answered 408).
+pub(super) fn tracked<B>(
+    app: Router,
+    peer: Option<std::net::SocketAddr>,
+    body_read_timeout: Duration,
+    activity: Arc<Activity>,
+) -> impl tower::Service<
+    http::Request<B>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future: Send,
+> + Clone
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    tower::service_fn(move |request: http::Request<B>| {
+        let in_flight = activity.begin();
+        let (mut parts, body) = request.into_parts();
+        if let Some(peer) = peer {
+            parts.extensions.insert(axum::extract::ConnectInfo(peer));
+        }
+        // Nothing to bound for a request whose body has ended already (a GET: the hot path) or
+        // for gRPC reflection, a two-way stream a tool (grpcui) may keep open. A REST handler's
+        // body extractor answers 400 for any body error; a late body is answered 408 instead
+        // (gRPC carries its failure in the status).
+        let bounded = !body.is_end_stream() && !parts.uri.path().contains(".ServerReflection/");
+        let (body, late_rest_body) = if bounded {
+            let timed_out = Arc::new(AtomicBool::new(false));
+            let body = DeadlineBody {
+                body,
+                deadline: tokio::time::Instant::now() + body_read_timeout,
+                timeout: body_read_timeout,
+                timer: None,
+                timed_out: timed_out.clone(),
+            };
+            let rest = !haplane::wire::is_grpc_request(&parts.headers);
+            (Body::new(body), rest.then_some(timed_out))
+        } else {
+            (Body::new(body), None)
+        };
+        let response = app.clone().oneshot(http::Request::from_parts(parts, body));
+        async move {
+            let response = response.await?;
+            if late_rest_body.is_some_and(|timed_out| timed_out.load(Ordering::Relaxed)) {
+                let message = BodyReadTimeout(body_read_timeout).to_string();
+                return Ok(crate::rest::error_response(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    &message,
+                    serde_json::Value::Null,
+                ));
+            }
+            Ok(response.map(|body| {
+                Body::new(TrackedBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    })
+}
