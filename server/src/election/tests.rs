@@ -1,6 +1,7 @@
 //! Unit tests of the pure election core: time is a plain `Instant` moved by hand.
 
 use super::*;
+use haplane::NodeRecord;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_secs(2);
