@@ -31,7 +31,7 @@ enum Command {
         wait: Duration,
     },
     /// Operator client: state, states, set-state, priority, remove-terminated, watch.
-    Ha(haplane_server::ha_cli::HaArgs),
+    Ha(haplane_server::cli::ha::HaArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Ha(args) => haplane_server::ha_cli::run(args).await,
+        Command::Ha(args) => haplane_server::cli::ha::run(args).await,
         Command::Stop { pid_file, wait } => match app::stop(&pid_file, wait).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

@@ -7,19 +7,21 @@ mod store;
 
 pub use stop::{StopError, stop};
 
-use crate::auth::{self, Authenticator};
+use crate::api::auth::{self, Authenticator};
 use crate::clock::{Clock, TokioClock, wall_clock_ms};
 use crate::config::{Settings, StoreLocation};
 use crate::election::ElectionConfig;
-use crate::grpc::PeerClient;
-use crate::grpc_entities::GrpcEntities;
+use crate::api::grpc::PeerClient;
+use crate::api::grpc::entities::GrpcEntities;
 use crate::node::{self, NodeHandle, NodeOptions};
 use crate::service::HaCore;
 use crate::state::log::StateLog;
 use crate::state::service::StateService;
 use crate::store::counting::CountingStore;
 use crate::store::{Store, StoreError};
-use crate::{grpc, rest, rest_entities, serve};
+use crate::api::rest::{self, entities as rest_entities};
+use crate::api::grpc;
+use crate::serve;
 use haplane::NodeId;
 use std::net::SocketAddr;
 use std::path::Path;

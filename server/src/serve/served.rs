@@ -144,7 +144,7 @@ where
             let response = response.await?;
             if late_rest_body.is_some_and(|timed_out| timed_out.load(Ordering::Relaxed)) {
                 let message = BodyReadTimeout(body_read_timeout).to_string();
-                return Ok(crate::rest::error_response(
+                return Ok(crate::api::rest::error_response(
                     http::StatusCode::REQUEST_TIMEOUT,
                     &message,
                     serde_json::Value::Null,

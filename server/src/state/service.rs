@@ -4,7 +4,7 @@
 
 use super::log::{LogError, StateLog};
 use super::{Change, Entity, EntityId, EntityState, LogEntry, WriteOutcome};
-use crate::error::ServiceError;
+use crate::service::error::ServiceError;
 use crate::node::NodeHandle;
 use haplane::NodeState;
 use std::sync::Arc;

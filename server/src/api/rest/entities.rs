@@ -2,8 +2,8 @@
 //! with `If-Match` versions and `Idempotency-Key`; a thin adapter over `StateService`.
 
 use crate::clock::millis;
-use crate::error::ServiceError;
-use crate::rest::guard_changes;
+use crate::service::error::ServiceError;
+use crate::api::rest::guard_changes;
 use crate::service::HaCore;
 use crate::state::service::{ReadView, StateService, Write};
 use crate::state::{Entity, EntityId};

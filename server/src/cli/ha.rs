@@ -60,7 +60,7 @@ pub enum HaCommand {
 
 fn print_view(view: &MasterView, as_json: bool) {
     if as_json {
-        println!("{}", crate::rest::view_json(view));
+        println!("{}", crate::api::rest::view_json(view));
     } else if let Some(master) = &view.master {
         println!(
             "epoch {}: master {} at {}",

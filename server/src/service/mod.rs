@@ -1,10 +1,12 @@
 //! `HaCore`: the one HA service behind both the gRPC and the REST faces. It applies the
 //! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
 
-use crate::error::ServiceError;
+pub mod error;
+
+use crate::service::error::ServiceError;
 use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
 use crate::store::counting::{CountingStore, RequestCounts};
-use crate::watch_relay::ThreadRelays;
+use crate::api::watch_relay::ThreadRelays;
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,7 +1,9 @@
 //! The gRPC face: `haplane.v1.HaService` over `HaCore`, gRPC health (with `haplane.v1.Master`
 //! SERVING only on the master), reflection v1 and v1alpha, and the client side of `Nudge`.
 
-use crate::error::ServiceError;
+pub mod entities;
+
+use crate::service::error::ServiceError;
 use crate::node::{PeerError, Peers};
 use crate::service::{Access, HaCore, HealthClass, master_events};
 use futures::future::BoxFuture;
@@ -165,7 +167,7 @@ impl HaService for GrpcService {
 /// keeps `haplane.v1.Master` health in step with the node's state.
 pub fn routes(
     core: HaCore,
-    entities: crate::grpc_entities::GrpcEntities,
+    entities: crate::api::grpc::entities::GrpcEntities,
     poll_period: Duration,
 ) -> Result<tonic::service::Routes, tonic_reflection::server::Error> {
     let reporter = tonic_health::server::HealthReporter::new();

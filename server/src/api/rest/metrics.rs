@@ -73,7 +73,7 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
     registry.register(
         "auth_failures",
         "Requests refused for wrong credentials (not for missing ones)",
-        counter(crate::auth::failures_total()),
+        counter(crate::api::auth::failures_total()),
     );
 
     let requests = Family::<Labels, Counter>::default();

@@ -1,8 +1,11 @@
 //! The REST face, compatible with Brooklyn's `/v1/server/ha/*` endpoints (JSON bodies, form
 //! parameters, the non-master 403 guard), plus the SSE master watch; a thin adapter over `HaCore`.
 
+pub mod entities;
+pub mod metrics;
+
 use crate::clock::millis;
-use crate::error::{NOT_MASTER_MESSAGE, ServiceError};
+use crate::service::error::{NOT_MASTER_MESSAGE, ServiceError};
 use crate::service::{Access, HaCore, HealthClass, master_events};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -304,7 +307,7 @@ async fn console() -> Html<&'static str> {
 
 /// Prometheus text exposition.
 async fn prometheus_metrics(State(core): State<HaCore>) -> Response {
-    match crate::metrics::render(&core) {
+    match crate::api::rest::metrics::render(&core) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -1,7 +1,7 @@
 //! The gRPC face of the managed state: `haplane.v1.EntityService` over `StateService`.
 
 use crate::clock::millis;
-use crate::error::ServiceError;
+use crate::service::error::ServiceError;
 use crate::service::HaCore;
 use crate::state::service::{StateService, Write};
 use crate::state::{Entity, EntityId};
