@@ -14,6 +14,9 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+#![warn(clippy::clone_on_ref_ptr)]
+
 mod answers;
 mod client;
 mod endpoint;
