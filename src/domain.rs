@@ -186,19 +186,29 @@ pub type Epoch = u64;
 /// A node's own record, `nodes/<node_id>.json`, rewritten every poll.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeRecord {
+    /// The node the record belongs to; it names the record's key.
     pub node_id: NodeId,
+    /// The URI the node advertises, where peers and clients reach it.
     pub node_uri: String,
+    /// The state the node was in when it wrote the record.
     pub status: NodeState,
+    /// The node's election priority; the higher is preferred.
     pub priority: i64,
     /// Increases by one on every write; liveness is judged by seeing it change.
     pub heartbeat: u64,
+    /// The version the node reports, compared in elections (release over pre-release, then
+    /// higher).
     pub version: String,
     /// The highest epoch this node knew of when it wrote the record.
     pub epoch_seen: Epoch,
     /// The writer's wall clock (informational; never used for liveness).
     pub local_timestamp_ms: i64,
+    /// When the writing process started, in milliseconds since the Unix epoch by its wall clock;
+    /// with `pid`, tells a restarted process (whose heartbeat counts from zero again) apart.
     pub started_at_ms: i64,
+    /// The writing process's id.
     pub pid: u32,
+    /// The host the node runs on (informational).
     pub hostname: String,
     /// False while the node sits out elections (demoted master, HOT_BACKUP, DISABLED).
     #[serde(default = "default_true")]
@@ -216,34 +226,49 @@ fn default_true() -> bool {
 /// A master claim, `master/<epoch>.json`, created once and never changed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MasterClaim {
+    /// The epoch the claim makes `node_id` master of; it names the claim's key.
     pub epoch: Epoch,
+    /// The node that claimed the epoch.
     pub node_id: NodeId,
+    /// The URI the claimant advertised when it claimed.
     pub node_uri: String,
+    /// The claimant's wall clock when it claimed, in milliseconds since the Unix epoch
+    /// (informational).
     pub claimed_at: i64,
+    /// Why the node claimed, for operators (`elected: no live master`, ...).
     pub reason: String,
 }
 
 /// `plane.json`: written once by the first node of a plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaneInfo {
+    /// The plane's random id; a new one means the store was replaced or reset.
     pub plane_id: String,
+    /// The first node's wall clock when it wrote the file, in milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The format of `plane.json` and the records the first node wrote.
     pub format_version: u32,
 }
 
 /// One node as a watcher sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// The node's id.
     pub node_id: String,
+    /// The URI the node advertises.
     pub node_uri: String,
+    /// The state in the node's latest record.
     pub status: NodeState,
+    /// Whether the node sending the view sees this node's heartbeat change.
     pub live: bool,
 }
 
 /// The node acting as master, as a reader learns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterRef {
+    /// The master's node id.
     pub id: String,
+    /// The URI the master advertises, where calls for the master go.
     pub uri: String,
 }
 
@@ -262,10 +287,13 @@ impl MasterRef {
 /// Who the master is, as pushed on `WatchMaster`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MasterView {
+    /// The highest epoch the sending node knows of.
     pub epoch: Epoch,
     /// `None` while the plane has no master.
     pub master: Option<MasterRef>,
+    /// The plane's id; empty while the sending node has not joined a plane.
     pub plane_id: String,
+    /// Every node of the plane, as the sending node sees them.
     pub members: Vec<Member>,
 }
 

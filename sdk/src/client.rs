@@ -1,13 +1,14 @@
 //! `Client`: follows the master (see `follower`), answers typed HA and entity calls on the master,
 //! and during a failover waits for the next pushed master and retries what is safe to retry.
 
+use crate::answers::{NodeInfo, PlaneStates, StateInfo, Stats};
+use crate::endpoint::endpoint;
 use crate::error::Error;
-use crate::follower::{self, FollowerSettings};
-use crate::transport::{Credentials, NodeChannel};
+use crate::follower;
+use crate::options::{ConnectOptions, FollowerSettings};
+use crate::transport::NodeChannel;
 use haplane::convert::node_state_from_wire;
-use haplane::pb::{
-    self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
-};
+use haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane::{HaMode, MasterRef, MasterView, NodeState};
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,100 +18,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How a client connects and how long it rides out a failover.
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    /// How long calls wait for a new master (and retry) during a failover. Default 30 s.
-    pub failover_timeout: Duration,
-    /// Per-endpoint connect timeout. Default 1 s.
-    pub connect_timeout: Duration,
-    /// HTTP/2 keep-alive ping interval; a frozen node's stream is dropped after three missed
-    /// pings. Default 1 s.
-    pub keep_alive: Duration,
-    /// The plane's poll period (the nodes' `--poll-period`). When the node the client streams
-    /// from has shown no master (or a view the client does not believe) for this long, the
-    /// client asks the other members for one and moves its stream to the master they report
-    /// (`docs/client-rules.md`, rule 2). Default 1 s, the nodes' default.
-    pub poll_period: Duration,
-    /// For nodes started with `--auth-user`. Default none.
-    pub credentials: Option<Credentials>,
-    /// PEM CA certificate trusted (besides the system roots) for `https://` endpoints, e.g. read
-    /// with `std::fs::read(ca_file)`. Default none.
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        Self {
-            failover_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(1),
-            keep_alive: Duration::from_secs(1),
-            poll_period: Duration::from_secs(1),
-            credentials: None,
-            ca_pem: None,
-        }
-    }
-}
-
-/// What the client has done, for tests and dashboards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    /// Unary RPCs of the SDK's typed calls (not the follower's `GetState` probes of a node that
-    /// shows no master; `master_channel` traffic is the caller's).
-    pub unary_calls: u64,
-    /// `WatchMaster` streams opened (one per member moved to).
-    pub watch_streams: u64,
-}
-
-/// One node, as `get_state` answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateInfo {
-    pub node_id: String,
-    pub state: NodeState,
-    pub priority: i64,
-    pub epoch: u64,
-    /// The master the node knows of, `None` while it knows none.
-    pub master: Option<MasterRef>,
-    pub plane_id: String,
-}
-
-/// One node record, as `list_states` answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub node_id: String,
-    pub node_uri: String,
-    pub status: NodeState,
-    pub priority: i64,
-    pub live: bool,
-    pub last_seen_age: Duration,
-    pub heartbeat: u64,
-    pub version: String,
-}
-
-/// The plane, as one node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlaneStates {
-    pub plane_id: String,
-    pub own_id: String,
-    /// The master's id, `None` while the plane has none.
-    pub master_id: Option<String>,
-    pub epoch: u64,
-    pub nodes: Vec<NodeInfo>,
-}
-
-/// A managed-state entity.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entity {
-    pub id: String,
-    /// A JSON object.
-    pub attributes: serde_json::Value,
-    pub version: u64,
-    pub updated_epoch: u64,
-}
-
 /// Whether a failed call may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub(crate) enum Retry {
     /// Reads and calls carrying an idempotency key: retry on any failover symptom.
     Safe,
     /// Retry only when the server said it did not apply the call (a non-master refusing it).
@@ -174,25 +84,13 @@ impl Client {
         endpoints: impl IntoIterator<Item = impl Into<String>>,
         options: ConnectOptions,
     ) -> Result<Self, Error> {
-        let settings = FollowerSettings {
-            connect_timeout: options.connect_timeout,
-            keep_alive: options.keep_alive,
-            poll_period: options.poll_period,
-            ca_certificate: options
-                .ca_pem
-                .as_ref()
-                .map(tonic::transport::Certificate::from_pem),
-            authorization: options
-                .credentials
-                .as_ref()
-                .and_then(Credentials::authorization),
-        };
+        let settings = FollowerSettings::from_options(&options);
         let seeds: Vec<String> = endpoints.into_iter().map(Into::into).collect();
         if seeds.is_empty() {
             return Err(Error::NoEndpoint("no endpoints given".into()));
         }
         for seed in &seeds {
-            follower::endpoint(seed, &settings)?;
+            endpoint(seed, &settings.endpoint)?;
         }
         let (sender, mut views) = watch::channel(None);
         let (refusal_sender, mut refusals) = watch::channel(None);
@@ -202,7 +100,7 @@ impl Client {
             settings.clone(),
             sender,
             refusal_sender,
-            watch_streams.clone(),
+            Arc::clone(&watch_streams),
         ));
         // The first view, or the first refusal of our credentials (no point waiting longer).
         let first = tokio::time::timeout(options.failover_timeout, async {
@@ -296,14 +194,14 @@ impl Client {
         if let Some(channel) = channels.get(uri) {
             return Ok(channel.clone());
         }
-        let channel = follower::lazy_channel(uri, &self.inner.settings)?;
+        let channel = lazy_channel(uri, &self.inner.settings)?;
         channels.insert(uri.to_owned(), channel.clone());
         Ok(channel)
     }
 
     /// Runs `call` against the master, waiting for the next pushed master and retrying as
     /// `retry` allows, within the failover timeout.
-    async fn on_master<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T, Error>
+    pub(crate) async fn on_master<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T, Error>
     where
         F: FnMut(NodeChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -445,113 +343,12 @@ impl Client {
             .into_inner();
         Ok(answer.removed)
     }
-
-    /// Reads one entity from the master.
-    pub async fn get_entity(&self, id: &str) -> Result<Entity, Error> {
-        let answer = self
-            .on_master(Retry::Safe, |channel| {
-                let id = id.to_owned();
-                async move {
-                    EntityServiceClient::new(channel)
-                        .get(pb::GetRequest { id })
-                        .await
-                }
-            })
-            .await?
-            .into_inner();
-        answer
-            .entity
-            .map(entity_from_wire)
-            .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
-    }
-
-    /// Entities whose id starts with `prefix`, from the master.
-    pub async fn list_entities(&self, prefix: &str) -> Result<Vec<Entity>, Error> {
-        let answer = self
-            .on_master(Retry::Safe, |channel| {
-                let prefix = prefix.to_owned();
-                async move {
-                    EntityServiceClient::new(channel)
-                        .list(pb::ListRequest { prefix })
-                        .await
-                }
-            })
-            .await?
-            .into_inner();
-        answer.entities.into_iter().map(entity_from_wire).collect()
-    }
-
-    /// Creates or replaces an entity on the master. The write carries a fresh idempotency key,
-    /// so it is retried through a failover and applied once.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: haplane_sdk::Client) -> Result<(), haplane_sdk::Error> {
-    /// let entity = client.put_entity("apps/web", serde_json::json!({"replicas": 3}), None).await?;
-    /// assert_eq!(entity.attributes["replicas"], 3);
-    /// # Ok(()) }
-    /// ```
-    pub async fn put_entity(
-        &self,
-        id: &str,
-        attributes: serde_json::Value,
-        expected_version: Option<u64>,
-    ) -> Result<Entity, Error> {
-        let key = new_idempotency_key();
-        let attributes_json = attributes.to_string();
-        let answer = self
-            .on_master(Retry::Safe, |channel| {
-                let request = pb::PutRequest {
-                    id: id.to_owned(),
-                    attributes_json: attributes_json.clone(),
-                    expected_version,
-                    idempotency_key: key.clone(),
-                };
-                async move { EntityServiceClient::new(channel).put(request).await }
-            })
-            .await?
-            .into_inner();
-        answer
-            .entity
-            .map(entity_from_wire)
-            .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
-    }
-
-    /// Deletes an entity on the master (idempotently, like `put_entity`); answers its log position.
-    pub async fn delete_entity(
-        &self,
-        id: &str,
-        expected_version: Option<u64>,
-    ) -> Result<u64, Error> {
-        let key = new_idempotency_key();
-        let answer = self
-            .on_master(Retry::Safe, |channel| {
-                let request = pb::DeleteRequest {
-                    id: id.to_owned(),
-                    expected_version,
-                    idempotency_key: key.clone(),
-                };
-                async move { EntityServiceClient::new(channel).delete(request).await }
-            })
-            .await?
-            .into_inner();
-        Ok(answer.seq)
-    }
 }
 
-fn new_idempotency_key() -> String {
-    format!(
-        "sdk-{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
-
-fn entity_from_wire(entity: pb::Entity) -> Result<Entity, Error> {
-    Ok(Entity {
-        attributes: serde_json::from_str(&entity.attributes_json)
-            .map_err(|e| Error::Protocol(e.to_string()))?,
-        id: entity.id,
-        version: entity.version,
-        updated_epoch: entity.updated_epoch,
-    })
+/// Opens a channel to `uri` for unary calls, lazily.
+fn lazy_channel(uri: &str, settings: &FollowerSettings) -> Result<NodeChannel, Error> {
+    Ok(NodeChannel::new(
+        endpoint(uri, &settings.endpoint)?.connect_lazy(),
+        settings.authorization.clone(),
+    ))
 }

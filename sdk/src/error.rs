@@ -11,13 +11,23 @@ pub enum Error {
     NoEndpoint(String),
     /// An endpoint is not a valid URI.
     #[error("invalid endpoint {endpoint:?}: {message}")]
-    InvalidEndpoint { endpoint: String, message: String },
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it is not valid.
+        message: String,
+    },
     /// No master was known within the wait.
     #[error("no master within {0:?}")]
     NoMaster(Duration),
     /// The server refused the request (bad input, a conflict, not found, ...).
     #[error("{code:?}: {message}")]
-    Rejected { code: tonic::Code, message: String },
+    Rejected {
+        /// The gRPC status code the server answered with.
+        code: tonic::Code,
+        /// The server's message.
+        message: String,
+    },
     /// The call may or may not have been applied (the connection broke mid-call); it was not
     /// retried because it is not idempotent.
     #[error("outcome unknown: {0}")]

@@ -14,15 +14,28 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+#![warn(clippy::clone_on_ref_ptr)]
+
+mod answers;
 mod client;
+mod endpoint;
+mod entities;
 mod error;
+mod follow;
 mod follower;
 mod master_channel;
+mod options;
+mod probe;
 mod transport;
+mod view_filter;
 
-pub use client::{Client, ConnectOptions, Entity, NodeInfo, PlaneStates, StateInfo, Stats};
+pub use answers::{Entity, NodeInfo, PlaneStates, StateInfo, Stats};
+pub use client::Client;
+pub use endpoint::{EndpointOptions, endpoint, is_https};
 pub use error::Error;
-pub use follower::ViewFilter;
 pub use haplane::{HaMode, MasterRef, MasterView, Member, NodeState};
 pub use master_channel::MasterChannel;
+pub use options::ConnectOptions;
 pub use transport::{Credentials, NodeChannel};
+pub use view_filter::ViewFilter;

@@ -15,6 +15,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The credentials of `user` with `password`.
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
         Self {
             user: user.into(),
@@ -49,6 +50,7 @@ pub struct NodeChannel {
 }
 
 impl NodeChannel {
+    /// Sends over `channel`, adding `authorization` (when given) as the `authorization` header.
     pub fn new(channel: Channel, authorization: Option<HeaderValue>) -> Self {
         Self {
             channel,
