@@ -3,10 +3,10 @@
 
 pub mod error;
 
-use crate::service::error::ServiceError;
-use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
-use crate::store::counting::{CountingStore, RequestCounts};
 use crate::api::watch_relay::ThreadRelays;
+use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
+use crate::service::error::ServiceError;
+use crate::store::counting::{CountingStore, RequestCounts};
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

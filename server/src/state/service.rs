@@ -4,8 +4,8 @@
 
 use super::log::{LogError, StateLog};
 use super::{Change, Entity, EntityId, EntityState, LogEntry, WriteOutcome};
-use crate::service::error::ServiceError;
 use crate::node::NodeHandle;
+use crate::service::error::ServiceError;
 use haplane::NodeState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! The gRPC face of the managed state: `haplane.v1.EntityService` over `StateService`.
 
 use crate::clock::millis;
-use crate::service::error::ServiceError;
 use crate::service::HaCore;
+use crate::service::error::ServiceError;
 use crate::state::service::{StateService, Write};
 use crate::state::{Entity, EntityId};
 use haplane::pb::{self, entity_service_server::EntityService};

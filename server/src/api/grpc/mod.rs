@@ -2,23 +2,19 @@
 //! SERVING only on the master), reflection v1 and v1alpha, and the client side of `Nudge`.
 
 pub mod entities;
+mod peer_client;
+
+pub use peer_client::PeerClient;
 
 use crate::service::error::ServiceError;
-use crate::node::{PeerError, Peers};
 use crate::service::{Access, HaCore, HealthClass, master_events};
-use futures::future::BoxFuture;
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
 use haplane::wire::{ALLOW_NON_MASTER_METADATA, MASTER_HEALTH_SERVICE};
-use haplane::{Epoch, MasterRef, NodeState};
-use haplane_sdk::NodeChannel;
-use http::HeaderValue;
-use std::collections::HashSet;
+use haplane::{MasterRef, NodeState};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
@@ -272,123 +268,5 @@ async fn track_master_health(
             changed = views.changed() => if changed.is_err() { return },
             _ = async { tokio::time::sleep_until(lease_end?).await; Some(()) }, if lease_end.is_some() => {}
         }
-    }
-}
-
-/// How this node calls its peers (`Nudge`, `StepDown`): their TLS trust and our credentials.
-///
-/// Peer URIs come from the store, so whoever can write a record there chooses where this node
-/// connects. A node with TLS therefore sends its credentials only to `https://` peers: a call to a
-/// plain peer is skipped (and logged once per URI) rather than sent with the password in clear.
-/// Without TLS configured everything travels in clear anyway, and calls go out as before.
-#[derive(Debug, Clone, Default)]
-pub struct PeerClient {
-    tls: Option<ClientTlsConfig>,
-    authorization: Option<HeaderValue>,
-    /// Plain peer URIs already logged as refused.
-    refused_plain: Arc<Mutex<HashSet<String>>>,
-}
-
-/// Plain peer URIs remembered as already logged.
-const MAX_REMEMBERED_PLAIN_PEERS: usize = 1024;
-
-/// Whether `uri` names an `https` endpoint (the scheme is case-insensitive).
-fn is_https(uri: &str) -> bool {
-    uri.get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-}
-
-impl PeerClient {
-    /// `peer_ca_pem`: trusted for `https://` peers, and present exactly when this node serves
-    /// TLS; `authorization`: sent with every call.
-    pub fn new(peer_ca_pem: Option<&str>, authorization: Option<HeaderValue>) -> Self {
-        Self {
-            tls: peer_ca_pem.map(|pem| {
-                ClientTlsConfig::new()
-                    .with_native_roots()
-                    .ca_certificate(Certificate::from_pem(pem))
-            }),
-            authorization,
-            refused_plain: Arc::default(),
-        }
-    }
-
-    /// Refuses a call that would send credentials in clear from a TLS node, logging the first
-    /// refusal for each URI.
-    fn check_credentials_stay_encrypted(&self, uri: &str) -> Result<(), PeerError> {
-        if self.tls.is_none() || self.authorization.is_none() || is_https(uri) {
-            return Ok(());
-        }
-        let first = self
-            .refused_plain
-            .lock()
-            .map(|mut refused| {
-                // Records written to flood this set cost a repeated warning, not memory.
-                if refused.len() >= MAX_REMEMBERED_PLAIN_PEERS {
-                    refused.clear();
-                }
-                refused.insert(uri.to_owned())
-            })
-            .unwrap_or(true);
-        if first {
-            tracing::warn!(%uri, "not calling a peer whose URI is not https: this node serves TLS and would send its credentials in clear (logged once per URI)");
-        }
-        Err(format!("not sending credentials to the plain peer {uri}").into())
-    }
-
-    /// A client of the peer at `uri`, every call bounded to `limit`.
-    async fn client(
-        &self,
-        uri: &str,
-        limit: Duration,
-    ) -> Result<pb::ha_service_client::HaServiceClient<NodeChannel>, PeerError> {
-        self.check_credentials_stay_encrypted(uri)?;
-        let mut endpoint = tonic::transport::Endpoint::from_shared(uri.to_owned())?
-            .connect_timeout(Duration::from_millis(300))
-            .timeout(limit);
-        if let (Some(tls), true) = (&self.tls, is_https(uri)) {
-            endpoint = endpoint.tls_config(tls.clone())?;
-        }
-        let channel = NodeChannel::new(endpoint.connect().await?, self.authorization.clone());
-        Ok(pb::ha_service_client::HaServiceClient::new(channel))
-    }
-}
-
-impl Peers for PeerClient {
-    /// Bounded to half a second.
-    fn nudge<'a>(
-        &'a self,
-        uri: &'a str,
-        from_node_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), PeerError>> {
-        Box::pin(async move {
-            self.client(uri, Duration::from_millis(500))
-                .await?
-                .nudge(pb::NudgeRequest {
-                    from_node_id: from_node_id.to_owned(),
-                })
-                .await?;
-            Ok(())
-        })
-    }
-
-    /// Bounded to two seconds: the master answers after publishing, before any store call.
-    fn step_down<'a>(
-        &'a self,
-        uri: &'a str,
-        from_node_id: &'a str,
-        epoch: Epoch,
-    ) -> BoxFuture<'a, Result<bool, PeerError>> {
-        Box::pin(async move {
-            let answer = self
-                .client(uri, Duration::from_secs(2))
-                .await?
-                .step_down(pb::StepDownRequest {
-                    from_node_id: from_node_id.to_owned(),
-                    epoch,
-                })
-                .await?;
-            Ok(answer.into_inner().stepped_down)
-        })
     }
 }

@@ -1,10 +1,10 @@
 //! The REST face of the managed state: `GET/PUT/DELETE /v1/entities/{id}` and `GET /v1/entities`,
 //! with `If-Match` versions and `Idempotency-Key`; a thin adapter over `StateService`.
 
-use crate::clock::millis;
-use crate::service::error::ServiceError;
 use crate::api::rest::guard_changes;
+use crate::clock::millis;
 use crate::service::HaCore;
+use crate::service::error::ServiceError;
 use crate::state::service::{ReadView, StateService, Write};
 use crate::state::{Entity, EntityId};
 use axum::body::Bytes;
