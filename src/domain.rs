@@ -58,8 +58,35 @@ impl NodeId {
     }
 }
 
-fn truncate_for_message(text: &str) -> String {
+/// `text` cut to 80 characters, for an error message that quotes a caller's value.
+pub fn truncate_for_message(text: &str) -> String {
     text.chars().take(80).collect()
+}
+
+/// Whether `path` is `/`-separated segments of `A-Z a-z 0-9 _ - .`, none empty, `.` or `..`:
+/// the shape of store keys and of entity ids (which become keys), so no value can name a file
+/// outside its folder.
+pub fn is_safe_path(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    })
+}
+
+/// A JSON object given by a caller as `field` (an entity's attributes).
+pub fn json_object(
+    field: &'static str,
+    json: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, InvalidValue> {
+    match serde_json::from_slice(json) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(InvalidValue::new(field, "must be a JSON object")),
+        Err(err) => Err(InvalidValue::new(field, format!("not JSON: {err}"))),
+    }
 }
 
 impl TryFrom<String> for NodeId {
@@ -317,6 +344,26 @@ impl MasterView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safe_paths_and_json_objects_are_checked() {
+        for good in ["a", "a/b.c", "x_1-2/y"] {
+            assert!(is_safe_path(good), "{good}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", "a b", "é"] {
+            assert!(!is_safe_path(bad), "{bad:?}");
+        }
+        assert_eq!(json_object("body", br#"{"a":1}"#).unwrap()["a"], 1);
+        let not_object = json_object("body", b"[1]").unwrap_err();
+        assert_eq!(not_object.field, "body");
+        assert!(not_object.reason.contains("JSON object"));
+        assert!(
+            json_object("body", b"{")
+                .unwrap_err()
+                .reason
+                .starts_with("not JSON")
+        );
+    }
 
     #[test]
     fn node_ids_are_validated() {

@@ -19,20 +19,12 @@ impl EntityId {
     pub const MAX_LEN: usize = 200;
 
     pub fn parse(id: &str) -> Result<Self, haplane::InvalidValue> {
-        let segments_ok = id.split('/').all(|segment| {
-            !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        });
-        if id.is_empty() || id.len() > Self::MAX_LEN || !segments_ok {
+        if id.is_empty() || id.len() > Self::MAX_LEN || !haplane::is_safe_path(id) {
             return Err(haplane::InvalidValue::new(
                 "id",
                 format!(
                     "{:?} must be 1 to 200 characters of A-Z a-z 0-9 _ - . in '/'-separated segments",
-                    id.chars().take(80).collect::<String>()
+                    haplane::truncate_for_message(id)
                 ),
             ));
         }

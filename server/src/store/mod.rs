@@ -33,22 +33,16 @@ impl Key {
     /// Validates `key`.
     pub fn parse(key: &str) -> Result<Self, StoreError> {
         let invalid = |reason: &str| StoreError::InvalidKey {
-            key: key.chars().take(80).collect(),
+            key: haplane::truncate_for_message(key),
             reason: reason.to_owned(),
         };
         if key.is_empty() || key.len() > Self::MAX_LEN {
             return Err(invalid("must be 1 to 512 characters"));
         }
-        for segment in key.split('/') {
-            if segment.is_empty() || segment == "." || segment == ".." {
-                return Err(invalid("has an empty, '.' or '..' segment"));
-            }
-            let valid = segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if !valid {
-                return Err(invalid("may hold only A-Z a-z 0-9 _ - . and /"));
-            }
+        if !haplane::is_safe_path(key) {
+            return Err(invalid(
+                "must be '/'-separated segments of A-Z a-z 0-9 _ - ., none empty, '.' or '..'",
+            ));
         }
         Ok(Self(key.to_owned()))
     }

@@ -192,7 +192,7 @@ async fn write(k: usize, client: Client, history: Shared<History>, stop: Arc<Ato
 }
 
 /// A node's store-call bound once a lease is at stake: (heartbeat timeout − safety margin) / 2,
-/// with the default margin min(2 s, timeout / 4) (`server/src/config.rs`).
+/// with the default margin min(2 s, timeout / 4) (`server/src/config/mod.rs`).
 fn op_timeout(options: &PlaneOptions) -> Duration {
     let margin = Duration::from_secs(2).min(options.heartbeat_timeout / 4);
     (options.heartbeat_timeout - margin) / 2

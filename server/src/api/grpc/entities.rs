@@ -27,17 +27,7 @@ fn to_wire(entity: Entity) -> pb::Entity {
 }
 
 fn attributes(json: &str) -> Result<serde_json::Map<String, serde_json::Value>, ServiceError> {
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ServiceError::InvalidArgument {
-            field: "attributes_json".into(),
-            message: "must be a JSON object".into(),
-        }),
-        Err(err) => Err(ServiceError::InvalidArgument {
-            field: "attributes_json".into(),
-            message: format!("not JSON: {err}"),
-        }),
-    }
+    Ok(haplane::json_object("attributes_json", json.as_bytes())?)
 }
 
 /// An empty key means "none".

@@ -101,21 +101,7 @@ async fn put_entity(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ServiceError> {
-    let attributes = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            return Err(ServiceError::InvalidArgument {
-                field: "body".into(),
-                message: "must be a JSON object".into(),
-            });
-        }
-        Err(err) => {
-            return Err(ServiceError::InvalidArgument {
-                field: "body".into(),
-                message: format!("not JSON: {err}"),
-            });
-        }
-    };
+    let attributes = haplane::json_object("body", &body)?;
     let write = Write {
         id: entity_id(&id)?,
         attributes: Some(attributes),
