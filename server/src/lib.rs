@@ -1,6 +1,8 @@
 //! haplane-server: one HA node. The election core is pure (`election`), the runtime loop
 //! (`node`) drives it against a `Store`, and gRPC / REST adapters serve one `HaCore`.
 
+#![warn(clippy::clone_on_ref_ptr, unreachable_pub)]
+
 pub mod api;
 pub mod app;
 pub mod cli;

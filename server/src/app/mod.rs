@@ -194,8 +194,8 @@ fn router(
         Arc::clone(counting),
         settings.limits.max_watchers,
     );
-    let state_log =
-        (settings.store != StoreLocation::None).then(|| StateLog::new(counting.clone()));
+    let state_log = (settings.store != StoreLocation::None)
+        .then(|| StateLog::new(Arc::<CountingStore>::clone(counting)));
     let state = StateService::new(state_log, handle.clone());
     tokio::spawn(state.clone().run(settings.poll_period, stopped));
     let grpc_routes = grpc::routes(
@@ -280,7 +280,8 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let (stop_sender, stop) = watch::channel(false);
     stop_on_signal(stop_sender);
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);
-    let (handle, node_task) = node::start(options, counting.clone(), clock, stop).await?;
+    let (handle, node_task) =
+        node::start(options, Arc::<CountingStore>::clone(&counting), clock, stop).await?;
     write_pid_file(&settings.pid_file)?;
     let (stopped_sender, stopped) = watch::channel(false);
     let app = router(

@@ -2,7 +2,7 @@
 //! certificate and key, read and checked at start-up; `Secret` keeps them out of logs.
 
 use super::{ConfigError, config_error, read_file};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A password or private key: kept out of `Debug` output, so out of logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,14 +71,11 @@ fn parse_users_file(text: &str) -> Result<Vec<(String, Secret)>, String> {
 /// The shortest peer secret accepted.
 const MIN_PEER_SECRET: usize = 16;
 
-pub(super) fn load_auth(
+/// The user named by `--auth-user` / `--auth-password`, if any; both or neither must be given.
+fn flag_user(
     user: Option<String>,
     password: Option<Secret>,
-    users_file: Option<PathBuf>,
-    protect_health: bool,
-    peer_secret_file: Option<PathBuf>,
-) -> Result<Option<AuthSettings>, ConfigError> {
-    let mut users = Vec::new();
+) -> Result<Option<(String, Secret)>, ConfigError> {
     match (user, password) {
         (Some(user), Some(password)) => {
             if user.is_empty() || user.contains(':') {
@@ -90,22 +87,62 @@ pub(super) fn load_auth(
             if password.expose().is_empty() {
                 return Err(config_error("auth-password", "must not be empty"));
             }
-            users.push((user, password));
+            Ok(Some((user, password)))
         }
-        (Some(_), None) => {
-            return Err(config_error(
-                "auth-password",
-                "--auth-user needs --auth-password or HAPLANE_AUTH_PASSWORD",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(config_error(
-                "auth-user",
-                "--auth-password needs --auth-user",
-            ));
-        }
-        (None, None) => {}
+        (Some(_), None) => Err(config_error(
+            "auth-password",
+            "--auth-user needs --auth-password or HAPLANE_AUTH_PASSWORD",
+        )),
+        (None, Some(_)) => Err(config_error(
+            "auth-user",
+            "--auth-password needs --auth-user",
+        )),
+        (None, None) => Ok(None),
     }
+}
+
+/// The peer secret in `path`: one line of at least `MIN_PEER_SECRET` characters, and no operator
+/// user may be called `haplane-peer`.
+fn read_peer_secret(path: &Path, users: &[(String, Secret)]) -> Result<Secret, ConfigError> {
+    let text = read_file("peer-secret-file", path)?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.chars().count() < MIN_PEER_SECRET
+        || secret.contains(['\r', '\n'])
+        || secret.trim() != secret
+    {
+        return Err(config_error(
+            "peer-secret-file",
+            format!(
+                "{}: must hold one line of at least {MIN_PEER_SECRET} characters, without surrounding spaces",
+                path.display()
+            ),
+        ));
+    }
+    if users
+        .iter()
+        .any(|(user, _)| user == haplane::wire::PEER_USER)
+    {
+        return Err(config_error(
+            "peer-secret-file",
+            format!(
+                "the user name {} is kept for peers when a peer secret is set",
+                haplane::wire::PEER_USER
+            ),
+        ));
+    }
+    Ok(Secret::new(secret))
+}
+
+/// Who may call the node: the flag user and the users file's, the health-check switch and the
+/// peer secret; `None` when no user is configured (then neither switch may be set).
+pub(super) fn load_auth(
+    user: Option<String>,
+    password: Option<Secret>,
+    users_file: Option<PathBuf>,
+    protect_health: bool,
+    peer_secret_file: Option<PathBuf>,
+) -> Result<Option<AuthSettings>, ConfigError> {
+    let mut users: Vec<_> = flag_user(user, password)?.into_iter().collect();
     if let Some(path) = users_file {
         let text = read_file("auth-users-file", &path)?;
         let listed = parse_users_file(&text).map_err(|message| {
@@ -126,38 +163,9 @@ pub(super) fn load_auth(
             (false, None) => Ok(None),
         };
     }
-    let peer_secret = match peer_secret_file {
-        None => None,
-        Some(path) => {
-            let text = read_file("peer-secret-file", &path)?;
-            let secret = text.trim_end_matches(['\r', '\n']);
-            if secret.chars().count() < MIN_PEER_SECRET
-                || secret.contains(['\r', '\n'])
-                || secret.trim() != secret
-            {
-                return Err(config_error(
-                    "peer-secret-file",
-                    format!(
-                        "{}: must hold one line of at least {MIN_PEER_SECRET} characters, without surrounding spaces",
-                        path.display()
-                    ),
-                ));
-            }
-            if users
-                .iter()
-                .any(|(user, _)| user == haplane::wire::PEER_USER)
-            {
-                return Err(config_error(
-                    "peer-secret-file",
-                    format!(
-                        "the user name {} is kept for peers when a peer secret is set",
-                        haplane::wire::PEER_USER
-                    ),
-                ));
-            }
-            Some(Secret::new(secret))
-        }
-    };
+    let peer_secret = peer_secret_file
+        .map(|path| read_peer_secret(&path, &users))
+        .transpose()?;
     Ok(Some(AuthSettings {
         users,
         protect_health,

@@ -4,6 +4,7 @@
 use super::runtime::Runtime;
 use futures::future::BoxFuture;
 use haplane::Epoch;
+use std::sync::Arc;
 
 /// Why a call to a peer failed.
 pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,7 +44,7 @@ impl Runtime {
         let from = self.options.election.node_id.to_string();
         for uri in self.live_peer_uris() {
             let from = from.clone();
-            let peers = self.options.peers.clone();
+            let peers = Arc::clone(&self.options.peers);
             tokio::spawn(async move {
                 if let Err(err) = peers.nudge(&uri, &from).await {
                     tracing::debug!(%uri, error = %err, "nudge not delivered");

@@ -85,7 +85,7 @@ pub async fn start(
         election,
         options,
         store,
-        clock: clock.clone(),
+        clock: Arc::clone(&clock),
         plane_id: String::new(),
         snapshot: snapshot_rx.clone(),
         publisher: publisher.clone(),
@@ -105,10 +105,10 @@ pub async fn start(
         snapshot: snapshot_rx,
         publisher,
         view: view_rx,
-        history: runtime.history.clone(),
-        counters: runtime.counters.clone(),
+        history: Arc::clone(&runtime.history),
+        counters: Arc::clone(&runtime.counters),
         clock,
-        state_seq: runtime.state_seq.clone(),
+        state_seq: Arc::clone(&runtime.state_seq),
     };
     let task = tokio::spawn(runtime.run(command_rx, shutdown));
     Ok((handle, task))

@@ -93,11 +93,11 @@ impl Plane {
             poll_period: POLL,
             record_retention: Duration::from_secs(3600),
             persist: PersistMode::Auto,
-            peers: self.peers.clone(),
+            peers: Arc::<LocalPeers>::clone(&self.peers),
         };
         let (handle, _task) = start(
             options,
-            view.clone(),
+            Arc::<MemoryStore>::clone(&view),
             Arc::new(TokioClock),
             self.stop.clone(),
         )

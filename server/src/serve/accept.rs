@@ -121,7 +121,7 @@ pub(super) async fn accept(
         }
         by_age.push_back(Arc::downgrade(&activity));
         let slot = Slot {
-            open: open.clone(),
+            open: Arc::clone(&open),
             activity,
         };
         if connections[next].send((stream, slot)).is_err() {

@@ -87,7 +87,7 @@ impl Activity {
 
     pub(super) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight(Arc::clone(self))
     }
 
     /// How long the connection has had no request in flight; `None` while it has one.

@@ -13,13 +13,13 @@
 //! time and gain nothing from that batching, so a plain connection that does not open with the
 //! HTTP/2 preface is moved to one shared multi-threaded runtime. There an idle worker is left
 //! parked while another takes the work; on the per-core threads every idle spell parks the
-//! thread in `epoll_wait`, and each wake-up is a context switch (REST reads cost about 0.33
-//! switches a request that way, against 0.20 for a bare axum server). TLS connections stay on the
-//! serving thread that did their handshake, whatever protocol they speak.
+//! thread in `epoll_wait`, and each wake-up is a context switch (measured in BENCHMARKS.md,
+//! "What moved the figures"). TLS connections stay on the serving thread that did their
+//! handshake, whatever protocol they speak.
 //!
 //! Why not tonic's `Server`: its per-request layers (gRPC timeout, body boxing, routing through
-//! its own router) cost a REST request about a fifth of its CPU. gRPC deadlines are still kept by
-//! the clients, which cancel the call when theirs passes.
+//! its own router) cost REST requests a measurable share of their CPU (BENCHMARKS.md). gRPC
+//! deadlines are still kept by the clients, which cancel the call when theirs passes.
 //!
 //! No connection lives forever and none can take the node's last file descriptors:
 //! - a TLS handshake, or a plain connection's opening bytes (up to the whole 24-byte HTTP/2
@@ -166,7 +166,7 @@ pub async fn serve(
         let (done, finished_rx) = oneshot::channel();
         let thread = ServingThread {
             app: app.clone(),
-            http: http.clone(),
+            http: Arc::clone(&http),
             tls: settings.tls.clone(),
             handshake_timeout: settings.handshake_timeout,
             body_read_timeout: settings.body_read_timeout,

@@ -36,7 +36,7 @@ impl Served {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = self.activity.clone();
+        let activity = Arc::clone(&self.activity);
         let shed = activity.shed.notified();
         tokio::pin!(shed);
         let connection = self.http.serve_connection(
@@ -45,7 +45,7 @@ impl Served {
                 self.app,
                 self.peer,
                 self.body_read_timeout,
-                activity.clone(),
+                Arc::clone(&activity),
             )),
         );
         tokio::pin!(connection);
@@ -132,7 +132,7 @@ where
                 deadline: tokio::time::Instant::now() + body_read_timeout,
                 timeout: body_read_timeout,
                 timer: None,
-                timed_out: timed_out.clone(),
+                timed_out: Arc::clone(&timed_out),
             };
             let rest = !haplane::wire::is_grpc_request(&parts.headers);
             (Body::new(body), rest.then_some(timed_out))

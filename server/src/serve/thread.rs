@@ -78,16 +78,16 @@ impl ServingThread {
             // The client's address, for per-address login throttling (`auth.rs`).
             peer: stream.peer_addr().ok(),
             app: self.app.clone(),
-            http: self.http.clone(),
+            http: Arc::clone(&self.http),
             idle_timeout: self.idle_timeout,
             handshake_timeout: self.handshake_timeout,
             body_read_timeout: self.body_read_timeout,
-            activity: slot.activity.clone(),
+            activity: Arc::clone(&slot.activity),
         };
         let (tls, http1) = (self.tls.clone(), self.http1.clone());
         async move {
             let _slot = slot;
-            let activity = served.activity.clone();
+            let activity = Arc::clone(&served.activity);
             let shed = activity.shed.notified();
             tokio::pin!(shed);
             let Some(tls) = tls else {

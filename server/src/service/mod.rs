@@ -93,7 +93,7 @@ fn take_place(open: &Arc<AtomicI64>, max: i64) -> Option<WatcherGuard> {
         (count < max).then_some(count + 1)
     })
     .ok()
-    .map(|_| WatcherGuard(open.clone()))
+    .map(|_| WatcherGuard(Arc::clone(open)))
 }
 
 /// A watch refused at its cap (RESOURCE_EXHAUSTED / 503 at the adapters).
@@ -385,7 +385,7 @@ pub fn master_events(
                 .as_ref()
                 .is_none_or(|last| last.master_differs(&view));
             if is_new && view.epoch >= min_epoch {
-                watch.last_sent = Some(view.clone());
+                watch.last_sent = Some(Arc::clone(&view));
                 return Some((Ok(view), Some(watch)));
             }
             if *watch.stopped.borrow() {

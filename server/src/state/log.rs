@@ -153,7 +153,7 @@ mod tests {
     async fn snapshots_round_trip_and_corrupt_entries_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path()).unwrap());
-        let log = StateLog::new(store.clone());
+        let log = StateLog::new(Arc::clone(&store));
         assert_eq!(log.latest_snapshot().await.unwrap(), EntityState::default());
         let mut state = EntityState::default();
         state.apply(&fence(1, 3)).unwrap();

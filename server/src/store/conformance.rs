@@ -124,7 +124,7 @@ async fn concurrent_creators_of_one_key_have_exactly_one_winner(
         let barrier = Arc::new(tokio::sync::Barrier::new(writers));
         let tasks: Vec<_> = (0..writers)
             .map(|writer| {
-                let (store, k, barrier) = (store.clone(), k.clone(), barrier.clone());
+                let (store, k, barrier) = (Arc::clone(&store), k.clone(), Arc::clone(&barrier));
                 tokio::spawn(async move {
                     barrier.wait().await;
                     let body = Bytes::from(format!("writer-{writer}"));

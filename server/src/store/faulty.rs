@@ -192,7 +192,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let control = dir.path().join("faults");
         let inner = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
-        let store = FaultyStore::new(inner.clone(), control.clone());
+        let store = FaultyStore::new(Arc::<DirStore>::clone(&inner), control.clone());
         let key = Key::parse("nodes/a.json").unwrap();
         store
             .put(&key, Bytes::from_static(b"1"), PutMode::Overwrite)

@@ -21,7 +21,7 @@ impl MemoryStore {
     /// Another view of the same map, with its own stall switch (off).
     pub fn view(&self) -> Self {
         Self {
-            objects: self.objects.clone(),
+            objects: Arc::clone(&self.objects),
             stalled: AtomicBool::new(false),
         }
     }

@@ -2,7 +2,7 @@
 //! requests by operation and result, open watchers, skipped records and failed authentications,
 //! in the text format.
 
-use crate::service::HaCore;
+use crate::service::{HaCore, MetricsView};
 use haplane::NodeState;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -17,7 +17,6 @@ type Labels = Vec<(&'static str, String)>;
 pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
     let view = core.metrics();
     let mut registry = Registry::with_prefix("haplane");
-
     let state = Family::<Labels, Gauge>::default();
     for candidate in NodeState::ALL {
         state
@@ -29,53 +28,51 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
         "1 for the node's current state, 0 for the others",
         state,
     );
-
-    let gauge = |value: i64| {
+    let gauges = [
+        (
+            "epoch",
+            "The highest master epoch this node knows",
+            i64::try_from(view.epoch).unwrap_or(i64::MAX),
+        ),
+        ("priority", "This node's election priority", view.priority),
+        (
+            "watchers",
+            "Open WatchMaster, SSE and entity Watch streams",
+            view.watchers,
+        ),
+    ];
+    for (name, help, value) in gauges {
         let gauge = Gauge::<i64>::default();
         gauge.set(value);
-        gauge
-    };
-    let counter = |value: u64| {
+        registry.register(name, help, gauge);
+    }
+    let counters = [
+        ("failovers", "Times this node became master", view.failovers),
+        ("polls", "Polls of the store this node has made", view.polls),
+        (
+            "skipped_records",
+            "Store records skipped because they could not be read",
+            view.skipped_records,
+        ),
+        (
+            "auth_failures",
+            "Requests refused for wrong credentials (not for missing ones)",
+            crate::api::auth::failures_total(),
+        ),
+    ];
+    for (name, help, value) in counters {
         let counter = Counter::<u64>::default();
         counter.inc_by(value);
-        counter
-    };
-    registry.register(
-        "epoch",
-        "The highest master epoch this node knows",
-        gauge(i64::try_from(view.epoch).unwrap_or(i64::MAX)),
-    );
-    registry.register(
-        "priority",
-        "This node's election priority",
-        gauge(view.priority),
-    );
-    registry.register(
-        "watchers",
-        "Open WatchMaster, SSE and entity Watch streams",
-        gauge(view.watchers),
-    );
-    registry.register(
-        "failovers",
-        "Times this node became master",
-        counter(view.failovers),
-    );
-    registry.register(
-        "polls",
-        "Polls of the store this node has made",
-        counter(view.polls),
-    );
-    registry.register(
-        "skipped_records",
-        "Store records skipped because they could not be read",
-        counter(view.skipped_records),
-    );
-    registry.register(
-        "auth_failures",
-        "Requests refused for wrong credentials (not for missing ones)",
-        counter(crate::api::auth::failures_total()),
-    );
+        registry.register(name, help, counter);
+    }
+    register_store_figures(&mut registry, core, &view);
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
 
+/// Store requests by operation and result, and the time each heartbeat write took.
+fn register_store_figures(registry: &mut Registry, core: &HaCore, view: &MetricsView) {
     let requests = Family::<Labels, Counter>::default();
     for ((operation, result), count) in &view.store_requests {
         requests
@@ -95,8 +92,4 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
         "Time taken by each write of this node's own record",
         core.heartbeat_write_seconds(),
     );
-
-    let mut text = String::new();
-    encode(&mut text, &registry)?;
-    Ok(text)
 }
