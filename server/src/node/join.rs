@@ -1,7 +1,6 @@
 //! Joining the plane at start-up (`plane.json`, the claims, the first record, the members, the
 //! start-up mode checks), and the periodic check that the store is still the one joined.
 
-use super::plane_store::json_body;
 use super::runtime::Runtime;
 use super::{PersistMode, Refusal, StartError};
 use crate::clock::wall_clock_ms;
@@ -110,7 +109,7 @@ impl Runtime {
                     created_at: wall_clock_ms(),
                     format_version: FORMAT_VERSION,
                 };
-                let body = json_body(&plane).map_err(|e| self.store_error(e))?;
+                let body = layout::json_body(&plane).map_err(|e| self.store_error(e))?;
                 match self
                     .bounded(self.store.put(&key, body.clone(), PutMode::Create))
                     .await

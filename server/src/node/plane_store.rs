@@ -4,18 +4,9 @@
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::store::{Key, PutMode, StoreError, layout};
-use bytes::Bytes;
 use haplane::{Epoch, MasterClaim, NodeId, NodeRecord, NodeState};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-
-pub(super) fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
-    serde_json::to_vec_pretty(value)
-        .map(Bytes::from)
-        .map_err(|err| StoreError::Generic {
-            message: format!("cannot encode: {err}"),
-        })
-}
 
 impl Runtime {
     /// Reads the claim at `epoch` into the election. An unreadable claim still burns its epoch.
@@ -85,7 +76,7 @@ impl Runtime {
         self.election
             .set_state_seq(self.state_seq.load(Ordering::Relaxed));
         let record = self.election.next_record(wall_clock_ms(), started);
-        let result = match (layout::node(&record.node_id), json_body(&record)) {
+        let result = match (layout::node(&record.node_id), layout::json_body(&record)) {
             (Ok(key), Ok(body)) => {
                 self.bounded(self.store.put(&key, body, PutMode::Overwrite))
                     .await
@@ -208,7 +199,10 @@ impl Runtime {
         };
         let key = layout::claim(epoch)?;
         match self
-            .bounded(self.store.put(&key, json_body(&claim)?, PutMode::Create))
+            .bounded(
+                self.store
+                    .put(&key, layout::json_body(&claim)?, PutMode::Create),
+            )
             .await
         {
             Ok(()) => {

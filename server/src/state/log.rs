@@ -3,7 +3,6 @@
 
 use super::{EntityState, LogEntry};
 use crate::store::{PutMode, Store, StoreError, layout};
-use bytes::Bytes;
 use std::sync::Arc;
 
 /// Why reading or writing the log failed.
@@ -24,15 +23,6 @@ pub struct StateLog {
     store: Arc<dyn Store>,
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, LogError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|err| LogError::Corrupt {
-            key: "(encoding)".to_owned(),
-            message: err.to_string(),
-        })
-}
-
 impl StateLog {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
@@ -44,7 +34,7 @@ impl StateLog {
             .store
             .put(
                 &layout::log_entry(entry.seq)?,
-                encode(entry)?,
+                layout::json_body(entry)?,
                 PutMode::Create,
             )
             .await
@@ -112,7 +102,7 @@ impl StateLog {
         self.store
             .put(
                 &layout::snapshot(state.applied_seq)?,
-                encode(state)?,
+                layout::json_body(state)?,
                 PutMode::Overwrite,
             )
             .await?;
@@ -162,7 +152,7 @@ mod tests {
         store
             .put(
                 &layout::log_entry(2).unwrap(),
-                Bytes::from_static(b"{oops"),
+                bytes::Bytes::from_static(b"{oops"),
                 PutMode::Create,
             )
             .await

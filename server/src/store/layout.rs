@@ -1,7 +1,18 @@
-//! The plane's key layout in the store (docs/behaviour.md §4.1), in one place for the node
-//! runtime and the managed state.
+//! The plane's key layout in the store (docs/behaviour.md §4.1) and the encoding of its values
+//! (pretty JSON, readable by an operator), in one place for the node runtime and the managed
+//! state.
 
 use super::{Key, StoreError};
+use bytes::Bytes;
+
+/// `value` as a store body: pretty JSON.
+pub fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
+    serde_json::to_vec_pretty(value)
+        .map(Bytes::from)
+        .map_err(|err| StoreError::Generic {
+            message: format!("cannot encode: {err}"),
+        })
+}
 use haplane::{Epoch, NodeId};
 
 /// The plane's identity: `PlaneInfo`.
