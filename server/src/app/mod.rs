@@ -90,7 +90,7 @@ fn node_options(
             version: settings.node_version.clone(),
             heartbeat_timeout: settings.heartbeat_timeout,
             safety_margin: settings.safety_margin,
-            startup_grace: settings.poll_period * 2,
+            startup_grace: node::startup_grace(settings.poll_period),
             started_at_ms: wall_clock_ms(),
             pid: std::process::id(),
             hostname: node::hostname(),
@@ -282,7 +282,6 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);
     let (handle, node_task) =
         node::start(options, Arc::<CountingStore>::clone(&counting), clock, stop).await?;
-    write_pid_file(&settings.pid_file)?;
     let (stopped_sender, stopped) = watch::channel(false);
     let app = router(
         &settings,
@@ -292,6 +291,7 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         &node_uri,
         stopped.clone(),
     )?;
+    write_pid_file(&settings.pid_file)?;
     let server = tokio::spawn(serve::serve(
         listener,
         connection_settings(&settings, tls),

@@ -262,7 +262,8 @@ impl LaunchArgs {
             } else {
                 self.allowed_hosts
             },
-            config: self.config.or(file.config),
+            // The file cannot name another file.
+            config: self.config,
         }
     }
 }

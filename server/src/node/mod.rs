@@ -7,7 +7,7 @@
 //!   every store call;
 //! - `join.rs`: joining the plane at start-up, and the periodic check that the store is still
 //!   the one joined;
-//! - `plane_store.rs`: the store layout (keys, JSON) and the reads and writes of records and
+//! - `plane_store.rs`: the reads and writes (keys and encoding from `store::layout`) of records and
 //!   claims that feed the election;
 //! - `operator.rs`: operator commands (mode, promotion and step-down, listing, record removal);
 //! - `peers.rs`: how the node reaches its peers (`Peers`, implemented by the gRPC client);
@@ -58,6 +58,12 @@ impl FromStr for PersistMode {
             )),
         }
     }
+}
+
+/// How long an AUTO node waits after start-up before claiming an empty plane (the election's
+/// `startup_grace`): two polls, so that nodes started together see each other's records.
+pub fn startup_grace(poll_period: Duration) -> Duration {
+    poll_period * 2
 }
 
 /// Runtime settings of a node (derived from `config::Settings` once the port is known).

@@ -1,5 +1,5 @@
 //! How the node reaches its peers: `Nudge` (poll now) and `StepDown` (switchover). The api
-//! layer implements `Peers` (`grpc::PeerClient`), so the node core does not depend on it.
+//! layer implements `Peers` (`api::grpc::PeerClient`), so the node core does not depend on it.
 
 use super::runtime::Runtime;
 use futures::future::BoxFuture;

@@ -83,7 +83,7 @@ impl Plane {
                 version: "1.0".to_owned(),
                 heartbeat_timeout: TIMEOUT,
                 safety_margin: Duration::from_millis(250),
-                startup_grace: POLL * 2,
+                startup_grace: super::startup_grace(POLL),
                 started_at_ms: 0,
                 pid: 1,
                 hostname: "test".to_owned(),

@@ -143,12 +143,7 @@ where
         async move {
             let response = response.await?;
             if late_rest_body.is_some_and(|timed_out| timed_out.load(Ordering::Relaxed)) {
-                let message = BodyReadTimeout(body_read_timeout).to_string();
-                return Ok(crate::api::rest::error_response(
-                    http::StatusCode::REQUEST_TIMEOUT,
-                    &message,
-                    serde_json::Value::Null,
-                ));
+                return Ok(request_timeout(body_read_timeout));
             }
             Ok(response.map(|body| {
                 Body::new(TrackedBody {
@@ -158,4 +153,21 @@ where
             }))
         }
     })
+}
+
+/// 408 for a REST request whose body arrived too late, in the REST shim's error shape
+/// (`{"message", "error"}`).
+fn request_timeout(limit: Duration) -> http::Response<Body> {
+    let status = http::StatusCode::REQUEST_TIMEOUT;
+    let body = serde_json::json!({
+        "message": BodyReadTimeout(limit).to_string(),
+        "error": status.as_u16(),
+    });
+    let mut response = http::Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }

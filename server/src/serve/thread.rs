@@ -75,7 +75,7 @@ impl ServingThread {
         mut shutdown: oneshot::Receiver<()>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let served = Served {
-            // The client's address, for per-address login throttling (`auth.rs`).
+            // The client's address, for per-address login throttling (`api/auth/`).
             peer: stream.peer_addr().ok(),
             app: self.app.clone(),
             http: Arc::clone(&self.http),

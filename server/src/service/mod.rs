@@ -2,10 +2,11 @@
 //! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
 
 pub mod error;
+pub mod watch_relay;
 
-use crate::api::watch_relay::ThreadRelays;
 use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
 use crate::service::error::ServiceError;
+use crate::service::watch_relay::ThreadRelays;
 use crate::store::counting::{CountingStore, RequestCounts};
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
 use std::sync::Arc;

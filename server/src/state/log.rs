@@ -34,7 +34,7 @@ impl StateLog {
             .store
             .put(
                 &layout::log_entry(entry.seq)?,
-                layout::json_body(entry)?,
+                layout::compact_json_body(entry)?,
                 PutMode::Create,
             )
             .await
@@ -102,7 +102,7 @@ impl StateLog {
         self.store
             .put(
                 &layout::snapshot(state.applied_seq)?,
-                layout::json_body(state)?,
+                layout::compact_json_body(state)?,
                 PutMode::Overwrite,
             )
             .await?;

@@ -1,18 +1,8 @@
-//! The plane's key layout in the store (docs/behaviour.md §4.1) and the encoding of its values
-//! (pretty JSON, readable by an operator), in one place for the node runtime and the managed
-//! state.
+//! The plane's key layout in the store (docs/behaviour.md §4.1) and the encoding of its values,
+//! in one place for the node runtime and the managed state.
 
 use super::{Key, StoreError};
 use bytes::Bytes;
-
-/// `value` as a store body: pretty JSON.
-pub fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
-    serde_json::to_vec_pretty(value)
-        .map(Bytes::from)
-        .map_err(|err| StoreError::Generic {
-            message: format!("cannot encode: {err}"),
-        })
-}
 use haplane::{Epoch, NodeId};
 
 /// The plane's identity: `PlaneInfo`.
@@ -55,6 +45,24 @@ pub fn log_entry(seq: u64) -> Result<Key, StoreError> {
 
 pub fn snapshot(seq: u64) -> Result<Key, StoreError> {
     Key::parse(&format!("{SNAPSHOTS}{seq:020}.json"))
+}
+
+/// A record, claim or the plane's identity as a store body: pretty JSON, for the operator who
+/// reads them.
+pub fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
+    encode(serde_json::to_vec_pretty(value))
+}
+
+/// A managed-state log entry or snapshot as a store body: compact JSON (there are many, and
+/// snapshots are large).
+pub fn compact_json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, StoreError> {
+    encode(serde_json::to_vec(value))
+}
+
+fn encode(encoded: serde_json::Result<Vec<u8>>) -> Result<Bytes, StoreError> {
+    encoded.map(Bytes::from).map_err(|err| StoreError::Generic {
+        message: format!("cannot encode: {err}"),
+    })
 }
 
 #[cfg(test)]
