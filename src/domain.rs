@@ -307,7 +307,12 @@ impl MasterRef {
 
     /// To the wire's two strings (id, URI): both empty for "no master".
     pub fn to_wire(master: Option<&MasterRef>) -> (String, String) {
-        master.map_or_else(Default::default, |m| (m.id.clone(), m.uri.clone()))
+        Self::into_wire(master.cloned())
+    }
+
+    /// As `to_wire`, without copying the strings.
+    pub fn into_wire(master: Option<MasterRef>) -> (String, String) {
+        master.map_or_else(Default::default, |m| (m.id, m.uri))
     }
 }
 

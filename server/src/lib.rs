@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod election;
 pub mod node;
+pub mod participant;
 pub mod serve;
 pub mod service;
 pub mod state;

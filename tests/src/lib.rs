@@ -33,39 +33,56 @@ pub fn haplane_binary() -> &'static Path {
         if let Ok(path) = std::env::var("HAPLANE_BIN") {
             return PathBuf::from(path);
         }
-        // The same profile as the harness itself: release benchmarks measure a release node.
-        let profile = if cfg!(debug_assertions) {
-            "dev"
-        } else {
-            "release"
-        };
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                profile,
-                "-p",
-                "haplane-server",
-                "--features",
-                "test-support",
-                "--bin",
-                "haplane",
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of haplane failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"));
-        let directory = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        target.join(directory).join("haplane")
+        cargo_build(&["--bin", "haplane"], "haplane")
     })
+}
+
+/// Path of the server's example `leader_only_job` (an embedded participant), built once per test
+/// process with the same profile.
+pub fn leader_only_job_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        cargo_build(
+            &["--example", "leader_only_job"],
+            "examples/leader_only_job",
+        )
+    })
+}
+
+/// Builds a target of haplane-server (with test support) in the harness's own profile, so
+/// release benchmarks measure a release node; answers the built file (`output`, relative to the
+/// profile's directory).
+fn cargo_build(target: &[&str], output: &str) -> PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile,
+            "-p",
+            "haplane-server",
+            "--features",
+            "test-support",
+        ])
+        .args(target)
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build of {target:?} failed");
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    let directory = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    target_dir.join(directory).join(output)
 }
 
 /// Waits until `check` returns `Some`, polling every 20 ms, or panics after `deadline` with

@@ -55,6 +55,8 @@ pub enum LaunchError {
     ServerTask(#[from] tokio::task::JoinError),
     #[error("--tls-cert / --tls-key: {0}")]
     Tls(#[from] serve::TlsError),
+    #[error("--node-id: a node that serves no port needs an explicit id")]
+    NodeIdRequired,
 }
 
 /// The default node id: `<hostname>-<port>`, reduced to the allowed characters, so a node
@@ -241,34 +243,87 @@ fn connection_settings(
     }
 }
 
-/// Runs a node until it is stopped.
-pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
-    let Bound {
-        listener,
-        address,
-        node_id,
-        node_uri,
-    } = bind(&settings)?;
-    let authenticator = settings
-        .auth
-        .as_ref()
-        .map(|auth| Arc::new(Authenticator::new(auth)));
+/// A node started in this process: `haplane launch`'s, or a participant embedded in another
+/// program (`crate::participant`).
+pub struct RunningNode {
+    pub handle: NodeHandle,
+    pub node_id: NodeId,
+    pub node_uri: String,
+    /// The port's address, when the node serves one.
+    pub address: Option<SocketAddr>,
+    /// The store, as the start-up line names it.
+    pub store: String,
+    node_task: tokio::task::JoinHandle<()>,
+    stopped_sender: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<Result<(), serve::ServeError>>>,
+}
+
+/// The port a serving node listens on, and the TLS it serves.
+struct Port {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+/// Starts a node on the settings' store; with `serve`, also its gRPC and REST port. The node
+/// runs until `stop` turns true (then it hands over gracefully); `RunningNode::finished` waits
+/// for that.
+pub async fn start(
+    settings: &Settings,
+    serve: bool,
+    stop: watch::Receiver<bool>,
+) -> Result<RunningNode, LaunchError> {
+    let (port, address, node_id, node_uri) = if serve {
+        let bound = bind(settings)?;
+        let authenticator = settings
+            .auth
+            .as_ref()
+            .map(|auth| Arc::new(Authenticator::new(auth)));
+        // TLS first: a bad certificate must fail before the node joins the plane.
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|tls| serve::tls_acceptor(&tls.cert_pem, tls.key_pem.expose()))
+            .transpose()?;
+        let port = Port {
+            listener: bound.listener,
+            tls,
+            authenticator,
+        };
+        (
+            Some(port),
+            Some(bound.address),
+            bound.node_id,
+            bound.node_uri,
+        )
+    } else {
+        let node_id = settings
+            .node_id
+            .clone()
+            .ok_or(LaunchError::NodeIdRequired)?;
+        // Nothing listens: peers' nudges and step-down requests to it fail fast, and a peer
+        // promoted over it waits out its lease instead.
+        let node_uri = settings
+            .advertise_uri
+            .clone()
+            .unwrap_or_else(|| NOT_SERVED_URI.to_owned());
+        (None, None, node_id, node_uri)
+    };
+    let authenticator = port.as_ref().and_then(|port| port.authenticator.clone());
     let peers = PeerClient::new(
         settings.tls.as_ref().map(|tls| tls.peer_ca_pem.as_str()),
-        authenticator
-            .as_ref()
-            .and_then(|auth| auth.peer_authorization()),
+        match &authenticator {
+            Some(auth) => auth.peer_authorization(),
+            None => settings
+                .auth
+                .as_ref()
+                .and_then(|auth| Authenticator::new(auth).peer_authorization()),
+        },
     );
-    // TLS first: a bad certificate must fail before the node joins the plane.
-    let tls = settings
-        .tls
-        .as_ref()
-        .map(|tls| serve::tls_acceptor(&tls.cert_pem, tls.key_pem.expose()))
-        .transpose()?;
-    let store = store::open_store(&settings)
+    let store = store::open_store(settings)
         .await
         .map_err(LaunchError::Store)?;
-    store::warn_about_permissions(&settings);
+    store::warn_about_permissions(settings);
     #[cfg(feature = "test-support")]
     let store = crate::store::faulty::FaultyStore::wrap_if_enabled(store);
     #[cfg(not(feature = "test-support"))]
@@ -276,48 +331,86 @@ pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
         tracing::warn!("HAPLANE_TEST_STORE_FAULTS is ignored: this build has no test support");
     }
     let counting = Arc::new(CountingStore::new(store));
-    let options = node_options(&settings, node_id.clone(), node_uri.clone(), peers);
-    let (stop_sender, stop) = watch::channel(false);
-    stop_on_signal(stop_sender);
+    let options = node_options(settings, node_id.clone(), node_uri.clone(), peers);
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);
     let (handle, node_task) =
         node::start(options, Arc::<CountingStore>::clone(&counting), clock, stop).await?;
     let (stopped_sender, stopped) = watch::channel(false);
-    let app = router(
-        &settings,
-        &handle,
-        &counting,
-        authenticator,
-        &node_uri,
-        stopped.clone(),
-    )?;
-    write_pid_file(&settings.pid_file)?;
-    let server = tokio::spawn(serve::serve(
-        listener,
-        connection_settings(&settings, tls),
-        // with_state(()) lets axum prepare its routes once instead of per request.
-        app.with_state(()),
-        serve::serving_threads(),
-        stopped,
-        // Lets streams deliver their last view and UNAVAILABLE before connections close.
-        Duration::from_millis(200),
-    ));
-    println!(
-        "haplane {node_id} listening on {address} (advertised as {node_uri}), store {}, state {}",
-        counting.describe(),
-        handle.snapshot().state
-    );
-    let _ = node_task.await;
-    let _ = stopped_sender.send(true);
-    let served = tokio::time::timeout(Duration::from_secs(5), server).await;
-    let _ = std::fs::remove_file(&settings.pid_file);
-    match served {
-        Ok(result) => Ok(result??),
-        Err(_) => {
-            tracing::warn!("connections did not close within 5s; exiting anyway");
-            Ok(())
+    let server = match port {
+        None => None,
+        Some(port) => {
+            let app = router(
+                settings,
+                &handle,
+                &counting,
+                port.authenticator,
+                &node_uri,
+                stopped.clone(),
+            )?;
+            Some(tokio::spawn(serve::serve(
+                port.listener,
+                connection_settings(settings, port.tls),
+                // with_state(()) lets axum prepare its routes once instead of per request.
+                app.with_state(()),
+                serve::serving_threads(),
+                stopped,
+                // Lets streams deliver their last view and UNAVAILABLE before connections close.
+                Duration::from_millis(200),
+            )))
+        }
+    };
+    Ok(RunningNode {
+        handle,
+        node_id,
+        node_uri,
+        address,
+        store: counting.describe(),
+        node_task,
+        stopped_sender,
+        server,
+    })
+}
+
+/// What a node that serves no port advertises.
+const NOT_SERVED_URI: &str = "http://127.0.0.1:0";
+
+impl RunningNode {
+    /// Waits for the node to stop (after its graceful hand-over), then closes its port.
+    pub async fn finished(self) -> Result<(), LaunchError> {
+        let _ = self.node_task.await;
+        let _ = self.stopped_sender.send(true);
+        let Some(server) = self.server else {
+            return Ok(());
+        };
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(result) => Ok(result??),
+            Err(_) => {
+                tracing::warn!("connections did not close within 5s; exiting anyway");
+                Ok(())
+            }
         }
     }
+}
+
+/// Runs a node until it is stopped (SIGTERM / SIGINT).
+pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
+    let (stop_sender, stop) = watch::channel(false);
+    stop_on_signal(stop_sender);
+    let running = start(&settings, true, stop).await?;
+    write_pid_file(&settings.pid_file)?;
+    println!(
+        "haplane {} listening on {} (advertised as {}), store {}, state {}",
+        running.node_id,
+        running
+            .address
+            .map_or_else(|| "nothing".to_owned(), |address| address.to_string()),
+        running.node_uri,
+        running.store,
+        running.handle.snapshot().state
+    );
+    let finished = running.finished().await;
+    let _ = std::fs::remove_file(&settings.pid_file);
+    finished
 }
 
 fn write_pid_file(path: &Path) -> Result<(), LaunchError> {

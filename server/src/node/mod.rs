@@ -12,6 +12,7 @@
 //! - `operator.rs`: operator commands (mode, promotion and step-down, listing, record removal);
 //! - `peers.rs`: how the node reaches its peers (`Peers`, implemented by the gRPC client);
 //! - `publish.rs`: what readers see (`Snapshot`, the master view, the state history);
+//! - `role.rs`: this node's own role (leader until when) and the stream of its changes;
 //! - `handle.rs`: the handle the service layer holds.
 
 mod handle;
@@ -20,6 +21,7 @@ mod operator;
 mod peers;
 mod plane_store;
 mod publish;
+mod role;
 mod runtime;
 #[cfg(test)]
 mod tests;
@@ -27,6 +29,7 @@ mod tests;
 pub use handle::{Listing, NodeCounters, NodeHandle};
 pub use peers::{PeerError, Peers};
 pub use publish::{Snapshot, StateChange};
+pub use role::Role;
 pub use runtime::{hostname, start};
 
 use crate::election::{ElectionConfig, StartupRefusal};

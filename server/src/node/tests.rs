@@ -84,7 +84,7 @@ impl Plane {
                 heartbeat_timeout: TIMEOUT,
                 safety_margin: Duration::from_millis(250),
                 startup_grace: super::startup_grace(POLL),
-                started_at_ms: 0,
+                started_at_ms: crate::clock::wall_clock_ms(),
                 pid: 1,
                 hostname: "test".to_owned(),
             },
@@ -272,4 +272,49 @@ async fn a_demoted_master_is_seen_to_stop_before_its_stalled_store_call_returns(
     plane.nodes[only].1.stall(false);
     let answer = demotion.await.unwrap();
     assert!(answer.is_err(), "the stalled write timed out: {answer:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_role_stream_ends_a_stalled_masters_leadership_by_its_lease_before_a_peer_leads() {
+    use futures::StreamExt;
+    let (plane, first, second) = Plane::master_and_standby().await;
+    let roles = Arc::new(Mutex::new(Vec::new()));
+    let mut changes = Box::pin(plane.nodes[first].0.role_changes());
+    let seen = Arc::clone(&roles);
+    tokio::spawn(async move {
+        while let Some(role) = changes.next().await {
+            seen.lock().unwrap().push((TokioClock.now(), role));
+        }
+    });
+    plane.run_for(SAMPLE).await;
+    let leading = *roles.lock().unwrap().last().map(|(_, role)| role).unwrap();
+    assert!(
+        leading.leader && leading.valid_until.is_some(),
+        "{leading:?}"
+    );
+    plane.nodes[first].1.stall(true);
+    // No new snapshot reaches the stream while the store stalls: only the lease's end can.
+    let mut passed = Duration::ZERO;
+    while plane.acting() != [second] {
+        let lost = roles.lock().unwrap().iter().any(|(_, role)| !role.leader);
+        assert!(
+            lost || plane.acting() != [second],
+            "second leads before first's role stream said it lost"
+        );
+        assert!(passed < TIMEOUT * 10, "second never leads");
+        plane.run_for(SAMPLE).await;
+        passed += SAMPLE;
+    }
+    let roles = roles.lock().unwrap();
+    let last_lease = roles
+        .iter()
+        .filter(|(_, role)| role.leader)
+        .filter_map(|(_, role)| role.valid_until)
+        .max()
+        .unwrap();
+    let (lost_at, lost) = roles.iter().find(|(_, role)| !role.leader).unwrap();
+    assert!(
+        *lost_at <= last_lease,
+        "told at {lost_at:?}, lease to {last_lease:?}: {lost:?}"
+    );
 }

@@ -100,7 +100,7 @@ impl From<ServiceError> for tonic::Status {
                     "{message}; master is {}",
                     master.as_ref().map_or("unknown", |m| &m.id)
                 ));
-                let (master_id, master_uri) = MasterRef::to_wire(master.as_ref());
+                let (master_id, master_uri) = MasterRef::into_wire(master);
                 for (key, value) in [
                     (MASTER_ID_METADATA, master_id),
                     (MASTER_URI_METADATA, master_uri),

@@ -4,7 +4,7 @@
 pub mod error;
 pub mod watch_relay;
 
-use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
+use crate::node::{Listing, NodeHandle, Role, Snapshot, StateChange};
 use crate::service::error::ServiceError;
 use crate::service::watch_relay::ThreadRelays;
 use crate::store::counting::{CountingStore, RequestCounts};
@@ -30,6 +30,34 @@ pub struct StateView {
     pub epoch: Epoch,
     pub master: Option<MasterRef>,
     pub plane_id: String,
+    /// While this node acts as master: how long its lease lasts from now (`None` otherwise, and
+    /// for a standalone master, which has no lease to lose).
+    pub lease_valid_for: Option<Duration>,
+}
+
+/// This node's role as a leader-only worker beside it sees it, at the instant it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleView {
+    pub node_id: String,
+    pub state: NodeState,
+    pub epoch: Epoch,
+    pub leader: bool,
+    /// As `StateView::lease_valid_for`.
+    pub lease_valid_for: Option<Duration>,
+}
+
+impl RoleView {
+    fn of(node_id: &str, role: Role, now: Instant) -> Self {
+        RoleView {
+            node_id: node_id.to_owned(),
+            state: role.state,
+            epoch: role.epoch,
+            leader: role.leader,
+            lease_valid_for: role
+                .valid_until
+                .map(|until| until.saturating_duration_since(now)),
+        }
+    }
 }
 
 /// What a load balancer should make of this node.
@@ -181,7 +209,45 @@ impl HaCore {
             epoch: snapshot.epoch,
             master: snapshot.master.clone(),
             plane_id: snapshot.plane_id.clone(),
+            lease_valid_for: snapshot
+                .role(now)
+                .valid_until
+                .map(|until| until.saturating_duration_since(now)),
         })
+    }
+
+    /// This node's own role now (`WatchRole`'s first event, REST `/v1/server/ha/role`).
+    pub fn role(&self) -> RoleView {
+        let role = self.inner.node.role();
+        let node_id = self.inner.node.read_snapshot(|s| s.node_id.clone());
+        RoleView::of(&node_id, role, self.now())
+    }
+
+    /// This node's role and every change of it (`WatchRole`), each stamped when sent; ends with
+    /// UNAVAILABLE when the node stops. Counted as a watcher while open.
+    pub fn role_events(
+        &self,
+        watcher: WatcherGuard,
+    ) -> impl Stream<Item = Result<RoleView, ServiceError>> + Send + use<> {
+        use futures::StreamExt;
+        let node_id = self.inner.node.read_snapshot(|s| s.node_id.clone());
+        let clock = Arc::clone(&self.inner.node.clock);
+        let mut stopped = self.stopped();
+        let roles = self.inner.node.role_changes();
+        let ended = async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        roles
+            .map(move |role| {
+                let _counted = &watcher;
+                Ok(RoleView::of(&node_id, role, clock.now()))
+            })
+            .take_until(ended)
+            .chain(futures::stream::once(async {
+                Err(ServiceError::Unavailable(
+                    "node is shutting down".to_owned(),
+                ))
+            }))
     }
 
     /// This node's state (FAILED for a master whose lease ran out).

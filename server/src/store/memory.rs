@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// How long each call takes.
+const CALL_TIME: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// A view of one shared in-memory map.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -31,10 +34,14 @@ impl MemoryStore {
         self.stalled.store(stalled, Ordering::SeqCst);
     }
 
+    /// Every call takes `CALL_TIME` (of paused, virtual time in the runtime tests): a store
+    /// that answered in no time at all would give a write and the read after it the same start
+    /// instant, and the lease rule renews only on a read begun after the write began.
     async fn answer(&self) {
         if self.stalled.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
+        tokio::time::sleep(CALL_TIME).await;
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {

@@ -425,6 +425,7 @@ impl pb::ha_service_server::HaService for BareHa {
             master_id: "bare".into(),
             master_uri: "http://127.0.0.1".into(),
             plane_id: "bare".into(),
+            lease_valid_for_ms: None,
         }))
     }
     async fn list_states(
@@ -452,6 +453,15 @@ impl pb::ha_service_server::HaService for BareHa {
         Err(tonic::Status::unimplemented("bare"))
     }
     type WatchMasterStream = BareStream;
+    type WatchRoleStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::RoleEvent, tonic::Status>> + Send>,
+    >;
+    async fn watch_role(
+        &self,
+        _: tonic::Request<pb::WatchRoleRequest>,
+    ) -> Result<tonic::Response<Self::WatchRoleStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
     async fn watch_master(
         &self,
         _: tonic::Request<pb::WatchMasterRequest>,

@@ -41,6 +41,7 @@ pub struct GrpcService {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::MasterEvent, Status>> + Send>>;
+type RoleStream = Pin<Box<dyn Stream<Item = Result<pb::RoleEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl HaService for GrpcService {
@@ -49,7 +50,7 @@ impl HaService for GrpcService {
         _request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::GetStateResponse>, Status> {
         let view = self.core.state();
-        let (master_id, master_uri) = MasterRef::to_wire(view.master.as_ref());
+        let (master_id, master_uri) = MasterRef::into_wire(view.master);
         Ok(Response::new(pb::GetStateResponse {
             node_id: view.node_id,
             state: state_to_wire(view.state),
@@ -58,6 +59,7 @@ impl HaService for GrpcService {
             master_id,
             master_uri,
             plane_id: view.plane_id,
+            lease_valid_for_ms: view.lease_valid_for.map(crate::clock::millis),
         }))
     }
 
@@ -84,7 +86,7 @@ impl HaService for GrpcService {
         Ok(Response::new(pb::ListStatesResponse {
             plane_id: listing.plane_id,
             own_id: listing.own_id,
-            master_id: MasterRef::to_wire(listing.master.as_ref()).0,
+            master_id: MasterRef::into_wire(listing.master).0,
             epoch: listing.epoch,
             nodes,
         }))
@@ -126,6 +128,25 @@ impl HaService for GrpcService {
     }
 
     type WatchMasterStream = EventStream;
+    type WatchRoleStream = RoleStream;
+
+    async fn watch_role(
+        &self,
+        _request: Request<pb::WatchRoleRequest>,
+    ) -> Result<Response<Self::WatchRoleStream>, Status> {
+        let watcher = self.core.count_watcher()?;
+        let events = self.core.role_events(watcher).map(|role| {
+            role.map(|role| pb::RoleEvent {
+                node_id: role.node_id,
+                state: state_to_wire(role.state),
+                epoch: role.epoch,
+                leader: role.leader,
+                lease_valid_for_ms: role.lease_valid_for.map(crate::clock::millis),
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
 
     async fn watch_master(
         &self,

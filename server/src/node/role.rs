@@ -1,0 +1,110 @@
+//! This node's own role, for leader-only work beside it (a sidecar over `WatchRole`) or inside
+//! it (an embedded participant): whether it acts as master, in which epoch, and until when its
+//! lease lets it. `role_changes` follows it, including a lease that lapses or an acting start
+//! that arrives without a new snapshot.
+
+use super::NodeHandle;
+use super::publish::Snapshot;
+use futures::Stream;
+use haplane::{Epoch, NodeState};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// This node's role at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    /// The state the node reports (FAILED for a master whose lease lapsed).
+    pub state: NodeState,
+    pub epoch: Epoch,
+    /// Whether the node acts as master now: MASTER with a valid lease.
+    pub leader: bool,
+    /// While leader: the instant the lease ends unless renewed. A leader stops before then, and
+    /// no other node can act as master until a safety margin after it. `None` for a leader
+    /// without a store (standalone), whose term cannot end by a lease.
+    pub valid_until: Option<Instant>,
+}
+
+impl Role {
+    /// Whether this role is leadership that is still valid at `now`.
+    pub fn leads_at(&self, now: Instant) -> bool {
+        self.leader && self.valid_until.is_none_or(|until| now < until)
+    }
+}
+
+impl Snapshot {
+    /// The role this snapshot gives at `now`.
+    pub fn role(&self, now: Instant) -> Role {
+        let leader = self.may_act_as_master(now);
+        Role {
+            state: self.effective_state(now),
+            epoch: self.epoch,
+            leader,
+            valid_until: if leader && !self.standalone {
+                self.lease.until
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The next instant after `now` at which the role changes with no new snapshot: the lease's
+    /// end, or the start of acting for a master waiting out its predecessor.
+    fn role_changes_at(&self, now: Instant) -> Option<Instant> {
+        if self.state != NodeState::Master || self.standalone {
+            return None;
+        }
+        [self.lease.acting_from, self.lease.until]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at > now)
+            .min()
+    }
+}
+
+impl NodeHandle {
+    /// This node's role now.
+    pub fn role(&self) -> Role {
+        let now = self.clock.now();
+        self.read_snapshot(|snapshot| snapshot.role(now))
+    }
+
+    /// Every change of this node's role, starting with the current one. A renewed lease is a
+    /// change (its `valid_until` moved), so a leader hears from it every poll. Ends when the
+    /// node stops.
+    pub fn role_changes(&self) -> impl Stream<Item = Role> + Send + use<> {
+        struct Follow {
+            snapshots: watch::Receiver<Snapshot>,
+            clock: std::sync::Arc<dyn crate::clock::Clock>,
+            last: Option<Role>,
+        }
+        let follow = Follow {
+            snapshots: self.watch_snapshot(),
+            clock: std::sync::Arc::clone(&self.clock),
+            last: None,
+        };
+        futures::stream::unfold(follow, |mut follow| async move {
+            loop {
+                let now = follow.clock.now();
+                let (role, next_change) = {
+                    let snapshot = follow.snapshots.borrow_and_update();
+                    (snapshot.role(now), snapshot.role_changes_at(now))
+                };
+                if follow.last != Some(role) {
+                    follow.last = Some(role);
+                    return Some((role, follow));
+                }
+                let wake = next_change.map(tokio::time::Instant::from_std);
+                tokio::select! {
+                    changed = follow.snapshots.changed() => if changed.is_err() {
+                        return None;
+                    },
+                    () = async {
+                        if let Some(at) = wake {
+                            tokio::time::sleep_until(at).await;
+                        }
+                    }, if wake.is_some() => {}
+                }
+            }
+        })
+    }
+}
