@@ -177,7 +177,7 @@ impl Participant {
     /// Whether this participant leads now.
     pub fn is_leader(&self) -> bool {
         let leadership = *self.leadership.borrow();
-        leads(&leadership, Instant::now())
+        leads(&leadership, now())
     }
 
     /// Leadership now and every change of it (a leader's renewals included).
@@ -189,7 +189,7 @@ impl Participant {
     pub async fn leader(&self) -> LeaderTerm {
         let mut leadership = self.leadership.clone();
         loop {
-            let now = Instant::now();
+            let now = now();
             let current = *leadership.borrow_and_update();
             if leads(&current, now) {
                 return LeaderTerm {
@@ -223,6 +223,11 @@ impl Participant {
     }
 }
 
+/// Now, on the clock the node's leases are on (tokio's: paused in tests).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn leads(leadership: &Leadership, now: Instant) -> bool {
     leadership.leader && leadership.valid_until.is_none_or(|until| now < until)
 }
@@ -245,7 +250,7 @@ impl LeaderTerm {
     /// not run out. Check it before each piece of leader-only work.
     pub fn is_valid(&self) -> bool {
         let leadership = *self.leadership.borrow();
-        leadership.epoch == self.epoch && leads(&leadership, Instant::now())
+        leadership.epoch == self.epoch && leads(&leadership, now())
     }
 
     /// Resolves when the term ends: the participant stops leading, moves to another epoch, or
@@ -253,7 +258,7 @@ impl LeaderTerm {
     pub async fn lost(&mut self) {
         loop {
             let leadership = *self.leadership.borrow_and_update();
-            if leadership.epoch != self.epoch || !leads(&leadership, Instant::now()) {
+            if leadership.epoch != self.epoch || !leads(&leadership, now()) {
                 return;
             }
             let expiry = leadership.valid_until.map(tokio::time::Instant::from_std);
@@ -268,5 +273,44 @@ impl LeaderTerm {
                 }, if expiry.is_some() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leading_until(until: Instant) -> Leadership {
+        Leadership {
+            leader: true,
+            epoch: 3,
+            valid_until: Some(until),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_term_ends_by_its_lease_even_while_the_leadership_says_leader() {
+        let end = now() + Duration::from_millis(750);
+        let (sender, leadership) = watch::channel(leading_until(end));
+        let mut term = LeaderTerm {
+            epoch: 3,
+            leadership,
+        };
+        assert!(term.is_valid());
+        term.lost().await;
+        assert_eq!(now(), end);
+        // Nothing was sent: the lease alone ended the term.
+        assert!(!term.is_valid());
+        // Word of a renewal in the same epoch (the node held it; only the word was late) holds the
+        // term again: a node whose lease lapsed is fenced and never renews that epoch. A newer
+        // epoch ends it.
+        sender.send_replace(leading_until(now() + Duration::from_secs(1)));
+        assert!(term.is_valid());
+        sender.send_replace(Leadership {
+            epoch: 4,
+            ..leading_until(now() + Duration::from_secs(1))
+        });
+        assert!(!term.is_valid());
+        term.lost().await;
     }
 }

@@ -17,6 +17,7 @@ pub mod history;
 pub mod moto;
 pub mod netns;
 pub mod sampler;
+pub mod spans;
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -33,7 +34,17 @@ pub fn haplane_binary() -> &'static Path {
         if let Ok(path) = std::env::var("HAPLANE_BIN") {
             return PathBuf::from(path);
         }
-        cargo_build(&["--bin", "haplane"], "haplane")
+        cargo_build(
+            &[
+                "-p",
+                "haplane-server",
+                "--features",
+                "test-support",
+                "--bin",
+                "haplane",
+            ],
+            "haplane",
+        )
     })
 }
 
@@ -43,15 +54,34 @@ pub fn leader_only_job_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         cargo_build(
-            &["--example", "leader_only_job"],
+            &[
+                "-p",
+                "haplane-server",
+                "--features",
+                "test-support",
+                "--example",
+                "leader_only_job",
+            ],
             "examples/leader_only_job",
         )
     })
 }
 
-/// Builds a target of haplane-server (with test support) in the harness's own profile, so
-/// release benchmarks measure a release node; answers the built file (`output`, relative to the
-/// profile's directory).
+/// Path of the SDK's example `sidecar_job` (leader-only work beside a node, over `WatchRole`),
+/// built once per test process with the same profile.
+pub fn sidecar_job_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        cargo_build(
+            &["-p", "haplane-sdk", "--example", "sidecar_job"],
+            "examples/sidecar_job",
+        )
+    })
+}
+
+/// Builds a target (`-p PACKAGE [--features ...] --bin|--example NAME`) in the harness's own
+/// profile, so release benchmarks measure a release node; answers the built file
+/// (`output`, relative to the profile's directory).
 fn cargo_build(target: &[&str], output: &str) -> PathBuf {
     let profile = if cfg!(debug_assertions) {
         "dev"
@@ -59,16 +89,7 @@ fn cargo_build(target: &[&str], output: &str) -> PathBuf {
         "release"
     };
     let status = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            profile,
-            "-p",
-            "haplane-server",
-            "--features",
-            "test-support",
-        ])
+        .args(["build", "--quiet", "--profile", profile])
         .args(target)
         .current_dir(workspace_root())
         .status()

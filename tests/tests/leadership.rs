@@ -2,11 +2,11 @@
 //! (`server/examples/leader_only_job.rs`) each record every unit of leader-only work as
 //! `<epoch> <wall-clock ms>`. Through kill -9, SIGSTOP past the timeout, a store outage and
 //! latency on one replica, and graceful resigns, no two replicas' spans of work may overlap and
-//! epochs must increase from span to span. The checker is unit-tested with histories that must
-//! fail.
+//! epochs must increase from span to span. The checker (`haplane_tests::spans`) is unit-tested
+//! with histories that must fail.
 
-use haplane_tests::{eventually, leader_only_job_binary};
-use std::collections::BTreeMap;
+use haplane_tests::leader_only_job_binary;
+use haplane_tests::spans::{gap_after, spans, violations, working_after};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,99 +14,6 @@ use tokio::process::{Child, Command};
 
 const POLL: Duration = Duration::from_millis(100);
 const TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A span of leader-only work: one replica, one epoch, first and last unit (wall-clock ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Span {
-    replica: String,
-    epoch: u64,
-    start_ms: u64,
-    end_ms: u64,
-}
-
-/// The spans in units files' lines (`<epoch> <ms>`), per replica and epoch, ordered by start.
-fn spans(units: &[(String, String)]) -> Vec<Span> {
-    let mut by_term: BTreeMap<(String, u64), (u64, u64)> = BTreeMap::new();
-    for (replica, text) in units {
-        for line in text.lines() {
-            let Some((epoch, at)) = line.split_once(' ') else {
-                continue; // a line cut short by kill -9
-            };
-            let (Ok(epoch), Ok(at)) = (epoch.parse::<u64>(), at.trim().parse::<u64>()) else {
-                continue;
-            };
-            let span = by_term.entry((replica.clone(), epoch)).or_insert((at, at));
-            span.0 = span.0.min(at);
-            span.1 = span.1.max(at);
-        }
-    }
-    let mut spans: Vec<Span> = by_term
-        .into_iter()
-        .map(|((replica, epoch), (start_ms, end_ms))| Span {
-            replica,
-            epoch,
-            start_ms,
-            end_ms,
-        })
-        .collect();
-    spans.sort_by_key(|span| (span.start_ms, span.epoch));
-    spans
-}
-
-/// What is wrong with a history of spans: two that overlap, an epoch that does not increase, or
-/// one epoch worked in by two replicas.
-fn violations(spans: &[Span]) -> Vec<String> {
-    let mut found = Vec::new();
-    for pair in spans.windows(2) {
-        let (before, after) = (&pair[0], &pair[1]);
-        if after.start_ms <= before.end_ms {
-            found.push(format!("overlap: {before:?} and {after:?}"));
-        }
-        if after.epoch <= before.epoch {
-            found.push(format!(
-                "epoch does not increase: {before:?} then {after:?}"
-            ));
-        }
-    }
-    found
-}
-
-#[test]
-fn the_checker_fails_overlaps_and_epochs_that_do_not_increase() {
-    let units = |a: &str, b: &str| {
-        vec![
-            ("a".to_owned(), a.to_owned()),
-            ("b".to_owned(), b.to_owned()),
-        ]
-    };
-    let clean = spans(&units("1 100\n1 110\n3 400\n", "2 200\n2 250\n"));
-    assert_eq!(clean.len(), 3);
-    assert!(violations(&clean).is_empty(), "{clean:?}");
-    // b starts while a still works (the paused-leader failure).
-    let overlap = spans(&units("1 100\n1 300\n", "2 200\n"));
-    assert!(
-        violations(&overlap)[0].starts_with("overlap"),
-        "{overlap:?}"
-    );
-    // A later span with an older epoch (a stale leader acting after its successor).
-    let stale = spans(&units("2 100\n2 110\n", "1 200\n"));
-    assert!(violations(&stale)[0].starts_with("epoch"), "{stale:?}");
-    // Two replicas in one epoch.
-    let shared = spans(&units("1 100\n", "1 200\n"));
-    assert!(!violations(&shared).is_empty(), "{shared:?}");
-    // A torn last line (kill -9 mid-write) is skipped, not misread.
-    assert_eq!(spans(&units("1 100\n1 1", "")).len(), 1);
-}
-
-/// The time between the end of the span in `epoch` and the start of the next span.
-fn gap_after(history: &[Span], epoch: u64) -> u64 {
-    let index = history
-        .iter()
-        .position(|span| span.epoch == epoch)
-        .expect("a span in the faulted epoch");
-    let next = history.get(index + 1).expect("a span after the fault");
-    next.start_ms.saturating_sub(history[index].end_ms)
-}
 
 /// One replica of the example job.
 struct Replica {
@@ -166,40 +73,12 @@ impl Replica {
     fn units_text(&self) -> String {
         std::fs::read_to_string(&self.units).unwrap_or_default()
     }
-
-    /// The last unit recorded: (epoch, ms).
-    fn last_unit(&self) -> Option<(u64, u64)> {
-        let text = self.units_text();
-        let line = text
-            .lines()
-            .rev()
-            .find(|line| line.split(' ').count() == 2)?;
-        let (epoch, at) = line.split_once(' ')?;
-        Some((epoch.parse().ok()?, at.parse().ok()?))
-    }
 }
 
-fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("ms")
-}
-
-/// Waits for a replica to be working (a unit within the last 100 ms) in an epoch above
-/// `after_epoch`; answers its index and epoch.
+/// Waits for a replica to be working in an epoch above `after_epoch`.
 async fn leader_after(replicas: &[Replica], after_epoch: u64) -> (usize, u64) {
-    eventually(
-        Duration::from_secs(30),
-        "a replica leading in a newer epoch",
-        || async {
-            replicas.iter().enumerate().find_map(|(index, replica)| {
-                let (epoch, at) = replica.last_unit()?;
-                (epoch > after_epoch && now_ms().saturating_sub(at) < 100).then_some((index, epoch))
-            })
-        },
-    )
-    .await
+    let units: Vec<PathBuf> = replicas.iter().map(|r| r.units.clone()).collect();
+    working_after(&units, after_epoch).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Operators' tools against a real plane: the web console in headless Chromium, HAProxy routing by
-//! the health check, a Python client generated from proto/, grpcurl, and curl on the SSE stream.
+//! the health check, a Python client and a Python sidecar generated from proto/, grpcurl, and curl
+//! on the SSE streams.
 //! Tools come from scripts/setup-tools.sh.
 
 use haplane_tests::{Plane, PlaneOptions, free_port, tool, workspace_root};
@@ -371,4 +372,75 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
     assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
     println!("console screenshot saved to {}", path.display());
     browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_node_tells_its_own_role_and_only_the_master_a_lease() {
+    let mut plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let standby = 1 - master;
+    // gRPC GetState: the lease only on the master, and within one lease length (timeout less
+    // the margin: 1 s - 250 ms).
+    let lease = plane.nodes[master].state().await.lease_valid_for_ms;
+    assert!(lease.is_some_and(|ms| ms > 0 && ms <= 750), "{lease:?}");
+    assert_eq!(plane.nodes[standby].state().await.lease_valid_for_ms, None);
+    // REST: the same fields.
+    let role = |index: usize| {
+        let url = plane.nodes[index].url("/v1/server/ha/role");
+        async move {
+            let text = output(&tool("curl"), &["-sf", &url]).await;
+            serde_json::from_str::<serde_json::Value>(&text).expect("role JSON")
+        }
+    };
+    let master_role = role(master).await;
+    assert_eq!(master_role["leader"], true, "{master_role}");
+    assert!(
+        master_role["leaseValidForMs"]
+            .as_u64()
+            .is_some_and(|ms| ms <= 750)
+    );
+    let standby_role = role(standby).await;
+    assert_eq!(standby_role["leader"], false, "{standby_role}");
+    assert_eq!(standby_role["leaseValidForMs"], serde_json::Value::Null);
+    // The SSE role stream of the standby: not leader, then leader once the master is killed.
+    let mut curl = Tool::spawn(
+        Command::new(tool("curl"))
+            .args(["-sN", &plane.nodes[standby].url("/v1/server/ha/role/watch")]),
+    );
+    let first = curl.line_where("a role", |l| l.starts_with("data:")).await;
+    assert!(first.contains("\"leader\":false"), "{first}");
+    plane.nodes[master].kill9().await;
+    let leading = curl
+        .line_where("the standby leading", |l| {
+            l.starts_with("data:") && l.contains("\"leader\":true")
+        })
+        .await;
+    assert!(leading.contains("\"epoch\":2"), "{leading}");
+    assert!(leading.contains("\"leaseValidForMs\":"), "{leading}");
+}
+
+#[tokio::test]
+async fn a_python_sidecar_on_the_generated_client_works_only_while_its_node_leads() {
+    let mut plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let standby = 1 - master;
+    let mut sidecar = Tool::spawn(
+        Command::new(tool("python3"))
+            .arg(workspace_root().join("tests/python/sidecar.py"))
+            .arg(workspace_root())
+            .arg(&plane.nodes[standby].address)
+            .arg("2"),
+    );
+    let first = sidecar
+        .line_where("its first role", |l| l.starts_with("role "))
+        .await;
+    assert_eq!(first, "role False 1 none");
+    plane.nodes[master].kill9().await;
+    let leading = sidecar
+        .line_where("leadership", |l| l.starts_with("role True"))
+        .await;
+    assert!(leading.starts_with("role True 2 "), "{leading}");
+    let work = sidecar.line_where("work", |l| l.starts_with("work ")).await;
+    assert_eq!(work, "work 2", "no work before its node led");
+    assert!(sidecar.child.wait().await.unwrap().success());
 }

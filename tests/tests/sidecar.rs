@@ -1,0 +1,86 @@
+//! Leader-only work beside a node: three `haplane` nodes, each with the SDK's example sidecar
+//! (`sdk/examples/sidecar_job.rs`, `LocalRole` over `WatchRole`) recording every unit of work.
+//! Through kill -9 of the leading node, SIGSTOP of the next past the timeout (its sidecar hears
+//! nothing and must stop by the lease it was given) and a graceful stop, no two sidecars' spans
+//! of work overlap and epochs increase.
+
+use haplane_tests::spans::{gap_after, spans, violations, working_after};
+use haplane_tests::{Plane, PlaneOptions, sidecar_job_binary};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+fn start_sidecar(node_uri: &str, units: &PathBuf, log: &PathBuf) -> Child {
+    let log = std::fs::File::create(log).expect("log");
+    Command::new(sidecar_job_binary())
+        .arg(node_uri)
+        .arg(units)
+        .arg("100")
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sidecar_job")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_never_work_at_once_through_a_crash_a_pause_and_a_stop() {
+    let mut plane = Plane::start(3, PlaneOptions::fast()).await;
+    plane.wait_for_master(Duration::from_secs(20)).await;
+    let units: Vec<PathBuf> = (0..3)
+        .map(|index| plane.dir.path().join(format!("sidecar-{index}.units")))
+        .collect();
+    let logs: Vec<PathBuf> = (0..3)
+        .map(|index| plane.dir.path().join(format!("sidecar-{index}.log")))
+        .collect();
+    let _sidecars: Vec<Child> = (0..3)
+        .map(|index| start_sidecar(&plane.nodes[index].grpc_uri(), &units[index], &logs[index]))
+        .collect();
+    let (first, epoch) = working_after(&units, 0).await;
+
+    plane.nodes[first].kill9().await;
+    let crashed = epoch;
+    let (second, epoch) = working_after(&units, epoch).await;
+
+    // Frozen: the node neither renews nor speaks; its sidecar must stop by the last lease.
+    plane.nodes[second].sigstop();
+    let paused = epoch;
+    let (third, epoch) = working_after(&units, epoch).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    plane.nodes[second].sigcont();
+
+    plane.nodes[third].sigterm();
+    let stopped = epoch;
+    let (fourth, _) = working_after(&units, epoch).await;
+    assert_eq!(
+        fourth, second,
+        "the resumed node is the only one left to lead"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let text: Vec<(String, String)> = units
+        .iter()
+        .enumerate()
+        .map(|(index, file)| {
+            (
+                format!("sidecar-{index}"),
+                std::fs::read_to_string(file).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let history = spans(&text);
+    let log_text: String = logs
+        .iter()
+        .map(|log| std::fs::read_to_string(log).unwrap_or_default())
+        .collect();
+    assert!(history.len() >= 4, "{history:#?}\n{log_text}");
+    let found = violations(&history);
+    assert!(found.is_empty(), "{found:#?}\n{history:#?}\n{log_text}");
+    for (fault, ended) in [("kill -9", crashed), ("SIGSTOP", paused), ("stop", stopped)] {
+        println!(
+            "{fault}: epoch {ended} -> next, gap {} ms",
+            gap_after(&history, ended)
+        );
+    }
+}
