@@ -16,6 +16,7 @@ pub use haplane;
 pub mod history;
 pub mod moto;
 pub mod netns;
+pub mod replica;
 pub mod sampler;
 pub mod spans;
 

@@ -5,75 +5,13 @@
 //! epochs must increase from span to span. The checker (`haplane_tests::spans`) is unit-tested
 //! with histories that must fail.
 
-use haplane_tests::leader_only_job_binary;
+use haplane_tests::replica::Replica;
 use haplane_tests::spans::{gap_after, spans, violations, working_after};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
-use tokio::process::{Child, Command};
 
 const POLL: Duration = Duration::from_millis(100);
 const TIMEOUT: Duration = Duration::from_secs(1);
-
-/// One replica of the example job.
-struct Replica {
-    id: String,
-    units: PathBuf,
-    faults: PathBuf,
-    log: PathBuf,
-    store: PathBuf,
-    child: Option<Child>,
-}
-
-impl Replica {
-    fn new(dir: &Path, id: &str) -> Self {
-        Replica {
-            id: id.to_owned(),
-            units: dir.join(format!("{id}.units")),
-            faults: dir.join(format!("{id}.faults")),
-            log: dir.join(format!("{id}.log")),
-            store: dir.join("store"),
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open log");
-        let child = Command::new(leader_only_job_binary())
-            .args(["--dir", self.store.to_str().unwrap(), "--id", &self.id])
-            .args(["--units", self.units.to_str().unwrap()])
-            .args(["--poll-period", "100ms", "--heartbeat-timeout", "1s"])
-            .env("HAPLANE_TEST_STORE_FAULTS", &self.faults)
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start leader_only_job");
-        self.child = Some(child);
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().and_then(Child::id).expect("running");
-        // SAFETY: a signal to our own child.
-        let rc = unsafe { libc::kill(i32::try_from(pid).expect("pid"), signal) };
-        assert_eq!(rc, 0, "kill {signal} {}", self.id);
-    }
-
-    async fn wait_exit(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let waited = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
-            assert!(waited.is_ok(), "{} did not exit", self.id);
-        }
-    }
-
-    fn units_text(&self) -> String {
-        std::fs::read_to_string(&self.units).unwrap_or_default()
-    }
-}
 
 /// Waits for a replica to be working in an epoch above `after_epoch`.
 async fn leader_after(replicas: &[Replica], after_epoch: u64) -> (usize, u64) {

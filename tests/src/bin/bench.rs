@@ -1,5 +1,5 @@
 //! haplane benchmarks: real nodes on loopback, figures printed (never asserted).
-//! `cargo run --release -p haplane-tests --bin bench -- [state|fanout|budget|memory|failover|unary|all] [--long]`
+//! `cargo run --release -p haplane-tests --bin bench -- [state|fanout|budget|memory|failover|unary|leadership|all] [--long]`
 //! (`bare-grpc` / `bare-rest` are the baseline servers the `unary` suite starts as processes.)
 
 use haplane_tests::haplane::pb::{
@@ -670,6 +670,70 @@ async fn unary(long: bool) {
     .await;
 }
 
+/// Leadership for users' services: three replicas of the embedded-participant example (poll
+/// 100 ms, timeout 1 s) through kill -9 of the leader and graceful resigns, alternately; the gap
+/// is from the old leader's last unit of work to the new leader's first (units every 10 ms).
+async fn leadership(long: bool) {
+    use haplane_tests::replica::Replica;
+    use haplane_tests::spans::{gap_after, spans, working_after};
+    let trials = if long { 20 } else { 6 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut replicas: Vec<Replica> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|id| Replica::new(dir.path(), id))
+        .collect();
+    for replica in &mut replicas {
+        replica.start();
+    }
+    let units: Vec<std::path::PathBuf> = replicas.iter().map(|r| r.units.clone()).collect();
+    let (mut leader, mut epoch) = working_after(&units, 0).await;
+    let mut ended = Vec::new();
+    for trial in 0..trials * 2 {
+        let crash = trial % 2 == 0;
+        replicas[leader].signal(if crash { libc::SIGKILL } else { libc::SIGTERM });
+        replicas[leader].wait_exit().await;
+        ended.push((crash, epoch));
+        let old = leader;
+        (leader, epoch) = working_after(&units, epoch).await;
+        replicas[old].start();
+        // Let the restarted replica join before the next fault.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for replica in &mut replicas {
+        replica.signal(libc::SIGTERM);
+        replica.wait_exit().await;
+    }
+    let text: Vec<(String, String)> = replicas
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                std::fs::read_to_string(&r.units).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let history = spans(&text);
+    for (crash, name, goal) in [
+        (true, "kill -9", "goal <= timeout + 2 polls = 1200 ms"),
+        (false, "resign", "goal <= 1 poll = 100 ms"),
+    ] {
+        let mut gaps: Vec<Duration> = ended
+            .iter()
+            .filter(|(was_crash, _)| *was_crash == crash)
+            .map(|(_, epoch)| Duration::from_millis(gap_after(&history, *epoch)))
+            .collect();
+        let max = gaps.iter().max().copied().unwrap_or_default();
+        row(
+            &format!(
+                "leader-only work gap after {name}, p50 / max ({} trials)",
+                gaps.len()
+            ),
+            format!("{} / {}", ms(percentile(&mut gaps, 50.0)), ms(max)),
+        );
+        row(&format!("  ({name}: {goal})"), String::new());
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -726,6 +790,9 @@ async fn main() {
             "defaults: poll 1s, timeout 10s",
         )
         .await;
+    }
+    if matches!(suite, "leadership" | "all") {
+        leadership(long).await;
     }
     if matches!(suite, "failover" | "all") {
         failover(long, PlaneOptions::fast(), "poll 100ms, timeout 1s").await;
