@@ -1,10 +1,13 @@
 //! `haplane launch`: opens the store, starts the node, serves gRPC and REST on one port, writes
-//! the PID file, and stops gracefully on SIGTERM / SIGINT. `store.rs` opens the store,
-//! `stop.rs` is `haplane stop`.
+//! the PID file, and stops gracefully on SIGTERM / SIGINT. `running.rs` starts a node (for
+//! `launch` and for an embedded participant), `store.rs` opens the store, `stop.rs` is
+//! `haplane stop`.
 
+mod running;
 mod stop;
 mod store;
 
+pub use running::{RunningNode, start};
 pub use stop::{StopError, stop};
 
 use crate::api::auth::{self, Authenticator};
@@ -12,7 +15,7 @@ use crate::api::grpc;
 use crate::api::grpc::PeerClient;
 use crate::api::grpc::entities::GrpcEntities;
 use crate::api::rest::{self, entities as rest_entities};
-use crate::clock::{Clock, TokioClock, wall_clock_ms};
+use crate::clock::wall_clock_ms;
 use crate::config::{Settings, StoreLocation};
 use crate::election::ElectionConfig;
 use crate::node::{self, NodeHandle, NodeOptions};
@@ -20,14 +23,13 @@ use crate::serve;
 use crate::service::HaCore;
 use crate::state::log::StateLog;
 use crate::state::service::StateService;
+use crate::store::StoreError;
 use crate::store::counting::CountingStore;
-use crate::store::{Store, StoreError};
 use haplane::NodeId;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Why `launch` ended with an error (the process exits non-zero with this message).
@@ -141,43 +143,6 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// The listening socket, the address it got, and the node's id and advertised URI (both derived
-/// from that address unless the settings name them).
-struct Bound {
-    listener: TcpListener,
-    address: SocketAddr,
-    node_id: NodeId,
-    node_uri: String,
-}
-
-fn bind(settings: &Settings) -> Result<Bound, LaunchError> {
-    let bind_error = |source| LaunchError::Bind {
-        address: settings.bind,
-        source,
-    };
-    let listener = listen(settings.bind).map_err(bind_error)?;
-    let address = listener.local_addr().map_err(bind_error)?;
-    let node_id = settings
-        .node_id
-        .clone()
-        .unwrap_or_else(|| default_node_id(address.port()));
-    let scheme = if settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let node_uri = settings
-        .advertise_uri
-        .clone()
-        .unwrap_or_else(|| format!("{scheme}://{address}"));
-    Ok(Bound {
-        listener,
-        address,
-        node_id,
-        node_uri,
-    })
-}
-
 /// gRPC, REST and the console on one router, behind the Host check and (if configured) the
 /// credentials check; starts the managed-state service.
 fn router(
@@ -240,155 +205,6 @@ fn connection_settings(
         idle_timeout: settings.limits.idle_timeout,
         max_connections: serve::connection_limit(settings.limits.max_connections),
         max_streams_per_connection: settings.limits.max_streams_per_connection,
-    }
-}
-
-/// A node started in this process: `haplane launch`'s, or a participant embedded in another
-/// program (`crate::participant`).
-pub struct RunningNode {
-    pub handle: NodeHandle,
-    pub node_id: NodeId,
-    pub node_uri: String,
-    /// The port's address, when the node serves one.
-    pub address: Option<SocketAddr>,
-    /// The store, as the start-up line names it.
-    pub store: String,
-    node_task: tokio::task::JoinHandle<()>,
-    stopped_sender: watch::Sender<bool>,
-    server: Option<tokio::task::JoinHandle<Result<(), serve::ServeError>>>,
-}
-
-/// The port a serving node listens on, and the TLS it serves.
-struct Port {
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    authenticator: Option<Arc<Authenticator>>,
-}
-
-/// Starts a node on the settings' store; with `serve`, also its gRPC and REST port. The node
-/// runs until `stop` turns true (then it hands over gracefully); `RunningNode::finished` waits
-/// for that.
-pub async fn start(
-    settings: &Settings,
-    serve: bool,
-    stop: watch::Receiver<bool>,
-) -> Result<RunningNode, LaunchError> {
-    let (port, address, node_id, node_uri) = if serve {
-        let bound = bind(settings)?;
-        let authenticator = settings
-            .auth
-            .as_ref()
-            .map(|auth| Arc::new(Authenticator::new(auth)));
-        // TLS first: a bad certificate must fail before the node joins the plane.
-        let tls = settings
-            .tls
-            .as_ref()
-            .map(|tls| serve::tls_acceptor(&tls.cert_pem, tls.key_pem.expose()))
-            .transpose()?;
-        let port = Port {
-            listener: bound.listener,
-            tls,
-            authenticator,
-        };
-        (
-            Some(port),
-            Some(bound.address),
-            bound.node_id,
-            bound.node_uri,
-        )
-    } else {
-        let node_id = settings
-            .node_id
-            .clone()
-            .ok_or(LaunchError::NodeIdRequired)?;
-        // Nothing listens: peers' nudges and step-down requests to it fail fast, and a peer
-        // promoted over it waits out its lease instead.
-        let node_uri = settings
-            .advertise_uri
-            .clone()
-            .unwrap_or_else(|| NOT_SERVED_URI.to_owned());
-        (None, None, node_id, node_uri)
-    };
-    let authenticator = port.as_ref().and_then(|port| port.authenticator.clone());
-    let peers = PeerClient::new(
-        settings.tls.as_ref().map(|tls| tls.peer_ca_pem.as_str()),
-        match &authenticator {
-            Some(auth) => auth.peer_authorization(),
-            None => settings
-                .auth
-                .as_ref()
-                .and_then(|auth| Authenticator::new(auth).peer_authorization()),
-        },
-    );
-    let store = store::open_store(settings)
-        .await
-        .map_err(LaunchError::Store)?;
-    store::warn_about_permissions(settings);
-    #[cfg(feature = "test-support")]
-    let store = crate::store::faulty::FaultyStore::wrap_if_enabled(store);
-    #[cfg(not(feature = "test-support"))]
-    if std::env::var_os(crate::store::FAULTS_ENV).is_some() {
-        tracing::warn!("HAPLANE_TEST_STORE_FAULTS is ignored: this build has no test support");
-    }
-    let counting = Arc::new(CountingStore::new(store));
-    let options = node_options(settings, node_id.clone(), node_uri.clone(), peers);
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
-    let (handle, node_task) =
-        node::start(options, Arc::<CountingStore>::clone(&counting), clock, stop).await?;
-    let (stopped_sender, stopped) = watch::channel(false);
-    let server = match port {
-        None => None,
-        Some(port) => {
-            let app = router(
-                settings,
-                &handle,
-                &counting,
-                port.authenticator,
-                &node_uri,
-                stopped.clone(),
-            )?;
-            Some(tokio::spawn(serve::serve(
-                port.listener,
-                connection_settings(settings, port.tls),
-                // with_state(()) lets axum prepare its routes once instead of per request.
-                app.with_state(()),
-                serve::serving_threads(),
-                stopped,
-                // Lets streams deliver their last view and UNAVAILABLE before connections close.
-                Duration::from_millis(200),
-            )))
-        }
-    };
-    Ok(RunningNode {
-        handle,
-        node_id,
-        node_uri,
-        address,
-        store: counting.describe(),
-        node_task,
-        stopped_sender,
-        server,
-    })
-}
-
-/// What a node that serves no port advertises.
-const NOT_SERVED_URI: &str = "http://127.0.0.1:0";
-
-impl RunningNode {
-    /// Waits for the node to stop (after its graceful hand-over), then closes its port.
-    pub async fn finished(self) -> Result<(), LaunchError> {
-        let _ = self.node_task.await;
-        let _ = self.stopped_sender.send(true);
-        let Some(server) = self.server else {
-            return Ok(());
-        };
-        match tokio::time::timeout(Duration::from_secs(5), server).await {
-            Ok(result) => Ok(result??),
-            Err(_) => {
-                tracing::warn!("connections did not close within 5s; exiting anyway");
-                Ok(())
-            }
-        }
     }
 }
 

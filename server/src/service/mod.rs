@@ -2,9 +2,12 @@
 //! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
 
 pub mod error;
+mod role;
 pub mod watch_relay;
 
-use crate::node::{Listing, NodeHandle, Role, Snapshot, StateChange};
+pub use role::RoleView;
+
+use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
 use crate::service::error::ServiceError;
 use crate::service::watch_relay::ThreadRelays;
 use crate::store::counting::{CountingStore, RequestCounts};
@@ -33,31 +36,6 @@ pub struct StateView {
     /// While this node acts as master: how long its lease lasts from now (`None` otherwise, and
     /// for a standalone master, which has no lease to lose).
     pub lease_valid_for: Option<Duration>,
-}
-
-/// This node's role as a leader-only worker beside it sees it, at the instant it was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleView {
-    pub node_id: String,
-    pub state: NodeState,
-    pub epoch: Epoch,
-    pub leader: bool,
-    /// As `StateView::lease_valid_for`.
-    pub lease_valid_for: Option<Duration>,
-}
-
-impl RoleView {
-    fn of(node_id: &str, role: Role, now: Instant) -> Self {
-        RoleView {
-            node_id: node_id.to_owned(),
-            state: role.state,
-            epoch: role.epoch,
-            leader: role.leader,
-            lease_valid_for: role
-                .valid_until
-                .map(|until| until.saturating_duration_since(now)),
-        }
-    }
 }
 
 /// What a load balancer should make of this node.
@@ -214,40 +192,6 @@ impl HaCore {
                 .valid_until
                 .map(|until| until.saturating_duration_since(now)),
         })
-    }
-
-    /// This node's own role now (`WatchRole`'s first event, REST `/v1/server/ha/role`).
-    pub fn role(&self) -> RoleView {
-        let role = self.inner.node.role();
-        let node_id = self.inner.node.read_snapshot(|s| s.node_id.clone());
-        RoleView::of(&node_id, role, self.now())
-    }
-
-    /// This node's role and every change of it (`WatchRole`), each stamped when sent; ends with
-    /// UNAVAILABLE when the node stops. Counted as a watcher while open.
-    pub fn role_events(
-        &self,
-        watcher: WatcherGuard,
-    ) -> impl Stream<Item = Result<RoleView, ServiceError>> + Send + use<> {
-        use futures::StreamExt;
-        let node_id = self.inner.node.read_snapshot(|s| s.node_id.clone());
-        let clock = Arc::clone(&self.inner.node.clock);
-        let mut stopped = self.stopped();
-        let roles = self.inner.node.role_changes();
-        let ended = async move {
-            let _ = stopped.wait_for(|stopped| *stopped).await;
-        };
-        roles
-            .map(move |role| {
-                let _counted = &watcher;
-                Ok(RoleView::of(&node_id, role, clock.now()))
-            })
-            .take_until(ended)
-            .chain(futures::stream::once(async {
-                Err(ServiceError::Unavailable(
-                    "node is shutting down".to_owned(),
-                ))
-            }))
     }
 
     /// This node's state (FAILED for a master whose lease ran out).

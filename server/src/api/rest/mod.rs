@@ -4,12 +4,13 @@
 pub mod entities;
 mod host;
 pub mod metrics;
+mod role;
 
 pub use host::{HostPolicy, host_guard};
 
 use crate::clock::millis;
 use crate::service::error::{NOT_MASTER_MESSAGE, ServiceError};
-use crate::service::{Access, HaCore, HealthClass, RoleView, master_events};
+use crate::service::{Access, HaCore, HealthClass, master_events};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -278,7 +279,7 @@ pub(crate) fn view_json(view: &MasterView) -> Value {
 /// Server-Sent Events: the WatchMaster stream for curl and browsers.
 /// Past the node's cap on open watches: 503 with `Retry-After`, and everyone else keeps theirs.
 /// 503 with `Retry-After` for a watch past the cap.
-fn watchers_full(full: &crate::service::WatchersFull) -> Response {
+pub(super) fn watchers_full(full: &crate::service::WatchersFull) -> Response {
     let mut response = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
         &full.to_string(),
@@ -300,42 +301,6 @@ async fn watch_sse(State(core): State<HaCore>) -> Response {
             Ok(view) => Event::default()
                 .event("master")
                 .data(view_json(&view).to_string()),
-            Err(err) => Event::default().event("end").data(err.to_string()),
-        })
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
-        .into_response()
-}
-
-fn role_json(role: &RoleView) -> Value {
-    json!({
-        "nodeId": role.node_id,
-        "state": role.state,
-        "epoch": role.epoch,
-        "leader": role.leader,
-        "leaseValidForMs": role.lease_valid_for.map(millis),
-    })
-}
-
-/// This node's own role: `{nodeId, state, epoch, leader, leaseValidForMs}` (the lease only while
-/// leader; null for a standalone master).
-async fn get_role(State(core): State<HaCore>) -> Json<Value> {
-    Json(role_json(&core.role()))
-}
-
-/// SSE of this node's role: `role` events (the current role, every change and every renewal of
-/// a leader's lease), then `end` when the node stops.
-async fn watch_role_sse(State(core): State<HaCore>) -> Response {
-    let watcher = match core.count_watcher() {
-        Ok(watcher) => watcher,
-        Err(full) => return watchers_full(&full),
-    };
-    let events = core.role_events(watcher).map(|item| {
-        Ok::<Event, std::convert::Infallible>(match item {
-            Ok(role) => Event::default()
-                .event("role")
-                .data(role_json(&role).to_string()),
             Err(err) => Event::default().event("end").data(err.to_string()),
         })
     });
@@ -398,8 +363,8 @@ pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
         .route("/v1/server/ha/metrics", get(get_metrics))
         .route("/v1/server/ha/health", get(get_health))
         .route("/v1/server/ha/watch", get(watch_sse))
-        .route("/v1/server/ha/role", get(get_role))
-        .route("/v1/server/ha/role/watch", get(watch_role_sse))
+        .route("/v1/server/ha/role", get(role::get_role))
+        .route("/v1/server/ha/role/watch", get(role::watch_role_sse))
         .route("/v1/server/up", get(get_up))
         .route("/v1/server/healthy", get(get_healthy))
         .with_state(core)
