@@ -26,20 +26,31 @@ impl Client {
             .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
     }
 
-    /// Entities whose id starts with `prefix`, from the master.
+    /// Entities whose id starts with `prefix`, from the master, every page of them. Pages are
+    /// read one after another, each as the master then has it.
     pub async fn list_entities(&self, prefix: &str) -> Result<Vec<Entity>, Error> {
-        let answer = self
-            .on_master(Retry::Safe, |channel| {
-                let prefix = prefix.to_owned();
-                async move {
-                    EntityServiceClient::new(channel)
-                        .list(pb::ListRequest { prefix })
-                        .await
-                }
-            })
-            .await?
-            .into_inner();
-        answer.entities.into_iter().map(entity_from_wire).collect()
+        let mut entities = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let answer = self
+                .on_master(Retry::Safe, |channel| {
+                    let request = pb::ListRequest {
+                        prefix: prefix.to_owned(),
+                        page_size: 0,
+                        page_token: page_token.clone(),
+                    };
+                    async move { EntityServiceClient::new(channel).list(request).await }
+                })
+                .await?
+                .into_inner();
+            for entity in answer.entities {
+                entities.push(entity_from_wire(entity)?);
+            }
+            if answer.next_page_token.is_empty() {
+                return Ok(entities);
+            }
+            page_token = answer.next_page_token;
+        }
     }
 
     /// Creates or replaces an entity on the master. The write carries a fresh idempotency key,

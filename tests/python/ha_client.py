@@ -2,23 +2,14 @@
 until the master changes. Prints one line per step for the Rust test that drives it."""
 
 import sys
-import tempfile
 
 import grpc
-from grpc_tools import protoc
+
+import generated
 
 
 def main(root: str, endpoint: str) -> int:
-    out = tempfile.mkdtemp(prefix="haplane-py-")
-    status = protoc.main([
-        "protoc", f"-I{root}/proto", f"--python_out={out}", f"--grpc_python_out={out}",
-        f"{root}/proto/haplane/v1/ha.proto",
-    ])
-    if status != 0:
-        print(f"protoc failed with {status}", flush=True)
-        return 1
-    sys.path.insert(0, out)
-    from haplane.v1 import ha_pb2, ha_pb2_grpc  # generated just above
+    ha_pb2, ha_pb2_grpc = generated.load(root)
 
     stub = ha_pb2_grpc.HaServiceStub(grpc.insecure_channel(endpoint))
     state = stub.GetState(ha_pb2.GetStateRequest(), timeout=10)

@@ -3,7 +3,7 @@
 //! STANDBY it holds nothing.
 
 use super::log::{LogError, StateLog};
-use super::{Change, Entity, EntityId, EntityState, LogEntry, WriteOutcome};
+use super::{Change, Entity, EntityId, EntityState, LogEntry, Page, PageRequest, WriteOutcome};
 use crate::node::NodeHandle;
 use crate::service::error::ServiceError;
 use haplane::NodeState;
@@ -390,17 +390,13 @@ impl StateService {
         }
     }
 
-    /// Every entity whose id starts with `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<ReadView<Vec<Entity>>, ServiceError> {
-        self.read(|state| {
-            state
-                .entities
-                .range(..)
-                .filter(|(id, _)| id.as_str().starts_with(prefix))
-                .map(|(_, entity)| entity.clone())
-                .collect()
-        })
-        .await
+    /// One page of the entities whose id starts with `prefix`.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> Result<ReadView<Page>, ServiceError> {
+        self.read(|state| state.page(prefix, page)).await
     }
 
     /// Applied changes from now on.

@@ -4,7 +4,7 @@ use crate::clock::millis;
 use crate::service::HaCore;
 use crate::service::error::ServiceError;
 use crate::state::service::{StateService, Write};
-use crate::state::{Entity, EntityId};
+use crate::state::{Entity, EntityId, PageRequest};
 use haplane::pb::{self, entity_service_server::EntityService};
 use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
@@ -56,11 +56,18 @@ impl EntityService for GrpcEntities {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let view = self.state.list(&request.into_inner().prefix).await?;
+        let request = request.into_inner();
+        let page = PageRequest::new(
+            usize::try_from(request.page_size).unwrap_or(usize::MAX),
+            &request.page_token,
+        )
+        .map_err(ServiceError::from)?;
+        let view = self.state.list(&request.prefix, &page).await?;
         Ok(Response::new(pb::ListResponse {
-            entities: view.value.into_iter().map(to_wire).collect(),
+            entities: view.value.entities.into_iter().map(to_wire).collect(),
             as_of_seq: view.as_of_seq,
             lag_ms: millis(view.lag),
+            next_page_token: view.value.next_token.unwrap_or_default(),
         }))
     }
 

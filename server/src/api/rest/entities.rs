@@ -6,7 +6,7 @@ use crate::clock::millis;
 use crate::service::HaCore;
 use crate::service::error::ServiceError;
 use crate::state::service::{ReadView, StateService, Write};
-use crate::state::{Entity, EntityId};
+use crate::state::{Entity, EntityId, PageRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -83,15 +83,27 @@ async fn list_entities(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ServiceError> {
     let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
+    let size = match query.get("pageSize") {
+        None => 0,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| ServiceError::InvalidArgument {
+                field: "pageSize".into(),
+                message: format!("{text:?} is not a number of entities"),
+            })?,
+    };
+    let token = query.get("pageToken").map(String::as_str).unwrap_or("");
+    let page = PageRequest::new(size, token)?;
     let ReadView {
         value,
         as_of_seq,
         lag,
-    } = state.list(prefix).await?;
+    } = state.list(prefix, &page).await?;
     Ok(Json(json!({
-        "entities": value.iter().map(entity_json).collect::<Vec<_>>(),
+        "entities": value.entities.iter().map(entity_json).collect::<Vec<_>>(),
         "asOfSeq": as_of_seq,
         "lagMs": millis(lag),
+        "nextPageToken": value.next_token,
     })))
 }
 

@@ -296,11 +296,24 @@ async fn watch_sse(State(core): State<HaCore>) -> Response {
         Ok(watcher) => watcher,
         Err(full) => return watchers_full(&full),
     };
-    let events = master_events(&core, 0, watcher).map(|item| {
+    sse("master", master_events(&core, 0, watcher), |view| {
+        view_json(view)
+    })
+}
+
+/// Server-Sent Events: each item as an `event` of JSON, then `end` with the error that closed
+/// the stream; a keep-alive comment every second.
+pub(super) fn sse<T, S>(
+    event: &'static str,
+    items: S,
+    json: impl Fn(&T) -> Value + Send + 'static,
+) -> Response
+where
+    S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
+{
+    let events = items.map(move |item| {
         Ok::<Event, std::convert::Infallible>(match item {
-            Ok(view) => Event::default()
-                .event("master")
-                .data(view_json(&view).to_string()),
+            Ok(item) => Event::default().event(event).data(json(&item).to_string()),
             Err(err) => Event::default().event("end").data(err.to_string()),
         })
     });

@@ -1,16 +1,13 @@
 //! REST for a node's own role: `GET /v1/server/ha/role` and its SSE stream
 //! `/v1/server/ha/role/watch` (docs/behaviour.md §5.5).
 
-use super::watchers_full;
+use super::{sse, watchers_full};
 use crate::clock::millis;
 use crate::service::{HaCore, RoleView};
 use axum::Json;
 use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
-use std::time::Duration;
-use tokio_stream::StreamExt;
 
 fn role_json(role: &RoleView) -> Value {
     json!({
@@ -35,15 +32,5 @@ pub(super) async fn watch_role_sse(State(core): State<HaCore>) -> Response {
         Ok(watcher) => watcher,
         Err(full) => return watchers_full(&full),
     };
-    let events = core.role_events(watcher).map(|item| {
-        Ok::<Event, std::convert::Infallible>(match item {
-            Ok(role) => Event::default()
-                .event("role")
-                .data(role_json(&role).to_string()),
-            Err(err) => Event::default().event("end").data(err.to_string()),
-        })
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
-        .into_response()
+    sse("role", core.role_events(watcher), role_json)
 }
