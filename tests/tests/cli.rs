@@ -33,6 +33,7 @@ fn invalid_flags_exit_2_naming_the_flag() {
         (&["launch", "--priority", "high"], "--priority"),
         (&["launch", "--node-id", "../etc"], "--node-id"),
         (&["launch", "--bind", "localhost"], "--bind"),
+        (&["launch", "--bind", "0.0.0.0:0"], "--advertise-uri"),
         (
             &[
                 "launch",

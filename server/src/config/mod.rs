@@ -174,6 +174,49 @@ impl Settings {
         settings.validate()
     }
 
+    /// Peers and clients are told the advertised URI, so it must name an address they can
+    /// reach: an unspecified one (0.0.0.0, ::) would mean their own host. Binding one is fine,
+    /// with an explicit `--advertise-uri`.
+    fn check_advertised_address(&self) -> Result<(), ConfigError> {
+        let advertised_host = match &self.advertise_uri {
+            Some(uri) => {
+                let authority = uri
+                    .split_once("://")
+                    .map_or(uri.as_str(), |(_, rest)| rest)
+                    .split(['/', '?'])
+                    .next()
+                    .unwrap_or_default();
+                match authority.strip_prefix('[') {
+                    Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+                    None => authority.split(':').next().unwrap_or_default(),
+                }
+                .to_owned()
+            }
+            None if self.bind.ip().is_unspecified() => {
+                return Err(config_error(
+                    "advertise-uri",
+                    format!(
+                        "--bind {} listens on every address, and peers and clients must be told \
+                         one they can reach: set --advertise-uri (e.g. http://<this host's name>:{})",
+                        self.bind,
+                        self.bind.port()
+                    ),
+                ));
+            }
+            None => return Ok(()),
+        };
+        let host = advertised_host
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => Err(config_error(
+                "advertise-uri",
+                format!("{host} is not an address peers and clients can reach; name this host"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn validate(mut self) -> Result<Self, ConfigError> {
         // Bounds first, so that the arithmetic below and in the node cannot overflow.
         if self.poll_period < Duration::from_millis(10)
@@ -220,6 +263,7 @@ impl Settings {
                 format!("{uri:?} must start with http:// or https://"),
             ));
         }
+        self.check_advertised_address()?;
         match (self.persist, self.ha_mode) {
             (PersistMode::Disabled, HaMode::Auto) => self.ha_mode = HaMode::Disabled,
             (PersistMode::Disabled, HaMode::Disabled) => {}

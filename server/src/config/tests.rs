@@ -262,3 +262,28 @@ fn allowed_hosts_are_normalised_and_checked_and_secret_files_listed() {
     assert_eq!(err.flag, "allowed-host");
     assert!(load(&["--allowed-host", ""]).is_err());
 }
+
+#[test]
+fn an_unspecified_address_is_never_advertised() {
+    for args in [
+        &["--bind", "0.0.0.0:8081"][..],
+        &["--bind", "[::]:8081"],
+        &["--advertise-uri", "http://0.0.0.0:8081"],
+        &["--advertise-uri", "http://[::]:8081/"],
+        &["--advertise-uri", "http://0.0.0.0"],
+        &["--advertise-uri", "https://[::]"],
+    ] {
+        let err = load(args).unwrap_err();
+        assert_eq!(err.flag, "advertise-uri", "{args:?}");
+    }
+    let s = load(&[
+        "--bind",
+        "0.0.0.0:8081",
+        "--advertise-uri",
+        "http://ha-1.example:8081",
+    ])
+    .unwrap();
+    assert_eq!(s.bind.port(), 8081);
+    assert!(load(&["--advertise-uri", "http://[::1]:8081"]).is_ok());
+    assert!(load(&["--advertise-uri", "https://10.0.0.5"]).is_ok());
+}
