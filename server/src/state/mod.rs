@@ -172,8 +172,8 @@ impl EntityState {
 }
 
 /// How a list is cut into pages: entities after `after` (a previous page's last id), at most
-/// `size` of them and about `max_bytes` of attributes, so one answer stays far below gRPC's 4 MiB
-/// message limit whatever the entities hold.
+/// `size` of them and at most `max_bytes` of attributes (or one entity, whatever it holds), so an
+/// answer is never much larger than the largest entity a `Put` could carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
     pub after: Option<EntityId>,
@@ -237,12 +237,16 @@ impl EntityState {
             .peekable();
         let mut entities = Vec::new();
         let mut bytes = 0;
-        while let Some(entity) = matching.next_if(|_| entities.len() < request.size) {
-            bytes += serde_json::to_vec(&entity.attributes).map_or(0, |json| json.len());
-            entities.push(entity.clone());
-            if bytes >= request.max_bytes {
-                break;
+        while let Some(entity) = matching.next_if(|entity| {
+            let size = serde_json::to_vec(&entity.attributes).map_or(0, |json| json.len());
+            // The first entity always fits: a page makes progress whatever one entity holds.
+            let fits = entities.is_empty() || bytes + size <= request.max_bytes;
+            if fits {
+                bytes += size;
             }
+            fits && entities.len() < request.size
+        }) {
+            entities.push(entity.clone());
         }
         let next_token = matching
             .peek()
@@ -396,12 +400,14 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(seen, ["a/1", "a/2", "a/3", "a/4", "a/5"]);
-        // A byte budget ends a page early, but never before its first entity.
-        let tight = PageRequest {
-            max_bytes: 1,
+        // A byte budget ends a page before an entity that would pass it (each holds 18 bytes of
+        // attributes), but never before its first entity.
+        let budget = |max_bytes| PageRequest {
+            max_bytes,
             ..PageRequest::new(10, "").unwrap()
         };
-        let page = state.page("", &tight);
+        assert_eq!(ids(&state.page("", &budget(40))), ["a/1", "a/2"]);
+        let page = state.page("", &budget(1));
         assert_eq!(ids(&page), ["a/1"]);
         assert_eq!(page.next_token.as_deref(), Some("a/1"));
         // The last page says so; defaults and bounds; a bad token is refused.
