@@ -119,45 +119,26 @@ pub enum ParticipantError {
     Start(#[from] LaunchError),
 }
 
-/// Leadership as a participant sees it: whether it leads, in which epoch, until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Leadership {
-    pub leader: bool,
-    pub epoch: Epoch,
-    /// While leader: the end of the lease unless renewed (`None`: no store, no lease to lose).
-    pub valid_until: Option<Instant>,
-}
-
-impl From<Role> for Leadership {
-    fn from(role: Role) -> Self {
-        Leadership {
-            leader: role.leader,
-            epoch: role.epoch,
-            valid_until: role.valid_until,
-        }
-    }
-}
-
 /// A node inside this process.
 pub struct Participant {
     running: RunningNode,
     stop: watch::Sender<bool>,
-    leadership: watch::Receiver<Leadership>,
+    leadership: watch::Receiver<Role>,
 }
 
-/// Publishes the node's role changes as `Leadership` until the node stops.
-fn follow_role(running: &RunningNode) -> watch::Receiver<Leadership> {
+/// Publishes the node's role changes until the node stops.
+fn follow_role(running: &RunningNode) -> watch::Receiver<Role> {
     use futures::StreamExt;
     let mut roles = Box::pin(running.handle.role_changes());
-    let (sender, receiver) = watch::channel(Leadership::from(running.handle.role()));
+    let (sender, receiver) = watch::channel(running.handle.role());
     tokio::spawn(async move {
         while let Some(role) = roles.next().await {
-            sender.send_replace(Leadership::from(role));
+            sender.send_replace(role);
         }
         // The node stopped: whatever it was, it no longer leads.
-        sender.send_modify(|leadership| {
-            leadership.leader = false;
-            leadership.valid_until = None;
+        sender.send_modify(|role| {
+            role.leader = false;
+            role.valid_until = None;
         });
     });
     receiver
@@ -177,11 +158,12 @@ impl Participant {
     /// Whether this participant leads now.
     pub fn is_leader(&self) -> bool {
         let leadership = *self.leadership.borrow();
-        leads(&leadership, now())
+        leadership.leads_at(now())
     }
 
-    /// Leadership now and every change of it (a leader's renewals included).
-    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+    /// This node's role (leader, epoch, lease end) now and every change of it, a leader's
+    /// renewals included.
+    pub fn leadership(&self) -> watch::Receiver<Role> {
         self.leadership.clone()
     }
 
@@ -191,7 +173,7 @@ impl Participant {
         loop {
             let now = now();
             let current = *leadership.borrow_and_update();
-            if leads(&current, now) {
+            if current.leads_at(now) {
                 return LeaderTerm {
                     epoch: current.epoch,
                     leadership,
@@ -228,15 +210,11 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn leads(leadership: &Leadership, now: Instant) -> bool {
-    leadership.leader && leadership.valid_until.is_none_or(|until| now < until)
-}
-
 /// One term of leadership: its epoch, and the means to know when it ends.
 #[derive(Debug, Clone)]
 pub struct LeaderTerm {
     epoch: Epoch,
-    leadership: watch::Receiver<Leadership>,
+    leadership: watch::Receiver<Role>,
 }
 
 impl LeaderTerm {
@@ -250,7 +228,7 @@ impl LeaderTerm {
     /// not run out. Check it before each piece of leader-only work.
     pub fn is_valid(&self) -> bool {
         let leadership = *self.leadership.borrow();
-        leadership.epoch == self.epoch && leads(&leadership, now())
+        leadership.epoch == self.epoch && leadership.leads_at(now())
     }
 
     /// Resolves when the term ends: the participant stops leading, moves to another epoch, or
@@ -258,7 +236,7 @@ impl LeaderTerm {
     pub async fn lost(&mut self) {
         loop {
             let leadership = *self.leadership.borrow_and_update();
-            if leadership.epoch != self.epoch || !leads(&leadership, now()) {
+            if leadership.epoch != self.epoch || !leadership.leads_at(now()) {
                 return;
             }
             let expiry = leadership.valid_until.map(tokio::time::Instant::from_std);
@@ -279,9 +257,11 @@ impl LeaderTerm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use haplane::NodeState;
 
-    fn leading_until(until: Instant) -> Leadership {
-        Leadership {
+    fn leading_until(until: Instant) -> Role {
+        Role {
+            state: NodeState::Master,
             leader: true,
             epoch: 3,
             valid_until: Some(until),
@@ -306,7 +286,7 @@ mod tests {
         // epoch ends it.
         sender.send_replace(leading_until(now() + Duration::from_secs(1)));
         assert!(term.is_valid());
-        sender.send_replace(Leadership {
+        sender.send_replace(Role {
             epoch: 4,
             ..leading_until(now() + Duration::from_secs(1))
         });

@@ -179,19 +179,15 @@ impl Settings {
     /// with an explicit `--advertise-uri`.
     fn check_advertised_address(&self) -> Result<(), ConfigError> {
         let advertised_host = match &self.advertise_uri {
-            Some(uri) => {
-                let authority = uri
-                    .split_once("://")
-                    .map_or(uri.as_str(), |(_, rest)| rest)
-                    .split(['/', '?'])
-                    .next()
-                    .unwrap_or_default();
-                match authority.strip_prefix('[') {
-                    Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-                    None => authority.split(':').next().unwrap_or_default(),
-                }
-                .to_owned()
-            }
+            // `validate` has checked the scheme; an unparsable URI names no address to refuse.
+            Some(uri) => uri
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|uri| {
+                    uri.host()
+                        .map(|host| host.trim_matches(['[', ']']).to_owned())
+                })
+                .unwrap_or_default(),
             None if self.bind.ip().is_unspecified() => {
                 return Err(config_error(
                     "advertise-uri",
@@ -205,13 +201,12 @@ impl Settings {
             }
             None => return Ok(()),
         };
-        let host = advertised_host
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        match host.parse::<std::net::IpAddr>() {
+        match advertised_host.parse::<std::net::IpAddr>() {
             Ok(ip) if ip.is_unspecified() => Err(config_error(
                 "advertise-uri",
-                format!("{host} is not an address peers and clients can reach; name this host"),
+                format!(
+                    "{advertised_host} is not an address peers and clients can reach; name this host"
+                ),
             )),
             _ => Ok(()),
         }

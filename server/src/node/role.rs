@@ -7,7 +7,7 @@ use super::NodeHandle;
 use super::publish::Snapshot;
 use futures::Stream;
 use haplane::{Epoch, NodeState};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// This node's role at one instant.
@@ -28,6 +28,13 @@ impl Role {
     /// Whether this role is leadership that is still valid at `now`.
     pub fn leads_at(&self, now: Instant) -> bool {
         self.leader && self.valid_until.is_none_or(|until| now < until)
+    }
+
+    /// While leader: how long the lease lasts from `now` (`None` otherwise, and for a
+    /// standalone leader, which has no lease to lose).
+    pub fn lease_left(&self, now: Instant) -> Option<Duration> {
+        self.valid_until
+            .map(|until| until.saturating_duration_since(now))
     }
 }
 

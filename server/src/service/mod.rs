@@ -187,10 +187,7 @@ impl HaCore {
             epoch: snapshot.epoch,
             master: snapshot.master.clone(),
             plane_id: snapshot.plane_id.clone(),
-            lease_valid_for: snapshot
-                .role(now)
-                .valid_until
-                .map(|until| until.saturating_duration_since(now)),
+            lease_valid_for: snapshot.role(now).lease_left(now),
         })
     }
 

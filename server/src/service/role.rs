@@ -27,9 +27,7 @@ impl RoleView {
             state: role.state,
             epoch: role.epoch,
             leader: role.leader,
-            lease_valid_for: role
-                .valid_until
-                .map(|until| until.saturating_duration_since(now)),
+            lease_valid_for: role.lease_left(now),
         }
     }
 }
@@ -37,9 +35,10 @@ impl RoleView {
 impl HaCore {
     /// This node's own role now (`WatchRole`'s first event, REST `/v1/server/ha/role`).
     pub fn role(&self) -> RoleView {
-        let role = self.inner.node.role();
-        let node_id = self.inner.node.read_snapshot(|s| s.node_id.clone());
-        RoleView::of(&node_id, role, self.now())
+        let now = self.now();
+        self.inner
+            .node
+            .read_snapshot(|snapshot| RoleView::of(&snapshot.node_id, snapshot.role(now), now))
     }
 
     /// This node's role and every change of it (`WatchRole`), each stamped when sent; ends with
