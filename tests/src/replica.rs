@@ -67,3 +67,39 @@ impl Replica {
         std::fs::read_to_string(&self.units).unwrap_or_default()
     }
 }
+
+/// Replicas named `ids`, on one store in `dir`, each started.
+pub fn start_all(dir: &Path, ids: &[&str]) -> Vec<Replica> {
+    ids.iter()
+        .map(|id| {
+            let mut replica = Replica::new(dir, id);
+            replica.start();
+            replica
+        })
+        .collect()
+}
+
+/// Waits (up to 30 s) for one of `replicas` to be working in an epoch above `after_epoch`;
+/// answers its index and epoch.
+pub async fn leader_after(replicas: &[Replica], after_epoch: u64) -> (usize, u64) {
+    let units: Vec<PathBuf> = replicas.iter().map(|r| r.units.clone()).collect();
+    crate::spans::working_after(&units, after_epoch).await
+}
+
+/// Resigns every replica still running and waits for it to exit.
+pub async fn stop_all(replicas: &mut [Replica]) {
+    for replica in replicas {
+        if replica.child.is_some() {
+            replica.signal(libc::SIGTERM);
+            replica.wait_exit().await;
+        }
+    }
+}
+
+/// Every replica's units of work, by id, as `spans::spans` reads them.
+pub fn all_units(replicas: &[Replica]) -> Vec<(String, String)> {
+    replicas
+        .iter()
+        .map(|replica| (replica.id.clone(), replica.units_text()))
+        .collect()
+}

@@ -5,30 +5,17 @@
 //! epochs must increase from span to span. The checker (`haplane_tests::spans`) is unit-tested
 //! with histories that must fail.
 
-use haplane_tests::replica::Replica;
-use haplane_tests::spans::{gap_after, spans, violations, working_after};
-use std::path::PathBuf;
+use haplane_tests::replica::{all_units, leader_after, start_all, stop_all};
+use haplane_tests::spans::{gap_after, spans, violations};
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(100);
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Waits for a replica to be working in an epoch above `after_epoch`.
-async fn leader_after(replicas: &[Replica], after_epoch: u64) -> (usize, u64) {
-    let units: Vec<PathBuf> = replicas.iter().map(|r| r.units.clone()).collect();
-    working_after(&units, after_epoch).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_never_work_at_once_through_crashes_pauses_outages_and_resigns() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut replicas: Vec<Replica> = ["r1", "r2", "r3"]
-        .iter()
-        .map(|id| Replica::new(dir.path(), id))
-        .collect();
-    for replica in &mut replicas {
-        replica.start();
-    }
+    let mut replicas = start_all(dir.path(), &["r1", "r2", "r3"]);
     let (mut leader, mut epoch) = leader_after(&replicas, 0).await;
     // Each fault, with the epoch it ended.
     let mut faults: Vec<(&str, u64)> = Vec::new();
@@ -69,17 +56,8 @@ async fn three_replicas_never_work_at_once_through_crashes_pauses_outages_and_re
         tokio::time::sleep(POLL * 5).await;
     }
 
-    for replica in &mut replicas {
-        if replica.child.is_some() {
-            replica.signal(libc::SIGTERM);
-            replica.wait_exit().await;
-        }
-    }
-    let units: Vec<(String, String)> = replicas
-        .iter()
-        .map(|replica| (replica.id.clone(), replica.units_text()))
-        .collect();
-    let history = spans(&units);
+    stop_all(&mut replicas).await;
+    let history = spans(&all_units(&replicas));
     let logs: String = replicas
         .iter()
         .map(|r| {

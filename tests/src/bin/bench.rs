@@ -674,19 +674,12 @@ async fn unary(long: bool) {
 /// 100 ms, timeout 1 s) through kill -9 of the leader and graceful resigns, alternately; the gap
 /// is from the old leader's last unit of work to the new leader's first (units every 10 ms).
 async fn leadership(long: bool) {
-    use haplane_tests::replica::Replica;
-    use haplane_tests::spans::{gap_after, spans, working_after};
+    use haplane_tests::replica::{all_units, leader_after, start_all, stop_all};
+    use haplane_tests::spans::{gap_after, spans};
     let trials = if long { 20 } else { 6 };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut replicas: Vec<Replica> = ["r1", "r2", "r3"]
-        .iter()
-        .map(|id| Replica::new(dir.path(), id))
-        .collect();
-    for replica in &mut replicas {
-        replica.start();
-    }
-    let units: Vec<std::path::PathBuf> = replicas.iter().map(|r| r.units.clone()).collect();
-    let (mut leader, mut epoch) = working_after(&units, 0).await;
+    let mut replicas = start_all(dir.path(), &["r1", "r2", "r3"]);
+    let (mut leader, mut epoch) = leader_after(&replicas, 0).await;
     let mut ended = Vec::new();
     for trial in 0..trials * 2 {
         let crash = trial % 2 == 0;
@@ -694,25 +687,13 @@ async fn leadership(long: bool) {
         replicas[leader].wait_exit().await;
         ended.push((crash, epoch));
         let old = leader;
-        (leader, epoch) = working_after(&units, epoch).await;
+        (leader, epoch) = leader_after(&replicas, epoch).await;
         replicas[old].start();
         // Let the restarted replica join before the next fault.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for replica in &mut replicas {
-        replica.signal(libc::SIGTERM);
-        replica.wait_exit().await;
-    }
-    let text: Vec<(String, String)> = replicas
-        .iter()
-        .map(|r| {
-            (
-                r.id.clone(),
-                std::fs::read_to_string(&r.units).unwrap_or_default(),
-            )
-        })
-        .collect();
-    let history = spans(&text);
+    stop_all(&mut replicas).await;
+    let history = spans(&all_units(&replicas));
     for (crash, name, goal) in [
         (true, "kill -9", "goal <= timeout + 2 polls = 1200 ms"),
         (false, "resign", "goal <= 1 poll = 100 ms"),
