@@ -6,7 +6,7 @@
 use haplane::convert::{ha_mode_from_wire, node_state_from_wire};
 use haplane::{HaMode, MasterClaim, NodeId, NodeRecord, NodeState, PlaneInfo};
 use haplane_server::config::{LaunchArgs, Settings};
-use haplane_server::state::{Entity, EntityId, LogEntry};
+use haplane_server::state::{Change, Entity, EntityId, LogEntry, Op};
 use haplane_server::store::Key;
 use proptest::prelude::*;
 
@@ -130,18 +130,22 @@ proptest! {
         prop_assume!(EntityId::parse(&id).is_ok());
         let mut attributes = serde_json::Map::new();
         attributes.insert("v".into(), value.into());
+        let op = Op { key, id: EntityId::parse(&id).unwrap(), put: Some(attributes) };
         let entry = LogEntry {
             seq,
             epoch,
-            idempotency_key: key,
-            change: haplane_server::state::Change::Put { id: EntityId::parse(&id).unwrap(), attributes },
+            at_ms: seq,
+            idempotency_key: None,
+            change: Change::Batch { ops: vec![op.clone(), Op { put: None, ..op }] },
         };
         let body = serde_json::to_vec(&entry).unwrap();
         prop_assert_eq!(&serde_json::from_slice::<LogEntry>(&body).unwrap(), &entry);
-        if let Ok(LogEntry { change: haplane_server::state::Change::Put { id, .. }, .. }) =
+        if let Ok(LogEntry { change: Change::Batch { ops }, .. }) =
             serde_json::from_slice::<LogEntry>(&damaged(body, position, byte, cut))
         {
-            prop_assert!(EntityId::parse(id.as_str()).is_ok());
+            for op in ops {
+                prop_assert!(EntityId::parse(op.id.as_str()).is_ok());
+            }
         }
     }
 

@@ -302,7 +302,11 @@ async fn a_paused_master_cannot_write_after_the_takeover() {
 
 #[tokio::test]
 async fn the_state_survives_a_restart_of_the_plane_with_auto_and_rebind_and_clean_empties_it() {
-    let mut plane = Plane::start(2, PlaneOptions::fast()).await;
+    let options = PlaneOptions {
+        extra_args: args(&["--state-snapshot-every", "100"]),
+        ..PlaneOptions::fast()
+    };
+    let mut plane = Plane::start(2, options).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let mut client = entities(&plane.nodes[master].grpc_uri()).await.unwrap();
     // Enough writes to cross a snapshot (every 100 entries).

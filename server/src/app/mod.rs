@@ -163,7 +163,7 @@ fn router(
     );
     let state_log = (settings.store != StoreLocation::None)
         .then(|| StateLog::new(Arc::<CountingStore>::clone(counting)));
-    let state = StateService::new(state_log, handle.clone());
+    let state = StateService::new(state_log, handle.clone(), settings.state_snapshots);
     tokio::spawn(state.clone().run(settings.poll_period, stopped));
     let grpc_routes = grpc::routes(
         core.clone(),

@@ -133,6 +133,19 @@ pub struct LaunchArgs {
     #[arg(long, env = "HAPLANE_RECORD_RETENTION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "text::duration")]
     pub record_retention: Option<Duration>,
+    /// The master writes a managed-state snapshot after at most this many log entries (sooner
+    /// when the log since the last one reaches a quarter of its size, and 4 MiB). Default 10000.
+    #[arg(long, env = "HAPLANE_STATE_SNAPSHOT_EVERY")]
+    pub state_snapshot_every: Option<u64>,
+    /// Managed-state snapshots kept by compaction (the newest ones). Default 1.
+    #[arg(long, env = "HAPLANE_STATE_SNAPSHOTS_KEPT")]
+    pub state_snapshots_kept: Option<usize>,
+    /// Compaction deletes no snapshot younger than this, and no log entry until a snapshot
+    /// covering it is this old: readers still loading an older snapshot have this long.
+    /// Default 60s.
+    #[arg(long, env = "HAPLANE_STATE_RETENTION_MIN_AGE", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "text::duration")]
+    pub state_retention_min_age: Option<Duration>,
     /// The version this node reports (used by the election). Default the build's version.
     #[arg(long, env = "HAPLANE_NODE_VERSION")]
     pub node_version: Option<String>,
@@ -237,6 +250,11 @@ impl LaunchArgs {
             heartbeat_timeout: self.heartbeat_timeout.or(file.heartbeat_timeout),
             safety_margin: self.safety_margin.or(file.safety_margin),
             record_retention: self.record_retention.or(file.record_retention),
+            state_snapshot_every: self.state_snapshot_every.or(file.state_snapshot_every),
+            state_snapshots_kept: self.state_snapshots_kept.or(file.state_snapshots_kept),
+            state_retention_min_age: self
+                .state_retention_min_age
+                .or(file.state_retention_min_age),
             node_version: self.node_version.or(file.node_version),
             pid_file: self.pid_file.or(file.pid_file),
             log_format: self.log_format.or(file.log_format),

@@ -13,6 +13,7 @@ pub use limits::ConnectionLimits;
 pub use secrets::{AuthSettings, Secret, TlsSettings};
 
 use crate::node::PersistMode;
+use crate::state::compact::SnapshotPolicy;
 use haplane::{HaMode, NodeId};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub struct Settings {
     pub heartbeat_timeout: Duration,
     pub safety_margin: Duration,
     pub record_retention: Duration,
+    /// Managed-state snapshots and compaction.
+    pub state_snapshots: SnapshotPolicy,
     pub node_version: String,
     pub pid_file: PathBuf,
     pub log_format: LogFormat,
@@ -83,6 +86,32 @@ fn read_file(flag: &'static str, path: &Path) -> Result<String, ConfigError> {
 }
 
 /// Where the store is: none when persistence is off, else S3 or a directory (the default).
+/// The snapshot and compaction settings; at least one snapshot is kept.
+fn state_snapshots(given: &LaunchArgs) -> Result<SnapshotPolicy, ConfigError> {
+    let defaults = SnapshotPolicy::default();
+    let every_entries = given.state_snapshot_every.unwrap_or(defaults.every_entries);
+    if every_entries == 0 {
+        return Err(config_error(
+            "--state-snapshot-every",
+            "must be at least 1 log entry",
+        ));
+    }
+    let snapshots_kept = given
+        .state_snapshots_kept
+        .unwrap_or(defaults.snapshots_kept);
+    if snapshots_kept == 0 {
+        return Err(config_error(
+            "--state-snapshots-kept",
+            "must be at least 1 (the newest snapshot replaces the log before it)",
+        ));
+    }
+    Ok(SnapshotPolicy {
+        every_entries,
+        snapshots_kept,
+        min_age: given.state_retention_min_age.unwrap_or(defaults.min_age),
+    })
+}
+
 fn store_location(persist: PersistMode, given: &LaunchArgs) -> Result<StoreLocation, ConfigError> {
     let location = given.persistence_location.clone();
     let directory = given.persistence_dir.clone();
@@ -135,6 +164,7 @@ impl Settings {
             .chain(&given.tls_key)
             .cloned()
             .collect();
+        let state_snapshots = state_snapshots(&given)?;
         let settings = Settings {
             ha_mode: given.ha_mode.unwrap_or(HaMode::Auto),
             persist,
@@ -154,6 +184,7 @@ impl Settings {
             record_retention: given
                 .record_retention
                 .unwrap_or(Duration::from_secs(24 * 3600)),
+            state_snapshots,
             node_version: given
                 .node_version
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),

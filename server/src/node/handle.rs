@@ -69,6 +69,8 @@ pub struct NodeHandle {
     pub counters: Arc<NodeCounters>,
     pub clock: Arc<dyn Clock>,
     pub(super) state_seq: Arc<AtomicU64>,
+    /// Why the managed state cannot be read past this node's position, if it cannot.
+    pub(super) state_damage: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl NodeHandle {
@@ -148,6 +150,23 @@ impl NodeHandle {
     /// Sets the managed-state position this node publishes in its next record.
     pub fn publish_state_seq(&self, seq: u64) {
         self.state_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Reports that the managed-state log cannot be read past this node's position (`None`:
+    /// it can again), for the health answer and the metrics.
+    pub fn report_state_damage(&self, damage: Option<String>) {
+        *self
+            .state_damage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = damage;
+    }
+
+    /// The damage last reported, if any.
+    pub fn state_damage(&self) -> Option<String> {
+        self.state_damage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Asks the loop to poll now (a peer stepped down or claimed).

@@ -109,6 +109,7 @@ pub async fn start(
         counters: Arc::clone(&runtime.counters),
         clock,
         state_seq: Arc::clone(&runtime.state_seq),
+        state_damage: Arc::default(),
     };
     let task = tokio::spawn(runtime.run(command_rx, shutdown));
     Ok((handle, task))

@@ -34,6 +34,12 @@ pub enum ServiceError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The managed-state log cannot be read past a position (a corrupt or missing entry).
+    #[error("managed state damaged: {0}")]
+    DataLoss(String),
+    /// A watch asked to resume from a position no longer kept.
+    #[error("{0}")]
+    Compacted(String),
 }
 
 impl From<InvalidValue> for ServiceError {
@@ -85,7 +91,8 @@ impl ServiceError {
             ServiceError::Conflict(_) => 412,
             ServiceError::StateNotLoaded(_) => 403,
             ServiceError::Unavailable(_) => 503,
-            ServiceError::Internal(_) => 500,
+            ServiceError::Internal(_) | ServiceError::DataLoss(_) => 500,
+            ServiceError::Compacted(_) => 410,
         }
     }
 }
@@ -117,6 +124,8 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::StateNotLoaded(_) => tonic::Status::failed_precondition(message),
             ServiceError::Unavailable(_) => tonic::Status::unavailable(message),
             ServiceError::Internal(_) => tonic::Status::internal(message),
+            ServiceError::DataLoss(_) => tonic::Status::data_loss(message),
+            ServiceError::Compacted(_) => tonic::Status::out_of_range(message),
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct MetricsView {
     pub store_requests: RequestCounts,
     pub watchers: i64,
     pub polls: u64,
+    /// Why the managed state cannot be read past this node's position, if it cannot.
+    pub state_damage: Option<String>,
 }
 
 /// The HA service of one node. Cloning it is one reference count: axum clones the state of
@@ -351,7 +353,13 @@ impl HaCore {
             store_requests: self.inner.store.counts(),
             watchers: self.inner.watchers.load(Ordering::Relaxed),
             polls: counters.polls.load(Ordering::Relaxed),
+            state_damage: self.inner.node.state_damage(),
         }
+    }
+
+    /// Why the managed state cannot be read past this node's position, if it cannot.
+    pub fn state_damage(&self) -> Option<String> {
+        self.inner.node.state_damage()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The managed state's persistence: numbered log entries under `state/log/` created with
 //! create-if-absent, and snapshots under `state/snapshots/` that bound replay. I/O only.
 
-use super::{EntityState, LogEntry};
+use super::{Entity, EntityId, EntityState, LogEntry, Outcomes, Recorded};
 use crate::store::{PutMode, Store, StoreError, layout};
 use std::sync::Arc;
 
@@ -28,29 +28,28 @@ impl StateLog {
         Self { store }
     }
 
-    /// Writes `entry` at its position, only if the position is free.
-    pub async fn append(&self, entry: &LogEntry) -> Result<(), LogError> {
+    /// Writes `entry` at its position, only if the position is free; its size in bytes.
+    pub async fn append(&self, entry: &LogEntry) -> Result<usize, LogError> {
+        let body = layout::compact_json_body(entry)?;
+        let size = body.len();
         match self
             .store
-            .put(
-                &layout::log_entry(entry.seq)?,
-                layout::compact_json_body(entry)?,
-                PutMode::Create,
-            )
+            .put(&layout::log_entry(entry.seq)?, body, PutMode::Create)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(size),
             Err(StoreError::AlreadyExists { .. }) => Err(LogError::Taken(entry.seq)),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// The entries after `applied_seq`, in order, up to the first position not yet written.
+    /// The entries after `applied_seq` with their sizes, in order, up to the first position not
+    /// in the store.
     pub async fn read_after(
         &self,
         applied_seq: u64,
         limit: usize,
-    ) -> Result<Vec<LogEntry>, LogError> {
+    ) -> Result<Vec<(LogEntry, usize)>, LogError> {
         let mut entries = Vec::new();
         let mut seq = applied_seq + 1;
         while entries.len() < limit {
@@ -71,19 +70,31 @@ impl StateLog {
                     message: format!("holds entry {} instead of {seq}", entry.seq),
                 });
             }
-            entries.push(entry);
+            entries.push((entry, body.len()));
             seq += 1;
         }
         Ok(entries)
     }
 
+    /// The positions of the snapshots in the store, oldest first.
+    pub async fn snapshot_seqs(&self) -> Result<Vec<u64>, LogError> {
+        let mut seqs: Vec<u64> = self
+            .store
+            .list(layout::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(layout::snapshot_seq)
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
     /// The newest readable snapshot, or an empty state.
     pub async fn latest_snapshot(&self) -> Result<EntityState, LogError> {
-        let mut keys = self.store.list(layout::SNAPSHOTS).await?;
-        keys.sort();
-        for key in keys.iter().rev() {
-            match self.store.get(key).await {
-                Ok(body) => match serde_json::from_slice::<EntityState>(&body) {
+        for seq in self.snapshot_seqs().await?.into_iter().rev() {
+            let key = layout::snapshot(seq)?;
+            match self.store.get(&key).await {
+                Ok(body) => match SnapshotFile::decode(&body) {
                     Ok(state) => return Ok(state),
                     Err(err) => {
                         tracing::warn!(%key, error = %err, "unreadable snapshot; trying an older one")
@@ -96,17 +107,123 @@ impl StateLog {
         Ok(EntityState::default())
     }
 
-    /// Saves `state` as the snapshot at its position (the same position always holds the same
-    /// content, so overwriting is safe).
-    pub async fn write_snapshot(&self, state: &EntityState) -> Result<(), LogError> {
-        self.store
-            .put(
-                &layout::snapshot(state.applied_seq)?,
-                layout::compact_json_body(state)?,
-                PutMode::Overwrite,
-            )
-            .await?;
-        Ok(())
+    /// Saves `state` as the snapshot at its position and returns its size (the same position
+    /// always holds the same content, so overwriting is safe).
+    /// Encoding runs on a blocking thread: a large state takes a while.
+    pub async fn write_snapshot(&self, state: EntityState) -> Result<usize, LogError> {
+        let key = layout::snapshot(state.applied_seq)?;
+        let body = tokio::task::spawn_blocking(move || SnapshotFile::encode(&state))
+            .await
+            .map_err(|err| StoreError::Generic {
+                message: format!("snapshot encoding stopped: {err}"),
+            })??;
+        let size = body.len();
+        self.store.put(&key, body, PutMode::Overwrite).await?;
+        Ok(size)
+    }
+
+    /// Deletes the snapshot at `seq` (already gone is fine).
+    pub async fn delete_snapshot(&self, seq: u64) -> Result<(), LogError> {
+        self.delete(layout::snapshot(seq)?).await
+    }
+
+    /// Deletes the log entry at `seq` (already gone is fine).
+    pub async fn delete_entry(&self, seq: u64) -> Result<(), LogError> {
+        self.delete(layout::log_entry(seq)?).await
+    }
+
+    /// The positions of every log entry in the store (one listing; for the first compaction).
+    pub async fn entry_seqs(&self) -> Result<Vec<u64>, LogError> {
+        Ok(self
+            .store
+            .list(layout::LOG)
+            .await?
+            .iter()
+            .filter_map(layout::log_entry_seq)
+            .collect())
+    }
+
+    async fn delete(&self, key: crate::store::Key) -> Result<(), LogError> {
+        match self.store.delete(&key).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// A snapshot as stored: entities as `[id, attributes, version, updated_epoch]` rows and the
+/// idempotency table as `[key, record]` rows, oldest first. Snapshots written before group
+/// commit (an `entities` map and `outcomes` holding entity copies) are still read.
+#[derive(Debug, Default, serde::Deserialize)]
+struct SnapshotFile {
+    applied_seq: u64,
+    fence_epoch: u64,
+    #[serde(default)]
+    rows: Vec<(EntityId, Attributes, u64, u64)>,
+    #[serde(default)]
+    recorded: Vec<(String, Recorded)>,
+    /// Older snapshots: id -> entity.
+    #[serde(default)]
+    entities: std::collections::BTreeMap<EntityId, Entity>,
+}
+
+type Attributes = serde_json::Map<String, serde_json::Value>;
+
+impl SnapshotFile {
+    fn encode(state: &EntityState) -> Result<bytes::Bytes, StoreError> {
+        use serde::ser::SerializeStruct;
+        /// Serialises an iterator as a JSON array without collecting it.
+        struct Rows<I>(std::cell::RefCell<Option<I>>);
+        impl<I: Iterator<Item = T>, T: serde::Serialize> serde::Serialize for Rows<I> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self.0.borrow_mut().take() {
+                    Some(rows) => serializer.collect_seq(rows),
+                    None => serializer.collect_seq(std::iter::empty::<T>()),
+                }
+            }
+        }
+        struct View<'a>(&'a EntityState);
+        impl serde::Serialize for View<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let state = self.0;
+                let rows = state
+                    .entities
+                    .values()
+                    .map(|e| (&e.id, &e.attributes, e.version, e.updated_epoch));
+                let mut out = serializer.serialize_struct("SnapshotFile", 4)?;
+                out.serialize_field("applied_seq", &state.applied_seq)?;
+                out.serialize_field("fence_epoch", &state.fence_epoch)?;
+                out.serialize_field("rows", &Rows(std::cell::RefCell::new(Some(rows))))?;
+                let recorded = Rows(std::cell::RefCell::new(Some(state.outcomes.iter())));
+                out.serialize_field("recorded", &recorded)?;
+                out.end()
+            }
+        }
+        layout::compact_json_body(&View(state))
+    }
+
+    fn decode(body: &[u8]) -> serde_json::Result<EntityState> {
+        let file: SnapshotFile = serde_json::from_slice(body)?;
+        let rows = file
+            .rows
+            .into_iter()
+            .map(|(id, attributes, version, updated_epoch)| Entity {
+                id,
+                attributes,
+                version,
+                updated_epoch,
+            })
+            .chain(file.entities.into_values());
+        let mut outcomes = Outcomes::default();
+        for (key, recorded) in file.recorded {
+            outcomes.record(key, recorded);
+        }
+        Ok(EntityState {
+            applied_seq: file.applied_seq,
+            fence_epoch: file.fence_epoch,
+            entities: rows.map(|e| (e.id.clone(), Arc::new(e))).collect(),
+            outcomes,
+        })
     }
 }
 
@@ -128,12 +245,13 @@ mod tests {
         let late = LogEntry {
             seq: 2,
             epoch: 1,
+            at_ms: 0,
             idempotency_key: Some("k".into()),
             change: Change::Fence,
         };
         assert_eq!(log.append(&late).await, Err(LogError::Taken(2)));
         let mut state = EntityState::default();
-        for entry in log.read_after(0, 100).await.unwrap() {
+        for (entry, _) in log.read_after(0, 100).await.unwrap() {
             state.apply(&entry).unwrap();
         }
         assert_eq!((state.applied_seq, state.fence_epoch), (2, 2));
@@ -147,19 +265,51 @@ mod tests {
         assert_eq!(log.latest_snapshot().await.unwrap(), EntityState::default());
         let mut state = EntityState::default();
         state.apply(&fence(1, 3)).unwrap();
-        log.write_snapshot(&state).await.unwrap();
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("v".into(), serde_json::json!([1, "two"]));
+        let ops = ["a/1", "a/2", "b"].map(|id| crate::state::Op {
+            key: Some(format!("key-{id}")),
+            id: EntityId::parse(id).unwrap(),
+            put: Some(attributes.clone()),
+        });
+        let batch = LogEntry {
+            seq: 2,
+            epoch: 3,
+            at_ms: 5,
+            idempotency_key: None,
+            change: Change::Batch { ops: ops.to_vec() },
+        };
+        state.apply(&batch).unwrap();
+        log.write_snapshot(state.clone()).await.unwrap();
+        assert_eq!(log.latest_snapshot().await.unwrap(), state);
+        assert_eq!(log.snapshot_seqs().await.unwrap(), [2]);
+        // A snapshot written before group commit (an entities map, outcomes with entity copies).
+        let legacy = r#"{"applied_seq":7,"fence_epoch":2,"entities":{"x":{"id":"x","attributes":{"n":1},"version":4,"updated_epoch":2}},"outcomes":{"k":{"seq":7,"entity":null}},"outcome_order":["k"]}"#;
+        store
+            .put(
+                &layout::snapshot(7).unwrap(),
+                bytes::Bytes::from_static(legacy.as_bytes()),
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+        let loaded = log.latest_snapshot().await.unwrap();
+        assert_eq!((loaded.applied_seq, loaded.fence_epoch), (7, 2));
+        assert_eq!(loaded.version_of(&EntityId::parse("x").unwrap()), 4);
+        log.delete_snapshot(7).await.unwrap();
+        log.delete_snapshot(7).await.unwrap();
         assert_eq!(log.latest_snapshot().await.unwrap(), state);
         store
             .put(
-                &layout::log_entry(2).unwrap(),
+                &layout::log_entry(3).unwrap(),
                 bytes::Bytes::from_static(b"{oops"),
                 PutMode::Create,
             )
             .await
             .unwrap();
-        let err = log.read_after(1, 10).await.unwrap_err();
+        let err = log.read_after(2, 10).await.unwrap_err();
         assert!(
-            matches!(err, LogError::Corrupt { ref key, .. } if key.contains("00000000000000000002")),
+            matches!(err, LogError::Corrupt { ref key, .. } if key.contains("00000000000000000003")),
             "{err}"
         );
     }

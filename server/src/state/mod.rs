@@ -1,14 +1,16 @@
 //! Managed state (SPEC 6): entities replicated through an append-only log in the store. This file
 //! is the pure part: log entries, the in-memory entity map, and how an entry applies to it.
 
+pub mod commit;
+pub mod compact;
+pub mod history;
 pub mod log;
+pub mod outcomes;
 pub mod service;
 
+pub use outcomes::{Outcomes, Recorded};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
-
-/// How many idempotency keys are remembered (oldest forgotten first).
-pub const IDEMPOTENCY_MEMORY: usize = 10_000;
+use std::sync::Arc;
 
 /// An entity id: 1 to 200 characters of `[A-Za-z0-9_.-]` in `/`-separated non-empty segments.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,13 +69,25 @@ pub struct Entity {
 pub enum Change {
     /// A new master's first entry: entries of lower epochs after it are void.
     Fence,
+    /// Writes committed together (group commit), applied in order.
+    Batch { ops: Vec<Op> },
+    /// One put, as written before group commit (still read from older logs).
     Put {
         id: EntityId,
         attributes: serde_json::Map<String, serde_json::Value>,
     },
-    Delete {
-        id: EntityId,
-    },
+    /// One delete, as written before group commit (still read from older logs).
+    Delete { id: EntityId },
+}
+
+/// One write in a batch: a put when `put` holds attributes, else a delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub id: EntityId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `state/log/<seq>.json`: created once with create-if-absent, never changed.
@@ -81,36 +95,74 @@ pub enum Change {
 pub struct LogEntry {
     pub seq: u64,
     pub epoch: u64,
+    /// The master's wall clock when it wrote the entry (bounds the idempotency window; 0 in
+    /// entries written before it was recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_ms: u64,
+    /// The key of a single `Put`/`Delete` (older logs); batches carry a key per op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub change: Change,
 }
 
-/// The result recorded for an idempotency key, returned again on a retry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl LogEntry {
+    /// The writes this entry carries, in order (none for a fence).
+    fn ops(&self) -> Vec<Op> {
+        match &self.change {
+            Change::Fence => Vec::new(),
+            Change::Batch { ops } => ops.clone(),
+            Change::Put { id, attributes } => vec![Op {
+                key: self.idempotency_key.clone(),
+                id: id.clone(),
+                put: Some(attributes.clone()),
+            }],
+            Change::Delete { id } => vec![Op {
+                key: self.idempotency_key.clone(),
+                id: id.clone(),
+                put: None,
+            }],
+        }
+    }
+}
+
+/// The result of one write, as answered to its writer (and again to a retry).
+#[derive(Debug, Clone, PartialEq)]
 pub struct WriteOutcome {
     pub seq: u64,
     /// The entity after a put; `None` after a delete.
     pub entity: Option<Entity>,
 }
 
-/// The entity map at some log position.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One applied write, for watchers: the entity after it, `None` after a delete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub seq: u64,
+    pub id: EntityId,
+    pub entity: Option<Arc<Entity>>,
+}
+
+/// The entity map at some log position. Its maps are persistent (`imbl`), so a copy for a
+/// snapshot is taken in constant time and written while the master goes on writing.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntityState {
     /// The last log entry applied (0: none).
     pub applied_seq: u64,
     /// The highest fence epoch applied.
     pub fence_epoch: u64,
-    pub entities: BTreeMap<EntityId, Entity>,
-    /// Idempotency key -> outcome, with the keys in the order they were recorded.
-    pub outcomes: BTreeMap<String, WriteOutcome>,
-    pub outcome_order: VecDeque<String>,
+    pub entities: imbl::OrdMap<EntityId, Arc<Entity>>,
+    /// Idempotency key -> recorded outcome, bounded by count and age.
+    pub outcomes: Outcomes,
 }
 
 impl EntityState {
-    /// Applies the next entry. Entries out of sequence are refused; entries of an epoch below the
-    /// last fence are void (a deposed master's late write) and only advance the position.
-    pub fn apply(&mut self, entry: &LogEntry) -> Result<Option<WriteOutcome>, String> {
+    /// Applies the next entry and returns its writes in order (none for a fence or a void
+    /// entry). Entries out of sequence are refused; entries of an epoch below the last fence
+    /// are void (a deposed master's late write) and only advance the position.
+    pub fn apply(&mut self, entry: &LogEntry) -> Result<Vec<Applied>, String> {
         if entry.seq != self.applied_seq + 1 {
             return Err(format!(
                 "log entry {} does not follow {}",
@@ -119,55 +171,79 @@ impl EntityState {
         }
         self.applied_seq = entry.seq;
         if entry.epoch < self.fence_epoch {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let outcome = match &entry.change {
-            Change::Fence => {
-                self.fence_epoch = entry.epoch;
-                return Ok(None);
-            }
-            Change::Put { id, attributes } => {
-                let version = self.entities.get(id).map_or(0, |e| e.version) + 1;
-                let entity = Entity {
-                    id: id.clone(),
-                    attributes: attributes.clone(),
-                    version,
-                    updated_epoch: entry.epoch,
-                };
-                self.entities.insert(id.clone(), entity.clone());
-                WriteOutcome {
-                    seq: entry.seq,
-                    entity: Some(entity),
-                }
-            }
-            Change::Delete { id } => {
-                self.entities.remove(id);
-                WriteOutcome {
-                    seq: entry.seq,
-                    entity: None,
-                }
-            }
-        };
-        if let Some(key) = &entry.idempotency_key {
-            self.remember(key.clone(), outcome.clone());
+        if entry.change == Change::Fence {
+            self.fence_epoch = entry.epoch;
+            return Ok(Vec::new());
         }
-        Ok(Some(outcome))
+        let mut applied = Vec::new();
+        for op in entry.ops() {
+            let entity = match op.put {
+                Some(attributes) => {
+                    let version = self.entities.get(&op.id).map_or(0, |e| e.version) + 1;
+                    let entity = Arc::new(Entity {
+                        id: op.id.clone(),
+                        attributes,
+                        version,
+                        updated_epoch: entry.epoch,
+                    });
+                    self.entities.insert(op.id.clone(), Arc::clone(&entity));
+                    Some(entity)
+                }
+                None => {
+                    self.entities.remove(&op.id);
+                    None
+                }
+            };
+            if let Some(key) = op.key {
+                self.outcomes.record(
+                    key,
+                    Recorded {
+                        seq: entry.seq,
+                        id: op.id.clone(),
+                        version: entity.as_ref().map_or(0, |e| e.version),
+                        epoch: entry.epoch,
+                        at_ms: entry.at_ms,
+                    },
+                );
+            }
+            applied.push(Applied {
+                seq: entry.seq,
+                id: op.id,
+                entity,
+            });
+        }
+        Ok(applied)
     }
 
-    fn remember(&mut self, key: String, outcome: WriteOutcome) {
-        if self.outcomes.insert(key.clone(), outcome).is_none() {
-            self.outcome_order.push_back(key);
-        }
-        while self.outcome_order.len() > IDEMPOTENCY_MEMORY {
-            if let Some(oldest) = self.outcome_order.pop_front() {
-                self.outcomes.remove(&oldest);
-            }
-        }
+    /// The version `id` is at (0: absent).
+    pub fn version_of(&self, id: &EntityId) -> u64 {
+        self.entities.get(id).map_or(0, |e| e.version)
     }
 
-    /// The outcome already recorded for `key`, if any.
-    pub fn outcome_of(&self, key: &str) -> Option<&WriteOutcome> {
-        self.outcomes.get(key)
+    /// The answer for a retry of a write recorded under `key`: the recorded seq and version;
+    /// the entity as it is now if still at that version, else as the retry itself describes it
+    /// (a retry repeats its request).
+    pub fn retried(
+        &self,
+        key: &str,
+        attributes: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Option<WriteOutcome> {
+        let recorded = self.outcomes.get(key)?;
+        let entity = (recorded.version > 0).then(|| match self.entities.get(&recorded.id) {
+            Some(now) if now.version == recorded.version => Entity::clone(now),
+            _ => Entity {
+                id: recorded.id.clone(),
+                attributes: attributes.cloned().unwrap_or_default(),
+                version: recorded.version,
+                updated_epoch: recorded.epoch,
+            },
+        });
+        Some(WriteOutcome {
+            seq: recorded.seq,
+            entity,
+        })
     }
 }
 
@@ -215,7 +291,7 @@ impl PageRequest {
 /// One page of a list, and the token of the next (`None`: this was the last).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    pub entities: Vec<Entity>,
+    pub entities: Vec<Arc<Entity>>,
     pub next_token: Option<String>,
 }
 
@@ -246,7 +322,7 @@ impl EntityState {
             }
             fits && entities.len() < request.size
         }) {
-            entities.push(entity.clone());
+            entities.push(Arc::clone(entity));
         }
         let next_token = matching
             .peek()
@@ -268,17 +344,30 @@ pub(crate) mod tests {
         EntityId::parse(text).unwrap()
     }
 
-    fn put(seq: u64, epoch: u64, name: &str, value: i64, key: Option<&str>) -> LogEntry {
-        let attributes = json!({ "value": value }).as_object().unwrap().clone();
+    fn attributes(value: i64) -> serde_json::Map<String, serde_json::Value> {
+        json!({ "value": value }).as_object().unwrap().clone()
+    }
+
+    fn batch(seq: u64, epoch: u64, ops: Vec<Op>) -> LogEntry {
         LogEntry {
             seq,
             epoch,
-            idempotency_key: key.map(str::to_owned),
-            change: Change::Put {
-                id: id(name),
-                attributes,
-            },
+            at_ms: 1,
+            idempotency_key: None,
+            change: Change::Batch { ops },
         }
+    }
+
+    fn op(name: &str, value: Option<i64>, key: Option<&str>) -> Op {
+        Op {
+            key: key.map(str::to_owned),
+            id: id(name),
+            put: value.map(attributes),
+        }
+    }
+
+    fn put(seq: u64, epoch: u64, name: &str, value: i64, key: Option<&str>) -> LogEntry {
+        batch(seq, epoch, vec![op(name, Some(value), key)])
     }
 
     /// A fence entry, for the tests of this module and of `log`.
@@ -286,6 +375,7 @@ pub(crate) mod tests {
         LogEntry {
             seq,
             epoch,
+            at_ms: 0,
             idempotency_key: None,
             change: Change::Fence,
         }
@@ -311,23 +401,75 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn puts_version_entities_and_deletes_remove_them() {
+    fn a_batch_applies_its_ops_in_order_and_records_each_key() {
         let mut state = EntityState::default();
         state.apply(&fence(1, 1)).unwrap();
-        state.apply(&put(2, 1, "a", 1, None)).unwrap();
-        let outcome = state.apply(&put(3, 1, "a", 2, Some("k"))).unwrap().unwrap();
-        assert_eq!(outcome.entity.as_ref().unwrap().version, 2);
-        assert_eq!(state.outcome_of("k"), Some(&outcome));
+        let applied = state
+            .apply(&batch(
+                2,
+                1,
+                vec![
+                    op("a", Some(1), Some("k1")),
+                    op("a", Some(2), None),
+                    op("b", Some(3), Some("k2")),
+                    op("b", None, Some("k3")),
+                ],
+            ))
+            .unwrap();
+        let versions: Vec<_> = applied
+            .iter()
+            .map(|a| (a.id.as_str(), a.entity.as_ref().map(|e| e.version)))
+            .collect();
+        assert_eq!(
+            versions,
+            [("a", Some(1)), ("a", Some(2)), ("b", Some(1)), ("b", None)]
+        );
+        assert!(applied.iter().all(|a| a.seq == 2));
+        assert_eq!(state.version_of(&id("a")), 2);
+        assert_eq!(state.version_of(&id("b")), 0);
+        assert_eq!(state.outcomes.len(), 3);
+        // A retry of k1 answers version 1, which "a" no longer is: the entity as the retry
+        // describes it. A retry of k3 (a delete) answers no entity.
+        let retried = state.retried("k1", Some(&attributes(1))).unwrap();
+        assert_eq!(retried.seq, 2);
+        let entity = retried.entity.unwrap();
+        assert_eq!((entity.version, entity.attributes), (1, attributes(1)));
+        assert_eq!(state.retried("k3", None).unwrap().entity, None);
+        assert!(state.retried("unknown", None).is_none());
+    }
+
+    #[test]
+    fn single_puts_and_deletes_from_older_logs_still_apply() {
+        let mut state = EntityState::default();
+        let old = |seq, change| LogEntry {
+            seq,
+            epoch: 1,
+            at_ms: 0,
+            idempotency_key: Some(format!("old{seq}")),
+            change,
+        };
+        let json = r#"{"seq":1,"epoch":1,"idempotency_key":"old1","change":{"kind":"put","id":"a","attributes":{"value":1}}}"#;
+        let entry: LogEntry = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            entry,
+            old(
+                1,
+                Change::Put {
+                    id: id("a"),
+                    attributes: attributes(1)
+                }
+            )
+        );
+        state.apply(&entry).unwrap();
+        assert_eq!(
+            state.retried("old1", None).unwrap().entity.unwrap().version,
+            1
+        );
         state
-            .apply(&LogEntry {
-                seq: 4,
-                epoch: 1,
-                idempotency_key: None,
-                change: Change::Delete { id: id("a") },
-            })
+            .apply(&old(2, Change::Delete { id: id("a") }))
             .unwrap();
         assert!(state.entities.is_empty());
-        assert_eq!(state.applied_seq, 4);
+        assert_eq!(state.applied_seq, 2);
     }
 
     #[test]
@@ -342,27 +484,15 @@ pub(crate) mod tests {
         let mut state = EntityState::default();
         state.apply(&fence(1, 1)).unwrap();
         state.apply(&fence(2, 2)).unwrap();
-        assert_eq!(state.apply(&put(3, 1, "a", 1, Some("late"))).unwrap(), None);
-        assert!(state.entities.is_empty());
-        assert!(state.outcome_of("late").is_none());
-        assert_eq!(state.applied_seq, 3);
-    }
-
-    #[test]
-    fn idempotency_memory_is_bounded() {
-        let mut state = EntityState::default();
-        for seq in 1..=(IDEMPOTENCY_MEMORY as u64 + 5) {
-            state
-                .apply(&put(seq, 1, "a", 0, Some(&format!("k{seq}"))))
-                .unwrap();
-        }
-        assert_eq!(state.outcomes.len(), IDEMPOTENCY_MEMORY);
-        assert!(state.outcome_of("k1").is_none());
         assert!(
             state
-                .outcome_of(&format!("k{}", IDEMPOTENCY_MEMORY + 5))
-                .is_some()
+                .apply(&put(3, 1, "a", 1, Some("late")))
+                .unwrap()
+                .is_empty()
         );
+        assert!(state.entities.is_empty());
+        assert!(state.outcomes.get("late").is_none());
+        assert_eq!(state.applied_seq, 3);
     }
 
     #[test]
@@ -374,12 +504,12 @@ pub(crate) mod tests {
             attributes.insert("v".to_owned(), serde_json::json!("x".repeat(10)));
             state.entities.insert(
                 id.clone(),
-                Entity {
+                Arc::new(Entity {
                     id,
                     attributes,
                     version: 1,
                     updated_epoch: 1,
-                },
+                }),
             );
         }
         let ids = |page: &Page| {

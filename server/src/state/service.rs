@@ -2,17 +2,19 @@
 //! it fences the log for its epoch, then appends writes; on hot copies it tails the log; on a
 //! STANDBY it holds nothing.
 
+use super::compact::{Compactor, SnapshotPolicy, Tail};
+use super::history::History;
 use super::log::{LogError, StateLog};
-use super::{Change, Entity, EntityId, EntityState, LogEntry, Page, PageRequest, WriteOutcome};
+use super::{Applied, Entity, EntityId, EntityState, Page, PageRequest};
 use crate::node::NodeHandle;
 use crate::service::error::ServiceError;
 use haplane::NodeState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock, broadcast, watch};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
 
-/// A snapshot is written every this many log entries.
-const SNAPSHOT_EVERY: u64 = 100;
 /// Entries read per catch-up step.
 const READ_BATCH: usize = 256;
 
@@ -22,15 +24,6 @@ pub struct ReadView<T> {
     pub value: T,
     pub as_of_seq: u64,
     pub lag: Duration,
-}
-
-/// One applied change, for watchers.
-#[derive(Debug, Clone)]
-pub struct EntityEvent {
-    pub seq: u64,
-    pub id: EntityId,
-    /// `None` after a delete.
-    pub entity: Option<Entity>,
 }
 
 /// A write request.
@@ -43,59 +36,121 @@ pub struct Write {
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct Replica {
-    state: EntityState,
-    loaded: bool,
+/// This node's copy of the state and what goes with it.
+#[derive(Debug)]
+pub(super) struct Replica {
+    pub(super) state: EntityState,
+    pub(super) loaded: bool,
     /// When this copy last matched the master's published log position (hot copies).
     caught_up_at: Option<Instant>,
     /// The epoch whose fence this node appended: writes are accepted for it only.
-    writable_epoch: Option<u64>,
+    pub(super) writable_epoch: Option<u64>,
+    /// Recent changes, for watchers that resume.
+    history: History,
+    /// Changes as they are applied; replaced (ending every watch) when the copy jumps.
+    events: broadcast::Sender<Applied>,
+    /// The log since the last snapshot (master).
+    pub(super) tail: Tail,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self {
+            state: EntityState::default(),
+            loaded: false,
+            caught_up_at: None,
+            writable_epoch: None,
+            history: History::starting_after(0),
+            events: broadcast::channel(1024).0,
+            tail: Tail::default(),
+        }
+    }
+}
+
+impl Replica {
+    /// Takes `state` (a snapshot) as this copy. A copy that was already loaded jumps: its
+    /// watchers cannot follow and are ended.
+    fn load(&mut self, state: EntityState) {
+        if self.loaded {
+            self.events = broadcast::channel(1024).0;
+        }
+        self.history = History::starting_after(state.applied_seq);
+        self.state = state;
+        self.loaded = true;
+    }
+
+    /// Keeps and sends the changes of one entry that took `bytes` of the log.
+    pub(super) fn changed(&mut self, applied: &[Applied], bytes: usize) {
+        let share = bytes / applied.len().max(1);
+        for change in applied {
+            self.history.push(change.clone(), share);
+            // No receivers is fine.
+            let _ = self.events.send(change.clone());
+        }
+    }
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(super) struct Inner {
     /// `None`: `--persist disabled`, the state lives in memory only.
-    log: Option<StateLog>,
-    node: NodeHandle,
-    replica: RwLock<Replica>,
+    pub(super) log: Option<StateLog>,
+    pub(super) node: NodeHandle,
+    pub(super) replica: RwLock<Replica>,
     /// Serialises everything that appends to the log or replaces the replica.
-    writer: Mutex<()>,
-    events: broadcast::Sender<EntityEvent>,
+    pub(super) writer: Mutex<()>,
+    /// Writes waiting for the next group commit.
+    pub(super) queue: std::sync::Mutex<Vec<super::commit::Pending>>,
+    /// Held while a snapshot is written and compacted (at most one at a time).
+    pub(super) compactor: Arc<Mutex<Compactor>>,
+    pub(super) policy: SnapshotPolicy,
 }
 
 /// The managed-state service of one node.
 #[derive(Debug, Clone)]
 pub struct StateService {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-fn log_error(err: LogError) -> ServiceError {
+pub(super) fn log_error(err: LogError) -> ServiceError {
     match err {
         LogError::Store(err) => err.into(),
         LogError::Taken(seq) => ServiceError::Unavailable(format!(
             "log position {seq} was taken by another writer; retry"
         )),
-        LogError::Corrupt { .. } => ServiceError::Internal(err.to_string()),
+        LogError::Corrupt { .. } => ServiceError::DataLoss(err.to_string()),
     }
 }
 
 impl StateService {
-    /// A service over `log` (`None` keeps the state in memory) for `node`.
-    pub fn new(log: Option<StateLog>, node: NodeHandle) -> Self {
-        let (events, _) = broadcast::channel(1024);
+    /// A service over `log` (`None` keeps the state in memory) for `node`, snapshotting and
+    /// compacting the log by `policy`.
+    pub fn new(log: Option<StateLog>, node: NodeHandle, policy: SnapshotPolicy) -> Self {
         Self {
             inner: Arc::new(Inner {
                 log,
                 node,
                 replica: RwLock::new(Replica::default()),
                 writer: Mutex::new(()),
-                events,
+                queue: std::sync::Mutex::new(Vec::new()),
+                compactor: Arc::new(Mutex::new(Compactor::new(policy))),
+                policy,
             }),
         }
     }
 
-    fn now(&self) -> Instant {
+    /// Reports (once per change, loudly) why the log cannot be read past this node's position,
+    /// or that it can again.
+    fn set_damage(&self, damage: Option<String>) {
+        let node = &self.inner.node;
+        if let Some(message) = &damage
+            && node.state_damage().as_ref() != Some(message)
+        {
+            tracing::error!(damage = %message, "managed state cannot be read past this position; see docs/behaviour.md §6.4");
+        }
+        node.report_state_damage(damage);
+    }
+
+    pub(super) fn now(&self) -> Instant {
         self.inner.node.clock.now()
     }
 
@@ -152,7 +207,7 @@ impl StateService {
                     return Ok(());
                 }
                 drop(replica);
-                self.catch_up().await?;
+                self.catch_up(false).await?;
             }
             _ => {
                 let _writer = self.inner.writer.lock().await;
@@ -162,9 +217,13 @@ impl StateService {
         Ok(())
     }
 
-    /// Loads the latest snapshot if nothing is loaded, then applies every newer log entry.
-    /// The caller holds the writer lock.
-    async fn catch_up(&self) -> Result<(), ServiceError> {
+    /// Loads the latest snapshot if nothing is loaded, then applies every newer log entry. A
+    /// position the master has written past but that cannot be read (compacted while this node
+    /// was behind, or damaged) is skipped by loading a newer snapshot if there is one; else the
+    /// damage is reported. `fencing`: also make sure no snapshot lies past the end found (a
+    /// compacted position must never look free to a new master). The caller holds the writer
+    /// lock.
+    pub(super) async fn catch_up(&self, fencing: bool) -> Result<(), ServiceError> {
         let Some(log) = &self.inner.log else {
             let mut replica = self.inner.replica.write().await;
             replica.loaded = true;
@@ -173,177 +232,75 @@ impl StateService {
         };
         if !self.inner.replica.read().await.loaded {
             let state = log.latest_snapshot().await.map_err(log_error)?;
-            let mut replica = self.inner.replica.write().await;
-            replica.state = state;
-            replica.loaded = true;
+            self.inner.replica.write().await.load(state);
         }
         loop {
             let applied = self.inner.replica.read().await.state.applied_seq;
-            let entries = log
-                .read_after(applied, READ_BATCH)
-                .await
-                .map_err(log_error)?;
+            let entries = match log.read_after(applied, READ_BATCH).await {
+                Ok(entries) => entries,
+                Err(LogError::Corrupt { key, message }) => {
+                    if self.load_snapshot_past(log, applied).await? {
+                        continue;
+                    }
+                    let damage = format!("{key} cannot be read: {message}");
+                    self.set_damage(Some(damage.clone()));
+                    return Err(ServiceError::DataLoss(damage));
+                }
+                Err(err) => return Err(log_error(err)),
+            };
             let done = entries.len() < READ_BATCH;
             let mut replica = self.inner.replica.write().await;
-            for entry in &entries {
-                let outcome = replica.state.apply(entry).map_err(ServiceError::Internal)?;
-                self.publish(entry, outcome);
+            for (entry, bytes) in &entries {
+                let applied = replica.state.apply(entry).map_err(ServiceError::Internal)?;
+                replica.changed(&applied, *bytes);
             }
-            self.inner.node.publish_state_seq(replica.state.applied_seq);
-            if done {
+            let applied = replica.state.applied_seq;
+            self.inner.node.publish_state_seq(applied);
+            if !done {
+                continue;
+            }
+            let published = self.inner.node.snapshot().master_state_seq;
+            if applied >= published && !fencing {
                 replica.caught_up_at = Some(self.now());
+                drop(replica);
+                self.set_damage(None);
                 return Ok(());
             }
-        }
-    }
-
-    fn publish(&self, entry: &LogEntry, outcome: Option<WriteOutcome>) {
-        let Some(outcome) = outcome else { return };
-        let id = match &entry.change {
-            Change::Put { id, .. } | Change::Delete { id } => id.clone(),
-            Change::Fence => return,
-        };
-        // No receivers is fine.
-        let _ = self.inner.events.send(EntityEvent {
-            seq: outcome.seq,
-            id,
-            entity: outcome.entity,
-        });
-    }
-
-    /// A new master's first act: catch up, then append a fence for `epoch`, so that a deposed
-    /// master's late append finds its position taken.
-    async fn fence(&self, epoch: u64) -> Result<(), ServiceError> {
-        let _writer = self.inner.writer.lock().await;
-        self.fence_locked(epoch).await
-    }
-
-    /// `fence` for a caller that holds the writer lock.
-    async fn fence_locked(&self, epoch: u64) -> Result<(), ServiceError> {
-        if self.inner.replica.read().await.writable_epoch == Some(epoch) {
+            drop(replica);
+            if self.load_snapshot_past(log, applied).await? {
+                continue;
+            }
+            if applied < published {
+                let damage = format!(
+                    "log entry {} is missing, though the master's log reaches {published}",
+                    applied + 1
+                );
+                self.set_damage(Some(damage.clone()));
+                return Err(ServiceError::DataLoss(damage));
+            }
+            self.inner.replica.write().await.caught_up_at = Some(self.now());
+            self.set_damage(None);
             return Ok(());
         }
-        self.catch_up().await?;
-        loop {
-            match self.append(epoch, None, Change::Fence).await {
-                Ok(_) => break,
-                Err(LogError::Taken(_)) => self.catch_up().await?,
-                Err(err) => return Err(log_error(err)),
-            }
-        }
-        self.inner.replica.write().await.writable_epoch = Some(epoch);
-        tracing::info!(epoch, "managed state fenced and writable");
-        Ok(())
     }
 
-    /// Appends one entry at the next position and applies it. The caller holds the writer lock.
-    async fn append(
-        &self,
-        epoch: u64,
-        idempotency_key: Option<String>,
-        change: Change,
-    ) -> Result<Option<WriteOutcome>, LogError> {
-        let seq = self.inner.replica.read().await.state.applied_seq + 1;
-        let entry = LogEntry {
-            seq,
-            epoch,
-            idempotency_key,
-            change,
-        };
-        if let Some(log) = &self.inner.log {
-            log.append(&entry).await?;
+    /// Loads the newest snapshot if it is past `applied`; whether it did.
+    async fn load_snapshot_past(&self, log: &StateLog, applied: u64) -> Result<bool, ServiceError> {
+        let newest = log.snapshot_seqs().await.map_err(log_error)?;
+        if newest.last().is_none_or(|&seq| seq <= applied) {
+            return Ok(false);
         }
-        let mut replica = self.inner.replica.write().await;
-        let outcome = replica
-            .state
-            .apply(&entry)
-            .map_err(|message| LogError::Corrupt {
-                key: crate::store::layout::log_entry(seq)
-                    .map_or_else(|_| seq.to_string(), |key| key.to_string()),
-                message,
-            })?;
-        self.publish(&entry, outcome.clone());
-        self.inner.node.publish_state_seq(seq);
-        if seq % SNAPSHOT_EVERY == 0
-            && let Some(log) = &self.inner.log
-            && let Err(err) = log.write_snapshot(&replica.state).await
-        {
-            tracing::warn!(error = %err, seq, "snapshot not written; replay stays longer");
+        let state = log.latest_snapshot().await.map_err(log_error)?;
+        if state.applied_seq <= applied {
+            return Ok(false);
         }
-        Ok(outcome)
-    }
-
-    /// Applies a put or delete on the master. Acknowledged only once the entry is in the store
-    /// and the lease held from before the write until after it.
-    pub async fn write(&self, write: Write) -> Result<WriteOutcome, ServiceError> {
-        let _writer = self.inner.writer.lock().await;
-        let snapshot = self.inner.node.snapshot();
-        if !snapshot.may_act_as_master(self.now()) {
-            return Err(snapshot.not_master().into());
-        }
-        // A master that has not fenced its epoch yet (just elected) does so now.
-        self.fence_locked(snapshot.epoch).await?;
-        {
-            let replica = self.inner.replica.read().await;
-            if let Some(key) = &write.idempotency_key
-                && let Some(outcome) = replica.state.outcome_of(key)
-            {
-                return Ok(outcome.clone());
-            }
-            let current = replica
-                .state
-                .entities
-                .get(&write.id)
-                .map_or(0, |e| e.version);
-            if let Some(expected) = write.expected_version
-                && expected != current
-            {
-                return Err(ServiceError::Conflict(format!(
-                    "{} is at version {current}, not {expected}",
-                    write.id.as_str()
-                )));
-            }
-            if write.attributes.is_none() && current == 0 {
-                return Err(ServiceError::NotFound(format!(
-                    "no entity {}",
-                    write.id.as_str()
-                )));
-            }
-        }
-        let change = match write.attributes {
-            Some(attributes) => Change::Put {
-                id: write.id,
-                attributes,
-            },
-            None => Change::Delete { id: write.id },
-        };
-        let appended = self
-            .append(snapshot.epoch, write.idempotency_key, change)
-            .await;
-        if !self.inner.node.snapshot().may_act_as_master(self.now()) {
-            return Err(ServiceError::Unavailable(
-                "the master lease lapsed during the write; its outcome is unknown: retry with the same idempotency key".to_owned(),
-            ));
-        }
-        match appended {
-            Ok(Some(outcome)) => Ok(outcome),
-            Ok(None) => Err(ServiceError::Unavailable(
-                "this master was fenced by a newer one".to_owned(),
-            )),
-            Err(LogError::Taken(_)) => {
-                // Someone else wrote here: a newer master's fence, or our own write whose
-                // answer was lost. Catch up; a newer fence ends our writes.
-                self.catch_up().await?;
-                let fenced_out = self.inner.replica.read().await.state.fence_epoch > snapshot.epoch;
-                Err(if fenced_out {
-                    self.inner.replica.write().await.writable_epoch = None;
-                    self.inner.node.snapshot().not_master().into()
-                } else {
-                    ServiceError::Unavailable("the log moved under this write; retry".to_owned())
-                })
-            }
-            Err(err) => Err(log_error(err)),
-        }
+        tracing::warn!(
+            from = applied,
+            to = state.applied_seq,
+            "the log after this copy's position is compacted or unreadable; loaded a newer snapshot"
+        );
+        self.inner.replica.write().await.load(state);
+        Ok(true)
     }
 
     /// Reads through `read` on a node that holds the state (master or hot copy).
@@ -352,17 +309,8 @@ impl StateService {
         read: impl FnOnce(&EntityState) -> T,
     ) -> Result<ReadView<T>, ServiceError> {
         let now = self.now();
-        let state = self.inner.node.snapshot().effective_state(now);
         let replica = self.inner.replica.read().await;
-        let holds_state = matches!(
-            state,
-            NodeState::Master | NodeState::HotStandby | NodeState::HotBackup
-        );
-        if !holds_state || !replica.loaded {
-            return Err(ServiceError::StateNotLoaded(format!(
-                "state not loaded: this node is {state}; read from the master or a hot standby"
-            )));
-        }
+        let state = self.holding_state(&replica, now)?;
         let lag = if state == NodeState::Master && replica.writable_epoch.is_some() {
             Duration::ZERO
         } else {
@@ -377,8 +325,23 @@ impl StateService {
         })
     }
 
+    /// This node's state if it holds a loaded copy, else why not.
+    fn holding_state(&self, replica: &Replica, now: Instant) -> Result<NodeState, ServiceError> {
+        let state = self.inner.node.snapshot().effective_state(now);
+        let holds_state = matches!(
+            state,
+            NodeState::Master | NodeState::HotStandby | NodeState::HotBackup
+        );
+        if !holds_state || !replica.loaded {
+            return Err(ServiceError::StateNotLoaded(format!(
+                "state not loaded: this node is {state}; read from the master or a hot standby"
+            )));
+        }
+        Ok(state)
+    }
+
     /// One entity.
-    pub async fn get(&self, id: &EntityId) -> Result<ReadView<Entity>, ServiceError> {
+    pub async fn get(&self, id: &EntityId) -> Result<ReadView<Arc<Entity>>, ServiceError> {
         let view = self.read(|state| state.entities.get(id).cloned()).await?;
         match view.value {
             Some(entity) => Ok(ReadView {
@@ -399,8 +362,53 @@ impl StateService {
         self.read(|state| state.page(prefix, page)).await
     }
 
-    /// Applied changes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<EntityEvent> {
-        self.inner.events.subscribe()
+    /// The changes to entities whose id starts with `prefix`: first those kept from `start_seq`
+    /// on (`None`: none), then each as it is applied. A position older than the kept changes is
+    /// `Compacted`; resuming needs a loaded copy. The stream ends with `Unavailable` when the
+    /// watcher falls behind or this node's copy jumps or is dropped.
+    pub async fn watch(
+        &self,
+        prefix: String,
+        start_seq: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<Applied, ServiceError>> + Send + 'static, ServiceError>
+    {
+        let (backlog, receiver) = self.backlog_and_live(start_seq).await?;
+        let live = BroadcastStream::new(receiver).map(|change| {
+            change.map_err(|_| {
+                ServiceError::Unavailable(
+                    "this watcher fell behind; resume from the last seq seen".to_owned(),
+                )
+            })
+        });
+        let ended = tokio_stream::once(Err(ServiceError::Unavailable(
+            "this node's copy of the state jumped or was dropped; resume from the last seq seen on the master or a hot standby".to_owned(),
+        )));
+        Ok(tokio_stream::iter(backlog.into_iter().map(Ok))
+            .chain(live)
+            .chain(ended)
+            .filter(move |change| {
+                change
+                    .as_ref()
+                    .map_or(true, |change| change.id.as_str().starts_with(&prefix))
+            }))
+    }
+
+    /// The kept changes from `start_seq` on and a receiver of the next, taken together.
+    async fn backlog_and_live(
+        &self,
+        start_seq: Option<u64>,
+    ) -> Result<(Vec<Applied>, broadcast::Receiver<Applied>), ServiceError> {
+        let replica = self.inner.replica.read().await;
+        let backlog = match start_seq {
+            None => Vec::new(),
+            Some(start) => {
+                self.holding_state(&replica, self.now())?;
+                replica
+                    .history
+                    .since(start)
+                    .map_err(|compacted| ServiceError::Compacted(compacted.to_string()))?
+            }
+        };
+        Ok((backlog, replica.events.subscribe()))
     }
 }

@@ -16,7 +16,7 @@ pub const STATE: &str = "state/";
 /// Managed-state snapshots: `state/snapshots/<seq, 20 digits>.json`.
 pub const SNAPSHOTS: &str = "state/snapshots/";
 /// Managed-state log entries, created if absent: `state/log/<seq, 20 digits>.json`.
-const LOG: &str = "state/log/";
+pub const LOG: &str = "state/log/";
 
 pub fn plane() -> Result<Key, StoreError> {
     Key::parse(PLANE)
@@ -32,19 +32,34 @@ pub fn claim(epoch: Epoch) -> Result<Key, StoreError> {
 
 /// The epoch of a key listed under `CLAIMS`; `None` for anything else.
 pub fn claim_epoch(key: &Key) -> Option<Epoch> {
-    key.as_str()
-        .strip_prefix(CLAIMS)?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
+    numbered(key, CLAIMS)
 }
 
 pub fn log_entry(seq: u64) -> Result<Key, StoreError> {
     Key::parse(&format!("{LOG}{seq:020}.json"))
 }
 
+/// The position of a key listed under `LOG`; `None` for anything else.
+pub fn log_entry_seq(key: &Key) -> Option<u64> {
+    numbered(key, LOG)
+}
+
 pub fn snapshot(seq: u64) -> Result<Key, StoreError> {
     Key::parse(&format!("{SNAPSHOTS}{seq:020}.json"))
+}
+
+/// The position of a key listed under `SNAPSHOTS`; `None` for anything else.
+pub fn snapshot_seq(key: &Key) -> Option<u64> {
+    numbered(key, SNAPSHOTS)
+}
+
+/// The number in `<prefix><number>.json`.
+fn numbered(key: &Key, prefix: &str) -> Option<u64> {
+    key.as_str()
+        .strip_prefix(prefix)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }
 
 /// A record, claim or the plane's identity as a store body: pretty JSON, for the operator who

@@ -7,7 +7,7 @@ use crate::state::service::{StateService, Write};
 use crate::state::{Entity, EntityId, PageRequest};
 use haplane::pb::{self, entity_service_server::EntityService};
 use std::pin::Pin;
-use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 /// `EntityService` over one `StateService`; its watches count under the node's watcher cap.
@@ -17,10 +17,10 @@ pub struct GrpcEntities {
     pub core: HaCore,
 }
 
-fn to_wire(entity: Entity) -> pb::Entity {
+fn to_wire(entity: &Entity) -> pb::Entity {
     pb::Entity {
-        id: entity.id.into(),
-        attributes_json: serde_json::Value::Object(entity.attributes).to_string(),
+        id: entity.id.as_str().to_owned(),
+        attributes_json: serde_json::to_string(&entity.attributes).unwrap_or_default(),
         version: entity.version,
         updated_epoch: entity.updated_epoch,
     }
@@ -46,7 +46,7 @@ impl EntityService for GrpcEntities {
         let id = EntityId::parse(&request.into_inner().id).map_err(ServiceError::from)?;
         let view = self.state.get(&id).await?;
         Ok(Response::new(pb::GetResponse {
-            entity: Some(to_wire(view.value)),
+            entity: Some(to_wire(&view.value)),
             as_of_seq: view.as_of_seq,
             lag_ms: millis(view.lag),
         }))
@@ -64,7 +64,7 @@ impl EntityService for GrpcEntities {
         .map_err(ServiceError::from)?;
         let view = self.state.list(&request.prefix, &page).await?;
         Ok(Response::new(pb::ListResponse {
-            entities: view.value.entities.into_iter().map(to_wire).collect(),
+            entities: view.value.entities.iter().map(|e| to_wire(e)).collect(),
             as_of_seq: view.as_of_seq,
             lag_ms: millis(view.lag),
             next_page_token: view.value.next_token.unwrap_or_default(),
@@ -84,7 +84,7 @@ impl EntityService for GrpcEntities {
         };
         let outcome = self.state.write(write).await?;
         Ok(Response::new(pb::PutResponse {
-            entity: outcome.entity.map(to_wire),
+            entity: outcome.entity.as_ref().map(to_wire),
             seq: outcome.seq,
         }))
     }
@@ -111,22 +111,17 @@ impl EntityService for GrpcEntities {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let place = self.core.count_watcher()?;
-        let prefix = request.into_inner().prefix;
-        let events =
-            BroadcastStream::new(self.state.subscribe()).filter_map(move |event| match event {
-                Ok(event) if event.id.as_str().starts_with(&prefix) => {
-                    Some(Ok(pb::WatchResponse {
-                        seq: event.seq,
-                        id: event.id.into(),
-                        deleted: event.entity.is_none(),
-                        entity: event.entity.map(to_wire),
-                    }))
-                }
-                Ok(_) => None,
-                Err(_) => Some(Err(Status::data_loss(
-                    "this watcher fell behind; resubscribe and re-list",
-                ))),
-            });
+        let request = request.into_inner();
+        let changes = self.state.watch(request.prefix, request.start_seq).await?;
+        let events = changes.map(|change| {
+            let change = change?;
+            Ok(pb::WatchResponse {
+                seq: change.seq,
+                id: change.id.as_str().to_owned(),
+                deleted: change.entity.is_none(),
+                entity: change.entity.as_deref().map(to_wire),
+            })
+        });
         Ok(Response::new(Box::pin(place.hold(events))))
     }
 }

@@ -100,7 +100,7 @@ async fn list_entities(
         lag,
     } = state.list(prefix, &page).await?;
     Ok(Json(json!({
-        "entities": value.entities.iter().map(entity_json).collect::<Vec<_>>(),
+        "entities": value.entities.iter().map(|e| entity_json(e)).collect::<Vec<_>>(),
         "asOfSeq": as_of_seq,
         "lagMs": millis(lag),
         "nextPageToken": value.next_token,
@@ -146,8 +146,59 @@ async fn delete_entity(
     ))
 }
 
+/// `GET /v1/entity-events?prefix=&startSeq=`: changes as Server-Sent Events, each with its seq
+/// as the event id. A reconnecting `EventSource` sends `Last-Event-ID` and resumes there (the
+/// changes at that seq come again); `410` when that position is no longer kept.
+async fn watch_entities(
+    State((state, core)): State<(StateService, HaCore)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ServiceError> {
+    let watcher = match core.count_watcher() {
+        Ok(watcher) => watcher,
+        Err(full) => return Ok(super::watchers_full(&full)),
+    };
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(("Last-Event-ID", value.to_str().unwrap_or_default())),
+        None => query
+            .get("startSeq")
+            .map(|text| ("startSeq", text.as_str())),
+    };
+    let start_seq = match resume {
+        None => None,
+        Some((field, text)) => {
+            Some(
+                text.trim()
+                    .parse::<u64>()
+                    .map_err(|_| ServiceError::InvalidArgument {
+                        field: field.into(),
+                        message: format!("{text:?} is not a log position"),
+                    })?,
+            )
+        }
+    };
+    let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let changes = state.watch(prefix, start_seq).await?;
+    Ok(super::sse_with_ids(
+        "change",
+        watcher.hold(changes),
+        |change| {
+            json!({
+                "seq": change.seq,
+                "id": change.id.as_str(),
+                "deleted": change.entity.is_none(),
+                "entity": change.entity.as_deref().map(entity_json),
+            })
+        },
+        |change| Some(change.seq.to_string()),
+    ))
+}
+
 /// The entity routes; writes pass Brooklyn's non-master guard of `core`.
 pub fn router(state: StateService, core: &HaCore) -> Router {
+    let events = Router::new()
+        .route("/v1/entity-events", get(watch_entities))
+        .with_state((state.clone(), core.clone()));
     Router::new()
         .route("/v1/entities", get(list_entities))
         .route(
@@ -155,4 +206,5 @@ pub fn router(state: StateService, core: &HaCore) -> Router {
             get(get_entity).merge(guard_changes(core, put(put_entity).delete(delete_entity))),
         )
         .with_state(state)
+        .merge(events)
 }

@@ -40,6 +40,11 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
             "Open WatchMaster, SSE and entity Watch streams",
             view.watchers,
         ),
+        (
+            "state_damaged",
+            "1 while the managed-state log cannot be read past this node's position (see the health body)",
+            i64::from(view.state_damage.is_some()),
+        ),
     ];
     for (name, help, value) in gauges {
         let gauge = Gauge::<i64>::default();

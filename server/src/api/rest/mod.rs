@@ -244,7 +244,8 @@ async fn get_healthy(State(core): State<HaCore>) -> Json<bool> {
 }
 
 /// Load-balancer check: 200 master, 429 hot standby / backup (200 with `?standbyok=true`),
-/// 503 otherwise.
+/// 503 otherwise. The body is the state as a JSON string; while the managed state cannot be read
+/// past this node's position it is `{"state": ..., "stateDamage": "<key>: <why>"}` instead.
 async fn get_health(
     State(core): State<HaCore>,
     Query(query): Query<HashMap<String, String>>,
@@ -258,7 +259,12 @@ async fn get_health(
         HealthClass::HotReplica => StatusCode::TOO_MANY_REQUESTS,
         HealthClass::Other => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (status, Json(core.current_state().to_string())).into_response()
+    let state = core.current_state().to_string();
+    let body = match core.state_damage() {
+        None => json!(state),
+        Some(damage) => json!({ "state": state, "stateDamage": damage }),
+    };
+    (status, Json(body)).into_response()
 }
 
 pub(crate) fn view_json(view: &MasterView) -> Value {
@@ -311,9 +317,29 @@ pub(super) fn sse<T, S>(
 where
     S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
 {
+    sse_with_ids(event, items, json, |_| None)
+}
+
+/// `sse`, with each event's `id:` from `id` (what a reconnecting `EventSource` sends back as
+/// `Last-Event-ID`).
+pub(super) fn sse_with_ids<T, S>(
+    event: &'static str,
+    items: S,
+    json: impl Fn(&T) -> Value + Send + 'static,
+    id: impl Fn(&T) -> Option<String> + Send + 'static,
+) -> Response
+where
+    S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
+{
     let events = items.map(move |item| {
         Ok::<Event, std::convert::Infallible>(match item {
-            Ok(item) => Event::default().event(event).data(json(&item).to_string()),
+            Ok(item) => {
+                let sent = Event::default().event(event).data(json(&item).to_string());
+                match id(&item) {
+                    Some(id) => sent.id(id),
+                    None => sent,
+                }
+            }
             Err(err) => Event::default().event("end").data(err.to_string()),
         })
     });
