@@ -486,6 +486,7 @@ async fn watch_opens_past_the_cap_are_refused_and_open_watches_keep_their_stream
     let entity_watch = EntityServiceClient::new(refusing.clone())
         .watch(pb::WatchRequest {
             prefix: String::new(),
+            start_seq: None,
         })
         .await
         .map(|_| ())
