@@ -1,5 +1,5 @@
 //! haplane benchmarks: real nodes on loopback, figures printed (never asserted).
-//! `cargo run --release -p haplane-tests --bin bench -- [state|fanout|budget|memory|failover|unary|leadership|all] [--long]`
+//! `cargo run --release -p haplane-tests --bin bench -- [state|scale|fanout|budget|memory|failover|unary|leadership|all] [--long]`
 //! (`bare-grpc` / `bare-rest` are the baseline servers the `unary` suite starts as processes.)
 
 use haplane_tests::haplane::pb::{
@@ -8,6 +8,9 @@ use haplane_tests::haplane::pb::{
 use haplane_tests::{Plane, PlaneOptions, eventually};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
+
+#[path = "bench/scale.rs"]
+mod scale;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -732,6 +735,9 @@ async fn main() {
     println!("|{:-<60}|{:-<30}|", "", "");
     if matches!(suite, "state" | "all") {
         state(long).await;
+    }
+    if matches!(suite, "scale" | "all") {
+        scale::run(long).await;
     }
     if matches!(suite, "fanout" | "all") {
         let changes = if long { 100 } else { 20 };
