@@ -27,12 +27,20 @@ pub(crate) enum Retry {
     IfRefused,
 }
 
+/// A live HOT_STANDBY or HOT_BACKUP node: (id, URI).
+pub(crate) type HotCopy = (String, String);
+
+/// How long the list of hot copies is reused before the master is asked again.
+const HOT_COPIES_REFRESH: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Inner {
     views: watch::Receiver<Option<MasterView>>,
     settings: FollowerSettings,
     options: ConnectOptions,
     channels: Mutex<HashMap<String, NodeChannel>>,
+    /// The live hot copies and when the master listed them.
+    hot_copies: Mutex<Option<(Instant, Vec<HotCopy>)>>,
     unary_calls: AtomicU64,
     watch_streams: Arc<AtomicU64>,
     follower: tokio::task::JoinHandle<()>,
@@ -124,6 +132,7 @@ impl Client {
                 settings,
                 options,
                 channels: Mutex::new(HashMap::new()),
+                hot_copies: Mutex::new(None),
                 unary_calls: AtomicU64::new(0),
                 watch_streams,
                 follower,
@@ -197,6 +206,34 @@ impl Client {
         let channel = lazy_channel(uri, &self.inner.settings)?;
         channels.insert(uri.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// The live HOT_STANDBY and HOT_BACKUP nodes (id, URI), as the master listed them at most
+    /// `HOT_COPIES_REFRESH` ago (the pushed master view does not follow member changes).
+    pub(crate) async fn hot_copies(&self) -> Result<Vec<HotCopy>, Error> {
+        let cached = self
+            .inner
+            .hot_copies
+            .lock()
+            .map_err(|_| Error::Closed)?
+            .clone()
+            .filter(|(listed, _)| listed.elapsed() < HOT_COPIES_REFRESH);
+        if let Some((_, copies)) = cached {
+            return Ok(copies);
+        }
+        let copies: Vec<HotCopy> = self
+            .list_states()
+            .await?
+            .nodes
+            .into_iter()
+            .filter(|node| {
+                node.live && matches!(node.status, NodeState::HotStandby | NodeState::HotBackup)
+            })
+            .map(|node| (node.node_id, node.node_uri))
+            .collect();
+        *self.inner.hot_copies.lock().map_err(|_| Error::Closed)? =
+            Some((Instant::now(), copies.clone()));
+        Ok(copies)
     }
 
     /// Runs `call` against the master, waiting for the next pushed master and retrying as

@@ -118,7 +118,7 @@ fn new_idempotency_key() -> String {
     )
 }
 
-fn entity_from_wire(entity: pb::Entity) -> Result<Entity, Error> {
+pub(crate) fn entity_from_wire(entity: pb::Entity) -> Result<Entity, Error> {
     Ok(Entity {
         attributes: serde_json::from_str(&entity.attributes_json)
             .map_err(|e| Error::Protocol(e.to_string()))?,

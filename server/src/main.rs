@@ -1,4 +1,5 @@
-//! The `haplane` binary: parses the command line, sets up logging, and runs `launch` or `stop`.
+//! The `haplane` binary: parses the command line, sets up logging, and runs `launch`, `stop`, or
+//! an operator command (`ha`, `state`).
 
 use clap::{Parser, Subcommand};
 use haplane_server::app;
@@ -32,6 +33,8 @@ enum Command {
     },
     /// Operator client: state, states, set-state, priority, remove-terminated, watch.
     Ha(haplane_server::cli::ha::HaArgs),
+    /// Managed-state repair on the store itself: void-entry.
+    State(haplane_server::cli::state::StateArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -71,6 +74,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Ha(args) => haplane_server::cli::ha::run(args).await,
+        Command::State(args) => haplane_server::cli::state::run(args).await,
         Command::Stop { pid_file, wait } => match app::stop(&pid_file, wait).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

@@ -1,7 +1,8 @@
 //! Managed state at scale, end to end on real nodes: group commit keeps each write's own checks,
 //! compaction bounds the store while a copy left behind jumps to a snapshot, a watch resumes from a
 //! log position (gRPC and SSE) or is told the position is gone, and a damaged log entry is
-//! reported with its key and recovered by a snapshot past it without losing a write.
+//! reported with its key and recovered by a snapshot past it without losing a write, or, when no
+//! node holds it, by the operator's `haplane state void-entry`, which loses only that entry.
 
 use haplane_tests::haplane::pb::{self, entity_service_client::EntityServiceClient};
 use haplane_tests::{Plane, PlaneOptions, eventually};
@@ -53,7 +54,12 @@ async fn concurrent_writes_commit_together_and_each_keeps_its_own_checks() {
         let mut client = client.clone();
         async move {
             client
-                .put(put(&format!("g/{i:02}"), r#"{"n":1}"#, &format!("gk-{i}"), None))
+                .put(put(
+                    &format!("g/{i:02}"),
+                    r#"{"n":1}"#,
+                    &format!("gk-{i}"),
+                    None,
+                ))
                 .await
                 .map(|r| r.into_inner())
         }
@@ -138,12 +144,7 @@ async fn compaction_bounds_the_store_and_a_copy_left_behind_jumps_to_a_snapshot(
     let mut reader = entities(&plane.nodes[hot].grpc_uri()).await;
     eventually(DEADLINE, "the hot standby to read the first write", || {
         let mut reader = reader.clone();
-        async move {
-            reader
-                .get(pb::GetRequest { id: "first".into() })
-                .await
-                .ok()
-        }
+        async move { reader.get(pb::GetRequest { id: "first".into() }).await.ok() }
     })
     .await;
     plane.nodes[hot].sigstop();
@@ -153,7 +154,12 @@ async fn compaction_bounds_the_store_and_a_copy_left_behind_jumps_to_a_snapshot(
     let mut write_burst = async |count: usize| {
         for i in written..written + count {
             client
-                .put(put(&format!("c/{i:05}"), &format!(r#"{{"i":{i}}}"#), "", None))
+                .put(put(
+                    &format!("c/{i:05}"),
+                    &format!(r#"{{"i":{i}}}"#),
+                    "",
+                    None,
+                ))
                 .await
                 .expect("write");
         }
@@ -171,7 +177,10 @@ async fn compaction_bounds_the_store_and_a_copy_left_behind_jumps_to_a_snapshot(
             break;
         }
     }
-    assert!(log_files <= 45, "{log_files} log entries after {written} writes");
+    assert!(
+        log_files <= 45,
+        "{log_files} log entries after {written} writes"
+    );
     assert!(
         files_in(&snapshot_dir) <= 3,
         "old snapshots are deleted: {} left",
@@ -292,12 +301,7 @@ async fn a_watch_resumes_from_a_seq_and_a_forgotten_position_is_out_of_range() {
     let mut reader = entities(&plane.nodes[hot].grpc_uri()).await;
     eventually(DEADLINE, "the hot standby to load", || {
         let mut reader = reader.clone();
-        async move {
-            reader
-                .get(pb::GetRequest { id: "w/10".into() })
-                .await
-                .ok()
-        }
+        async move { reader.get(pb::GetRequest { id: "w/10".into() }).await.ok() }
     })
     .await;
     let refused = reader
@@ -417,11 +421,184 @@ async fn a_damaged_entry_is_reported_with_its_key_and_a_snapshot_past_it_recover
     })
     .await;
     for i in 0..40 {
-        reader
-            .get(pb::GetRequest {
-                id: format!("d/{i}"),
-            })
-            .await
-            .unwrap_or_else(|err| panic!("d/{i} after recovery: {err}"));
+        eventually(DEADLINE, "every write on the recovered copy", || {
+            let mut reader = reader.clone();
+            async move {
+                reader
+                    .get(pb::GetRequest {
+                        id: format!("d/{i}"),
+                    })
+                    .await
+                    .ok()
+            }
+        })
+        .await;
     }
+}
+
+#[tokio::test]
+async fn an_entry_no_node_holds_stops_writes_with_its_key_until_an_operator_voids_it() {
+    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[master].grpc_uri()).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let answer = client
+            .put(put(&format!("v/{i}"), "{}", "", None))
+            .await
+            .unwrap()
+            .into_inner();
+        seqs.push(answer.seq);
+    }
+    plane.nodes[master].sigterm();
+    plane.nodes[master].wait_exit(DEADLINE).await;
+    // v/1's entry is damaged while no node runs: nobody holds it and no snapshot covers it.
+    let name = format!("{:020}.json", seqs[1]);
+    let entry = plane.store_dir().join("state/log").join(&name);
+    std::fs::write(&entry, b"{oops").unwrap();
+    let restarted = plane.add("again", &[]).await;
+    plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[restarted].grpc_uri()).await;
+    let refused = eventually(DEADLINE, "writes to fail with the damaged key", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .put(put("v/after", "{}", "", None))
+                .await
+                .err()
+                .filter(|status| status.code() == Code::DataLoss)
+        }
+    })
+    .await;
+    assert!(refused.message().contains(&name), "{refused:?}");
+    // The operator's command: refused without --yes and for a readable entry, then done.
+    let void = |seq: u64, yes: bool| {
+        let mut command = std::process::Command::new(haplane_tests::haplane_binary());
+        command.args(["state", "void-entry", "--seq", &seq.to_string()]);
+        command.args([
+            "--persistence-dir",
+            &plane.store_dir().display().to_string(),
+        ]);
+        if yes {
+            command.arg("--yes");
+        }
+        command.output().expect("run haplane state void-entry")
+    };
+    assert!(!void(seqs[1], false).status.success());
+    let readable = void(seqs[2], true);
+    assert!(!readable.status.success());
+    assert!(String::from_utf8_lossy(&readable.stderr).contains("readable"));
+    let done = void(seqs[1], true);
+    assert!(done.status.success(), "{done:?}");
+    assert!(String::from_utf8_lossy(&done.stdout).contains("lost"));
+    let kept = plane.store_dir().join("state/damaged").join(&name);
+    assert_eq!(std::fs::read(kept).unwrap(), b"{oops");
+    // Writes resume; the voided entry's write is gone, the others are there.
+    eventually(DEADLINE, "writes to resume", || {
+        let mut client = client.clone();
+        async move { client.put(put("v/after", "{}", "", None)).await.ok() }
+    })
+    .await;
+    for (id, present) in [
+        ("v/0", true),
+        ("v/1", false),
+        ("v/2", true),
+        ("v/after", true),
+    ] {
+        let read = client.get(pb::GetRequest { id: id.into() }).await;
+        assert_eq!(read.is_ok(), present, "{id}: {read:?}");
+    }
+    let health: serde_json::Value =
+        reqwest::get(plane.nodes[restarted].url("/v1/server/ha/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(health, "MASTER");
+}
+
+#[tokio::test]
+async fn the_sdk_reads_from_a_fresh_hot_copy_and_its_entity_watch_rides_a_failover() {
+    use haplane_sdk::{Client, ConnectOptions};
+    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
+    let first = plane.wait_for_master(DEADLINE).await;
+    let hot = plane.add("hot", &[]).await;
+    let options = ConnectOptions {
+        failover_timeout: DEADLINE,
+        connect_timeout: Duration::from_millis(500),
+        keep_alive: Duration::from_millis(300),
+        ..ConnectOptions::default()
+    };
+    // Both nodes as seeds: the pushed view lists members only as of the last change of master.
+    let seeds = [plane.nodes[first].grpc_uri(), plane.nodes[hot].grpc_uri()];
+    let client = Client::connect(seeds, options).await.unwrap();
+    // From the start of the log: the watch opens when first polled, after these writes.
+    let mut changes = Box::pin(client.watch_entities("s/", Some(1)));
+    client
+        .put_entity("s/0", serde_json::json!({"n": 0}), None)
+        .await
+        .unwrap();
+    // A generous lag bound is met by the hot copy once it has the entity; a zero bound is not
+    // (a copy's lag is the time since it last reached the master's position), so the master
+    // answers.
+    let hot_id = plane.nodes[hot].id.clone();
+    let from_copy = eventually(DEADLINE, "a read from the hot copy", || async {
+        let read = client
+            .get_entity_within("s/0", Duration::from_secs(10))
+            .await
+            .ok()?;
+        (read.node_id == hot_id).then_some(read)
+    })
+    .await;
+    assert_eq!(from_copy.entity.version, 1);
+    assert!(from_copy.lag <= Duration::from_secs(10));
+    let from_master = client
+        .get_entity_within("s/0", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(from_master.node_id, plane.nodes[first].id);
+    assert_eq!(from_master.lag, Duration::ZERO);
+    for i in 1..5 {
+        client
+            .put_entity(&format!("s/{i}"), serde_json::json!({"n": i}), None)
+            .await
+            .unwrap();
+    }
+    // The hot copy must hold every change before the master dies, or they would be lost to it.
+    eventually(DEADLINE, "the hot copy to have s/4", || async {
+        client
+            .get_entity_within("s/4", Duration::from_secs(10))
+            .await
+            .ok()
+            .filter(|read| read.node_id == hot_id)
+    })
+    .await;
+    let mut seen = Vec::new();
+    let mut next_change = async |seen: &mut Vec<String>| {
+        let change = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut changes))
+            .await
+            .expect("a change within the deadline")
+            .expect("the watch goes on")
+            .expect("no error");
+        // Changes at the resume position come again: apply by version.
+        if !seen.contains(&change.id) {
+            seen.push(change.id);
+        }
+    };
+    while seen.len() < 5 {
+        next_change(&mut seen).await;
+    }
+    plane.nodes[first].kill9().await;
+    let new_master = plane.wait_for_master(DEADLINE).await;
+    assert_eq!(new_master, hot);
+    client
+        .put_entity("s/5", serde_json::json!({"n": 5}), None)
+        .await
+        .unwrap();
+    while seen.len() < 6 {
+        next_change(&mut seen).await;
+    }
+    let expected: Vec<String> = (0..6).map(|i| format!("s/{i}")).collect();
+    assert_eq!(seen, expected);
 }

@@ -9,6 +9,7 @@ mod store;
 
 pub use running::{RunningNode, start};
 pub use stop::{StopError, stop};
+pub use store::open_store;
 
 use crate::api::auth::{self, Authenticator};
 use crate::api::grpc;

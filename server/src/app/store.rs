@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The store the settings name, checked and ready.
-pub(super) async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &settings.store {
         StoreLocation::None => Arc::new(NoStore),
         StoreLocation::Directory(path) => {

@@ -1,3 +1,5 @@
-//! The operator's command-line client (`haplane ha …`), built on the SDK.
+//! The operator's commands: the client of running nodes (`haplane ha …`, built on the SDK) and
+//! the managed-state repair that works on the store itself (`haplane state …`).
 
 pub mod ha;
+pub mod state;

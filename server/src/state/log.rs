@@ -15,6 +15,18 @@ pub enum LogError {
     Taken(u64),
     #[error("{key} cannot be read: {message}")]
     Corrupt { key: String, message: String },
+    /// `void_entry` of an entry that is fine.
+    #[error("log entry {0} is readable; only a damaged or missing entry is voided")]
+    Readable(u64),
+}
+
+/// What `void_entry` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoidedEntry {
+    /// The entry's key, which now holds a void entry.
+    pub key: String,
+    /// Where the damaged bytes were moved (`None`: the entry was missing).
+    pub kept: Option<String>,
 }
 
 /// The log in one store.
@@ -130,6 +142,39 @@ impl StateLog {
     /// Deletes the log entry at `seq` (already gone is fine).
     pub async fn delete_entry(&self, seq: u64) -> Result<(), LogError> {
         self.delete(layout::log_entry(seq)?).await
+    }
+
+    /// Replaces the entry at `seq`, which cannot be read (or is missing), with a void one: its
+    /// bytes move to `state/damaged/<seq>.json` first. Refuses an entry that parses. What the
+    /// entry carried is lost; that is what the operator asked for.
+    pub async fn void_entry(&self, seq: u64) -> Result<VoidedEntry, LogError> {
+        let key = layout::log_entry(seq)?;
+        let kept = match self.store.get(&key).await {
+            Ok(body) => {
+                if serde_json::from_slice::<LogEntry>(&body).is_ok_and(|entry| entry.seq == seq) {
+                    return Err(LogError::Readable(seq));
+                }
+                let kept = layout::damaged_entry(seq)?;
+                self.store.put(&kept, body, PutMode::Overwrite).await?;
+                Some(kept.to_string())
+            }
+            Err(StoreError::NotFound { .. }) => None,
+            Err(err) => return Err(err.into()),
+        };
+        let void = LogEntry {
+            seq,
+            epoch: 0,
+            at_ms: 0,
+            idempotency_key: None,
+            change: super::Change::Void,
+        };
+        self.store
+            .put(&key, layout::compact_json_body(&void)?, PutMode::Overwrite)
+            .await?;
+        Ok(VoidedEntry {
+            key: key.to_string(),
+            kept,
+        })
     }
 
     /// The positions of every log entry in the store (one listing; for the first compaction).

@@ -78,6 +78,9 @@ pub enum Change {
     },
     /// One delete, as written before group commit (still read from older logs).
     Delete { id: EntityId },
+    /// An entry an operator put in place of a damaged one (`haplane state void-entry`): it
+    /// applies nothing, so replay goes on past it.
+    Void,
 }
 
 /// One write in a batch: a put when `put` holds attributes, else a delete.
@@ -113,7 +116,7 @@ impl LogEntry {
     /// The writes this entry carries, in order (none for a fence).
     fn ops(&self) -> Vec<Op> {
         match &self.change {
-            Change::Fence => Vec::new(),
+            Change::Fence | Change::Void => Vec::new(),
             Change::Batch { ops } => ops.clone(),
             Change::Put { id, attributes } => vec![Op {
                 key: self.idempotency_key.clone(),

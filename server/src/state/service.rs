@@ -118,6 +118,7 @@ pub(super) fn log_error(err: LogError) -> ServiceError {
             "log position {seq} was taken by another writer; retry"
         )),
         LogError::Corrupt { .. } => ServiceError::DataLoss(err.to_string()),
+        LogError::Readable(_) => ServiceError::FailedPrecondition(err.to_string()),
     }
 }
 

@@ -39,6 +39,11 @@ pub fn log_entry(seq: u64) -> Result<Key, StoreError> {
     Key::parse(&format!("{LOG}{seq:020}.json"))
 }
 
+/// Where `haplane state void-entry` keeps a damaged log entry's bytes.
+pub fn damaged_entry(seq: u64) -> Result<Key, StoreError> {
+    Key::parse(&format!("{STATE}damaged/{seq:020}.json"))
+}
+
 /// The position of a key listed under `LOG`; `None` for anything else.
 pub fn log_entry_seq(key: &Key) -> Option<u64> {
     numbered(key, LOG)
