@@ -9,7 +9,16 @@ use haplane::pb::{self, entity_service_client::EntityServiceClient};
 impl Client {
     /// Reads one entity from the master.
     pub async fn get_entity(&self, id: &str) -> Result<Entity, Error> {
-        let answer = self
+        self.get_on_master(id)
+            .await?
+            .entity
+            .map(entity_from_wire)
+            .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
+    }
+
+    /// The master's answer to a Get of `id`.
+    pub(crate) async fn get_on_master(&self, id: &str) -> Result<pb::GetResponse, Error> {
+        Ok(self
             .on_master(Retry::Safe, |channel| {
                 let id = id.to_owned();
                 async move {
@@ -19,11 +28,7 @@ impl Client {
                 }
             })
             .await?
-            .into_inner();
-        answer
-            .entity
-            .map(entity_from_wire)
-            .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
+            .into_inner())
     }
 
     /// Entities whose id starts with `prefix`, from the master, every page of them. Pages are

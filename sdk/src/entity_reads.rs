@@ -69,17 +69,7 @@ impl Client {
                 }
             }
         }
-        let answer = self
-            .on_master(Retry::Safe, |channel| {
-                let id = id.to_owned();
-                async move {
-                    EntityServiceClient::new(channel)
-                        .get(pb::GetRequest { id })
-                        .await
-                }
-            })
-            .await?
-            .into_inner();
+        let answer = self.get_on_master(id).await?;
         let master = self.master().map(|view| view.master_id().to_owned());
         replica_read(answer, &master.unwrap_or_default())
     }

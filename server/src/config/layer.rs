@@ -134,7 +134,7 @@ pub struct LaunchArgs {
     #[serde(default, deserialize_with = "text::duration")]
     pub record_retention: Option<Duration>,
     /// The master writes a managed-state snapshot after at most this many log entries (sooner
-    /// when the log since the last one reaches a quarter of its size, and 4 MiB). Default 10000.
+    /// when the log since the last one reaches half its size, and 4 MiB). Default 10000.
     #[arg(long, env = "HAPLANE_STATE_SNAPSHOT_EVERY")]
     pub state_snapshot_every: Option<u64>,
     /// Managed-state snapshots kept by compaction (the newest ones). Default 1.
@@ -142,7 +142,7 @@ pub struct LaunchArgs {
     pub state_snapshots_kept: Option<usize>,
     /// Compaction deletes no snapshot younger than this, and no log entry until a snapshot
     /// covering it is this old: readers still loading an older snapshot have this long.
-    /// Default 60s.
+    /// Default 10s.
     #[arg(long, env = "HAPLANE_STATE_RETENTION_MIN_AGE", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "text::duration")]
     pub state_retention_min_age: Option<Duration>,

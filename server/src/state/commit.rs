@@ -4,7 +4,7 @@
 
 use super::compact::Compactor;
 use super::log::{LogError, StateLog};
-use super::service::{StateService, Write, log_error};
+use super::service::{Replica, StateService, Write, log_error};
 use super::{Applied, Change, Entity, EntityId, LogEntry, Op, WriteOutcome};
 use crate::clock::wall_clock_ms;
 use crate::service::error::ServiceError;
@@ -19,6 +19,8 @@ const MAX_BATCH: usize = 512;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deletions compaction runs at once.
 const DELETE_CONCURRENCY: usize = 16;
+/// Deletions between two checks of the lease.
+const DELETE_CHUNK: usize = 256;
 
 const OUTCOME_UNKNOWN: &str =
     "the write was interrupted; its outcome is unknown: retry with the same idempotency key";
@@ -206,6 +208,24 @@ impl StateService {
                 Err(err) => return Err(log_error(err)),
             }
         }
+        // A fence must land after everything written, never in a compacted position below a
+        // snapshot (catch_up checked just before; this closes the gap between). If a snapshot
+        // now lies at or past it, this copy was behind: drop it, and load and fence again.
+        if let Some(log) = &self.inner.log {
+            let fenced_at = self.inner.replica.read().await.state.applied_seq;
+            let snapshots = log.snapshot_seqs().await.map_err(log_error)?;
+            if snapshots.last().is_some_and(|&seq| seq >= fenced_at) {
+                tracing::error!(
+                    fenced_at,
+                    "the fence landed in a compacted part of the log; reloading"
+                );
+                *self.inner.replica.write().await = Replica::default();
+                return Err(ServiceError::Unavailable(
+                    "this master was behind a compacted log; it reloads and fences again: retry"
+                        .to_owned(),
+                ));
+            }
+        }
         self.inner.replica.write().await.writable_epoch = Some(epoch);
         tracing::info!(epoch, "managed state fenced and writable");
         Ok(())
@@ -238,7 +258,9 @@ impl StateService {
         replica.changed(&applied, bytes);
         self.inner.node.publish_state_seq(seq);
         replica.tail.appended(bytes);
-        if replica.tail.snapshot_due(self.inner.policy.every_entries)
+        // Not at a fence: the fence's own check must not find a snapshot of itself.
+        if entry.change != Change::Fence
+            && replica.tail.snapshot_due(self.inner.policy.every_entries)
             && let Some(log) = &self.inner.log
             && let Ok(compactor) = std::sync::Arc::clone(&self.inner.compactor).try_lock_owned()
         {
@@ -278,6 +300,25 @@ impl StateService {
         }
     }
 
+    /// Compacts beside the writes if this node may act as master and no snapshot or compaction
+    /// is under way.
+    pub(super) fn compact_in_background(&self) {
+        let Some(log) = self.inner.log.clone() else {
+            return;
+        };
+        if !self.inner.node.snapshot().may_act_as_master(self.now()) {
+            return;
+        }
+        if let Ok(mut compactor) = std::sync::Arc::clone(&self.inner.compactor).try_lock_owned() {
+            let service = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = service.compact(&log, &mut compactor).await {
+                    tracing::warn!(error = %err, "compaction stopped; it is tried again later");
+                }
+            });
+        }
+    }
+
     /// Deletes what the retention allows: old snapshots and the log they cover. Only while this
     /// node may act as master (a deposed master deletes nothing).
     async fn compact(&self, log: &StateLog, compactor: &mut Compactor) -> Result<(), LogError> {
@@ -298,16 +339,30 @@ impl StateService {
                 .filter(|&seq| seq <= plan.log_through)
                 .collect(),
         };
-        let snapshots = plan.snapshots.clone().into_iter();
-        let deleted = futures::stream::iter(snapshots.map(|seq| log.delete_snapshot(seq)))
-            .buffer_unordered(DELETE_CONCURRENCY)
-            .chain(
-                futures::stream::iter(entries.clone().into_iter().map(|seq| log.delete_entry(seq)))
-                    .buffer_unordered(DELETE_CONCURRENCY),
-            )
-            .collect::<Vec<_>>()
-            .await;
-        deleted.into_iter().collect::<Result<(), LogError>>()?;
+        let deletions: Vec<_> = plan
+            .snapshots
+            .iter()
+            .map(|&seq| (true, seq))
+            .chain(entries.iter().map(|&seq| (false, seq)))
+            .collect();
+        for chunk in deletions.chunks(DELETE_CHUNK) {
+            // A master that lost its lease mid-way stops deleting.
+            if !self.inner.node.snapshot().may_act_as_master(self.now()) {
+                return Ok(());
+            }
+            let deleted =
+                futures::stream::iter(chunk.iter().copied().map(|(snapshot, seq)| async move {
+                    if snapshot {
+                        log.delete_snapshot(seq).await
+                    } else {
+                        log.delete_entry(seq).await
+                    }
+                }))
+                .buffer_unordered(DELETE_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+            deleted.into_iter().collect::<Result<(), LogError>>()?;
+        }
         compactor.log_deleted_through = Some(plan.log_through);
         tracing::debug!(
             snapshots = plan.snapshots.len(),

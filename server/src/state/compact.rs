@@ -1,7 +1,7 @@
 //! When the master writes a snapshot, and what compaction may delete afterwards. Pure decisions
 //! (the I/O is in `state::commit`):
-//! - a snapshot is due once the log written since the last one reaches a quarter of that
-//!   snapshot's size (at least `MIN_TAIL_BYTES`) or `every_entries` entries;
+//! - a snapshot is due once the log written since the last one reaches half that snapshot's size
+//!   (at least `MIN_TAIL_BYTES`) or `every_entries` entries;
 //! - compaction keeps the newest `snapshots_kept` snapshots and any snapshot seen for less than
 //!   `min_age`; log entries are deleted only at or below a snapshot that has been in the store
 //!   for `min_age`, so a reader still loading an older snapshot has that long to finish, and a
@@ -30,7 +30,7 @@ impl Default for SnapshotPolicy {
         Self {
             every_entries: 10_000,
             snapshots_kept: 1,
-            min_age: Duration::from_secs(60),
+            min_age: Duration::from_secs(10),
         }
     }
 }
@@ -54,7 +54,7 @@ impl Tail {
     /// Whether the log since the last snapshot is long enough for a new one.
     pub fn snapshot_due(&self, every_entries: u64) -> bool {
         self.entries >= every_entries
-            || self.bytes >= MIN_TAIL_BYTES.max(self.last_snapshot_bytes / 4)
+            || self.bytes >= MIN_TAIL_BYTES.max(self.last_snapshot_bytes / 2)
     }
 
     /// A snapshot of `bytes` now covers everything counted.
@@ -209,8 +209,8 @@ mod tests {
         assert!(tail.snapshot_due(every));
         tail.snapshot_taken(64 * 1024 * 1024);
         tail.appended(MIN_TAIL_BYTES as usize);
-        assert!(!tail.snapshot_due(every), "a quarter of 64 MiB is 16 MiB");
-        tail.appended(12 * 1024 * 1024);
+        assert!(!tail.snapshot_due(every), "half of 64 MiB is 32 MiB");
+        tail.appended(28 * 1024 * 1024);
         assert!(tail.snapshot_due(every));
         tail.snapshot_taken(1);
         for _ in 0..every - 1 {

@@ -17,6 +17,8 @@ use tokio_stream::{Stream, StreamExt};
 
 /// Entries read per catch-up step.
 const READ_BATCH: usize = 256;
+/// How often a master compacts besides after each snapshot.
+const COMPACT_EVERY: Duration = Duration::from_secs(5);
 
 /// A read answer: the entities and how current they are.
 #[derive(Debug, Clone)]
@@ -156,12 +158,15 @@ impl StateService {
     }
 
     /// Keeps the replica in step with the node's role until `stopped`: every `period`, and at
-    /// once when the node's state or the master's published log position changes.
+    /// once when the node's state or the master's published log position changes. A master also
+    /// compacts now and then between snapshots, so what passes the minimum age goes even when
+    /// writes stop.
     pub async fn run(self, period: Duration, mut stopped: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut node = self.inner.node.watch_snapshot();
         let mut last_seen = (node.borrow().state, node.borrow().master_state_seq);
+        let mut compacted_at = self.now();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -183,6 +188,10 @@ impl StateService {
             }
             if let Err(err) = self.follow_role().await {
                 tracing::warn!(error = %err, "managed state not in step with the store");
+            }
+            if self.now().saturating_duration_since(compacted_at) >= COMPACT_EVERY {
+                compacted_at = self.now();
+                self.compact_in_background();
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Chaos run: three nodes with fast timings (poll 100 ms, timeout 1 s), SDK writers making
-//! write-once idempotent entity writes, SDK watchers whose published views are recorded as
+//! Chaos run: three nodes with fast timings (poll 100 ms, timeout 1 s) and managed-state snapshots
+//! and compaction every 50 log entries, SDK writers making write-once idempotent entity writes, SDK watchers whose published views are recorded as
 //! published, and a sampler that asks every node's GetState every 20 ms, concurrently, recording
 //! when each request was sent and its answer received. A seeded nemesis injects one fault at a
 //! time (see `FAULTS`), each aimed at one node: kill -9 + restart, SIGSTOP shorter and longer
@@ -545,8 +545,18 @@ async fn main() -> ExitCode {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let moto;
+    // Snapshots every 50 entries and a 2 s minimum age, so compaction (and copies jumping to a
+    // snapshot) runs all through the faults, not once in a long run.
     let mut options = PlaneOptions {
         per_node_faults: true,
+        extra_args: [
+            "--state-snapshot-every",
+            "50",
+            "--state-retention-min-age",
+            "2s",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..PlaneOptions::fast()
     };
     match store.as_str() {

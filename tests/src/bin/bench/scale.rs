@@ -7,9 +7,10 @@
 //!   count too).
 //! - Growth: the rate of each of `GROWTH_WINDOWS` successive windows while 64 writers take a new
 //!   plane on the directory store from 0 to `GROWTH_WRITES` entities, and last / first.
-//! - Store bytes per live byte: the bytes of the files under the store's `state/` (after the
-//!   growth run; on S3, of the objects under the plane's `state/` after the throughput windows)
-//!   over the bytes written that are live (ids plus attributes; every write is a new entity).
+//! - Store bytes per live byte: the bytes of the files under the store's `state/` (as the growth
+//!   run ends and again at rest, once compaction's minimum age has passed; on S3, of the objects
+//!   under the plane's `state/` as the throughput windows end) over the bytes written that are
+//!   live (ids plus attributes; every write is a new entity).
 //! - Hot-standby readiness: 64 writers write `STANDBY_ENTITIES` entities to a one-node plane,
 //!   then a HOT_STANDBY node starts; the time from its start until a Get of the last acknowledged
 //!   id succeeds on it with `lag_ms` under `READY_LAG_MS`.
@@ -41,6 +42,9 @@ const GROWTH_WINDOWS: u64 = 10;
 const STANDBY_ENTITIES: (u64, u64) = (20_000, 1_000_000);
 /// A hot standby further behind than this is not ready.
 const READY_LAG_MS: u64 = 1_000;
+/// Past the default compaction minimum age (10 s) and the master's compaction period (5 s): the
+/// store is "at rest" after this long without writes.
+const AT_REST: Duration = Duration::from_secs(17);
 /// How long the hot standby may take to be ready before the suite gives up.
 const READY_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -270,15 +274,20 @@ async fn growth(writes: u64) {
             format!("{:.2}", last / first),
         );
     }
-    let stored = bytes_under(&plane.store_dir().join("state"));
-    row(
-        &format!("scale (dir): store bytes per live byte, {writes} entities"),
-        format!(
-            "{:.1} ({stored} / {})",
-            stored as f64 / written.live_bytes as f64,
-            written.live_bytes
-        ),
-    );
+    for moment in ["as the load ends", "at rest"] {
+        if moment == "at rest" {
+            tokio::time::sleep(AT_REST).await;
+        }
+        let stored = bytes_under(&plane.store_dir().join("state"));
+        row(
+            &format!("scale (dir): store bytes per live byte, {writes} entities, {moment}"),
+            format!(
+                "{:.1} ({stored} / {})",
+                stored as f64 / written.live_bytes as f64,
+                written.live_bytes
+            ),
+        );
+    }
 }
 
 /// `entities` written by 64 writers to a one-node plane, then a HOT_STANDBY started: the time
