@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -40,10 +41,32 @@ pub struct Listing {
 #[derive(Debug)]
 pub struct NodeCounters {
     pub skipped_records: AtomicU64,
+    /// Changes of master this node has seen (not the first election it saw).
     pub failovers: AtomicU64,
+    /// The epoch of the last master this node saw (0: none yet).
+    pub master_epoch: AtomicU64,
     pub polls: AtomicU64,
     /// Seconds each own-record (heartbeat) write took, successful or not.
     pub heartbeat_write_seconds: Histogram,
+    /// When the node loop last began a poll, and last wrote its record (for the probes).
+    pub last_poll: std::sync::Mutex<Option<Instant>>,
+    pub last_heartbeat_written: std::sync::Mutex<Option<Instant>>,
+}
+
+impl NodeCounters {
+    /// Notes `now` in `slot`.
+    pub fn mark(slot: &std::sync::Mutex<Option<Instant>>, now: Instant) {
+        *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+    }
+
+    /// What `slot` holds.
+    pub fn read(slot: &std::sync::Mutex<Option<Instant>>) -> Option<Instant> {
+        *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Default for NodeCounters {
@@ -51,9 +74,12 @@ impl Default for NodeCounters {
         Self {
             skipped_records: AtomicU64::default(),
             failovers: AtomicU64::default(),
+            master_epoch: AtomicU64::default(),
             polls: AtomicU64::default(),
             // 0.25 ms to about 4 s.
             heartbeat_write_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+            last_poll: std::sync::Mutex::new(None),
+            last_heartbeat_written: std::sync::Mutex::new(None),
         }
     }
 }
@@ -71,6 +97,8 @@ pub struct NodeHandle {
     pub(super) state_seq: Arc<AtomicU64>,
     /// Why the managed state cannot be read past this node's position, if it cannot.
     pub(super) state_damage: Arc<std::sync::Mutex<Option<String>>>,
+    /// Whether the managed state is ready for this node's role (loaded; fenced on a master).
+    pub(super) state_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl NodeHandle {
@@ -159,6 +187,16 @@ impl NodeHandle {
             .state_damage
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = damage;
+    }
+
+    /// Reports whether the managed state is ready for this node's role (for `/readyz`).
+    pub fn report_state_ready(&self, ready: bool) {
+        self.state_ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the managed state was last reported ready.
+    pub fn state_ready(&self) -> bool {
+        self.state_ready.load(Ordering::Relaxed)
     }
 
     /// The damage last reported, if any.

@@ -1,6 +1,7 @@
 //! The store layout (SPEC 4: `nodes/<id>.json`, `master/<epoch>.json`, JSON bodies) and the reads
 //! and writes of records and claims that feed the election.
 
+use super::handle::NodeCounters;
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::store::{Key, PutMode, StoreError, layout};
@@ -89,6 +90,9 @@ impl Runtime {
         self.counters
             .heartbeat_write_seconds
             .observe(finished.duration_since(started).as_secs_f64());
+        if result.is_ok() {
+            NodeCounters::mark(&self.counters.last_heartbeat_written, finished);
+        }
         result
     }
 
@@ -210,7 +214,6 @@ impl Runtime {
                     .claim_won(claim, predecessor_stopped, self.clock.now());
                 if self.election.state() == NodeState::Master {
                     tracing::info!(epoch, reason, predecessor_stopped, "became master");
-                    self.counters.failovers.fetch_add(1, Ordering::Relaxed);
                 }
                 // Publish before the record write: peers can read the claim from now on and
                 // push it to clients, whose next call must find this node already MASTER.

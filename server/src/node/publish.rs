@@ -167,6 +167,15 @@ impl Runtime {
             }),
             (None, false) => None,
         };
+        // A failover is a master of another epoch after one this node knew: the first election
+        // it sees is none.
+        if master.is_some() {
+            let epoch = self.election.epoch();
+            let known = self.counters.master_epoch.swap(epoch, Ordering::Relaxed);
+            if known != 0 && known != epoch {
+                self.counters.failovers.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let snapshot = Snapshot {
             node_id: self.options.election.node_id.to_string(),
             node_uri: self.options.election.node_uri.clone(),

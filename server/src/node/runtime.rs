@@ -110,6 +110,7 @@ pub async fn start(
         clock,
         state_seq: Arc::clone(&runtime.state_seq),
         state_damage: Arc::default(),
+        state_ready: Arc::default(),
     };
     let task = tokio::spawn(runtime.run(command_rx, shutdown));
     Ok((handle, task))
@@ -170,6 +171,7 @@ impl Runtime {
     /// scan only while an election may be needed.
     pub(super) async fn poll_store(&mut self) {
         self.counters.polls.fetch_add(1, Ordering::Relaxed);
+        NodeCounters::mark(&self.counters.last_poll, self.clock.now());
         self.polls += 1;
         self.election.decide(self.clock.now());
         if let Err(err) = self.write_record().await {

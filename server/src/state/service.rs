@@ -189,11 +189,23 @@ impl StateService {
             if let Err(err) = self.follow_role().await {
                 tracing::warn!(error = %err, "managed state not in step with the store");
             }
+            self.report_ready().await;
             if self.now().saturating_duration_since(compacted_at) >= COMPACT_EVERY {
                 compacted_at = self.now();
                 self.compact_in_background();
             }
         }
+    }
+
+    /// Tells the node whether the state is ready for its role: loaded, and fenced on a master.
+    async fn report_ready(&self) {
+        let snapshot = self.inner.node.snapshot();
+        let replica = self.inner.replica.read().await;
+        let ready = match snapshot.effective_state(self.now()) {
+            NodeState::Master => replica.writable_epoch == Some(snapshot.epoch),
+            _ => replica.loaded,
+        };
+        self.inner.node.report_state_ready(ready);
     }
 
     /// One step: fence as a new master, tail as a hot copy, drop the state as a standby.

@@ -53,9 +53,11 @@ pub fn failures_total() -> u64 {
     FAILURES_TOTAL.load(Ordering::Relaxed)
 }
 
-/// Paths a load balancer probes; open unless the operator protects them.
-const HEALTH_PATHS: [&str; 3] = [
+/// Paths a load balancer, Kubernetes or systemd probes; open unless the operator protects them.
+const HEALTH_PATHS: [&str; 5] = [
     "/v1/server/ha/health",
+    "/livez",
+    "/readyz",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
 ];

@@ -52,7 +52,11 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
         registry.register(name, help, gauge);
     }
     let counters = [
-        ("failovers", "Times this node became master", view.failovers),
+        (
+            "failovers",
+            "Changes of master this node has seen (the first election it saw is not one)",
+            view.failovers,
+        ),
         ("polls", "Polls of the store this node has made", view.polls),
         (
             "skipped_records",

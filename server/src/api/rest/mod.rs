@@ -243,6 +243,33 @@ async fn get_healthy(State(core): State<HaCore>) -> Json<bool> {
     Json(core.is_healthy())
 }
 
+/// `/livez` and `/readyz`: 200 when every check passes, else 503; the body names each check and
+/// why it fails.
+fn probe(checks: Vec<crate::service::probes::Check>) -> Response {
+    let ready = checks.iter().all(|check| check.problem.is_none());
+    let named: serde_json::Map<String, Value> = checks
+        .into_iter()
+        .map(|check| {
+            let verdict = check.problem.unwrap_or_else(|| "ok".to_owned());
+            (check.name.to_owned(), json!(verdict))
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ok": ready, "checks": named }))).into_response()
+}
+
+async fn get_livez(State(core): State<HaCore>) -> Response {
+    probe(core.liveness())
+}
+
+async fn get_readyz(State(core): State<HaCore>) -> Response {
+    probe(core.readiness())
+}
+
 /// Load-balancer check: 200 master, 429 hot standby / backup (200 with `?standbyok=true`),
 /// 503 otherwise. The body is the state as a JSON string; while the managed state cannot be read
 /// past this node's position it is `{"state": ..., "stateDamage": "<key>: <why>"}` instead.
@@ -353,17 +380,21 @@ async fn console() -> Html<&'static str> {
     Html(include_str!("console.html"))
 }
 
-/// Prometheus text exposition.
-async fn prometheus_metrics(State(core): State<HaCore>) -> Response {
+/// The metrics in the OpenMetrics text format, labelled as such; a scraper that asks for the
+/// Prometheus text format only (`Accept: text/plain` without OpenMetrics) gets the same text as
+/// `text/plain; version=0.0.4`, which its parser reads.
+async fn prometheus_metrics(State(core): State<HaCore>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let content_type = if accept.contains("text/plain") && !accept.contains("openmetrics") {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    };
     match crate::api::rest::metrics::render(&core) {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
         Err(err) => ServiceError::Internal(format!("cannot encode metrics: {err}")).into_response(),
     }
 }
@@ -406,6 +437,8 @@ pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
         .route("/v1/server/ha/role/watch", get(role::watch_role_sse))
         .route("/v1/server/up", get(get_up))
         .route("/v1/server/healthy", get(get_healthy))
+        .route("/livez", get(get_livez))
+        .route("/readyz", get(get_readyz))
         .with_state(core)
         .merge(extra)
         .method_not_allowed_fallback(method_not_allowed);
