@@ -80,3 +80,19 @@ pub struct Entity {
     /// The epoch of the master that wrote this version.
     pub updated_epoch: u64,
 }
+
+/// One epoch of the plane's history: who claimed it, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimInfo {
+    /// The epoch claimed.
+    pub epoch: u64,
+    /// The node that became master.
+    pub node_id: String,
+    /// The URI it advertised then.
+    pub node_uri: String,
+    /// Its wall clock when it claimed, milliseconds since the Unix epoch.
+    pub claimed_at_ms: i64,
+    /// Why it claimed.
+    pub reason: String,
+}

@@ -1,7 +1,7 @@
 //! `Client`: follows the master (see `follower`), answers typed HA and entity calls on the master,
 //! and during a failover waits for the next pushed master and retries what is safe to retry.
 
-use crate::answers::{NodeInfo, PlaneStates, StateInfo, Stats};
+use crate::answers::{ClaimInfo, NodeInfo, PlaneStates, StateInfo, Stats};
 use crate::endpoint::endpoint;
 use crate::error::Error;
 use crate::follower;
@@ -334,6 +334,34 @@ impl Client {
             epoch: answer.epoch,
             nodes,
         })
+    }
+
+    /// The plane's masters, newest first: the newest `limit` epochs (0: 100), from the claims
+    /// in the store.
+    ///
+    /// # Errors
+    ///
+    /// As the other reads: no master within the failover timeout, or the master's refusal.
+    pub async fn history(&self, limit: u32) -> Result<Vec<ClaimInfo>, Error> {
+        let answer = self
+            .on_master(Retry::Safe, |channel| async move {
+                HaServiceClient::new(channel)
+                    .history(pb::HistoryRequest { limit })
+                    .await
+            })
+            .await?
+            .into_inner();
+        Ok(answer
+            .claims
+            .into_iter()
+            .map(|claim| ClaimInfo {
+                epoch: claim.epoch,
+                node_id: claim.node_id,
+                node_uri: claim.node_uri,
+                claimed_at_ms: claim.claimed_at_ms,
+                reason: claim.reason,
+            })
+            .collect())
     }
 
     /// Changes the master's HA mode (for example to hand over); answers its previous state.

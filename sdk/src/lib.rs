@@ -27,12 +27,13 @@ mod follow;
 mod follower;
 mod local_role;
 mod master_channel;
+mod node_calls;
 mod options;
 mod probe;
 mod transport;
 mod view_filter;
 
-pub use answers::{Entity, NodeInfo, PlaneStates, StateInfo, Stats};
+pub use answers::{ClaimInfo, Entity, NodeInfo, PlaneStates, StateInfo, Stats};
 pub use client::Client;
 pub use endpoint::{EndpointOptions, endpoint, is_https};
 pub use entity_reads::{EntityChange, ReplicaRead};

@@ -211,12 +211,12 @@ async fn the_operator_client_reads_and_hands_over() {
         "{states}"
     );
     assert_eq!(
-        ha(&["--json", "priority", "7"]).trim(),
+        ha(&["--json", "--yes", "priority", "7"]).trim(),
         r#"{"previousPriority":0}"#
     );
     assert_eq!(ha(&["priority"]).trim(), "7");
     assert_eq!(
-        ha(&["set-state", "hot-standby"]).trim(),
+        ha(&["--yes", "set-state", "hot-standby"]).trim(),
         "previous state MASTER"
     );
     let new = plane
@@ -241,4 +241,113 @@ async fn the_operator_client_reads_and_hands_over() {
     );
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("no haplane endpoint"));
+}
+
+#[tokio::test]
+async fn node_targeted_commands_reach_the_named_node_and_changes_need_confirmation() {
+    use haplane_tests::{Plane, PlaneOptions};
+    let plane = Plane::start(3, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(Duration::from_secs(20)).await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    let (a, b) = (others[0], others[1]);
+    let endpoints = plane.nodes[master].grpc_uri();
+    let ha = |argv: &[&str]| {
+        let mut all = vec!["ha", "--endpoint", endpoints.as_str(), "--timeout", "20s"];
+        all.extend_from_slice(argv);
+        run(plane.dir.path(), &all)
+    };
+    let ok = |argv: &[&str]| {
+        let output = ha(argv);
+        assert!(
+            output.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let id = |index: usize| plane.nodes[index].id.clone();
+    // Without a terminal and without --yes, a change is refused and nothing changes.
+    let refused = ha(&["priority", "--node", &id(b), "9"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    let state_of = |index: usize| {
+        let uri = plane.nodes[index].grpc_uri();
+        async move {
+            haplane_tests::try_state_at(&uri)
+                .await
+                .expect("node answers")
+        }
+    };
+    assert_eq!(state_of(b).await.priority, 0);
+    // priority --node sets that standby's priority, not the master's.
+    ok(&["--yes", "priority", "--node", &id(b), "9"]);
+    assert_eq!(state_of(b).await.priority, 9);
+    assert_eq!(state_of(master).await.priority, 0);
+    // list is a table of every node; --output json is one document.
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["--output", "json", "list"])).unwrap();
+    assert_eq!(listed["nodes"].as_array().unwrap().len(), 3, "{listed}");
+    // switchover to b: b becomes master (the old one hands over), and the answer says so.
+    let moved: serde_json::Value = serde_json::from_str(&ok(&[
+        "--yes",
+        "--output",
+        "json",
+        "switchover",
+        "--to",
+        &id(b),
+    ]))
+    .unwrap();
+    assert_eq!(moved["to"], id(b).as_str(), "{moved}");
+    assert_eq!(moved["from"], id(master).as_str(), "{moved}");
+    assert_eq!(plane.wait_for_master(Duration::from_secs(20)).await, b);
+    let again = ha(&["--yes", "switchover", "--to", &id(b)]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already master"));
+    // promote a; then demote a: the master role moves on (to b, the highest priority).
+    ok(&["--yes", "promote", &id(a)]);
+    assert_eq!(plane.wait_for_master(Duration::from_secs(20)).await, a);
+    let demoted = ok(&["--yes", "demote", &id(a)]);
+    assert!(demoted.contains("was MASTER"), "{demoted}");
+    let next = plane.wait_for_new_master(a, Duration::from_secs(20)).await;
+    assert_ne!(next, a);
+    // history: one claim per epoch, newest first, naming each master in turn.
+    let history: serde_json::Value =
+        serde_json::from_str(&ok(&["--output", "json", "history"])).unwrap();
+    let masters: Vec<&str> = history["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|claim| claim["nodeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        masters,
+        [id(next), id(a), id(b), id(master)]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "{history}"
+    );
+    let epochs: Vec<u64> = history["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|claim| claim["epoch"].as_u64().unwrap())
+        .collect();
+    assert!(
+        epochs.windows(2).all(|pair| pair[0] > pair[1]),
+        "{epochs:?}"
+    );
+    let table = ok(&["history", "--limit", "2"]);
+    assert_eq!(table.lines().count(), 3, "a header and two epochs: {table}");
+    let rest: serde_json::Value =
+        reqwest::get(plane.nodes[next].url("/v1/server/ha/history?limit=1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(rest["claims"][0]["nodeId"], id(next).as_str(), "{rest}");
+    let unknown = ha(&["--yes", "promote", "nobody"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no node"));
 }

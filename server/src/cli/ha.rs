@@ -1,9 +1,13 @@
-//! `haplane ha …`: the operator's client, built on the SDK. Human-readable output by default,
-//! `--json` for scripts.
+//! `haplane ha …`: the operator's client, built on the SDK. Reads go to the master; the
+//! node-targeted changes (`priority --node`, `promote`, `switchover`, `demote`) reach the named
+//! node itself. Every change asks for confirmation (`--yes` skips it). A table or text by
+//! default, `--output json` (or `--json`) for scripts.
 
 use clap::{Args, Subcommand};
 use haplane::{HaMode, MasterRef};
-use haplane_sdk::{Client, ConnectOptions, Credentials, MasterView, PlaneStates, StateInfo};
+use haplane_sdk::{
+    ClaimInfo, Client, ConnectOptions, Credentials, MasterView, PlaneStates, StateInfo,
+};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,9 +18,15 @@ pub struct HaArgs {
     /// Node URIs, comma-separated; any subset of the plane is enough.
     #[arg(long, value_delimiter = ',', required = true, env = "HAPLANE_ENDPOINT")]
     pub endpoint: Vec<String>,
-    /// Print JSON instead of text.
+    /// Print JSON instead of text (the same as `--output json`).
     #[arg(long)]
     pub json: bool,
+    /// How to print answers.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Make changes without asking (needed when standard input is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// How long to wait for a master.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -38,20 +48,60 @@ pub struct HaArgs {
     pub command: HaCommand,
 }
 
+/// The output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Text and tables for people.
+    Table,
+    /// One JSON document per answer.
+    Json,
+}
+
+fn parse_mode(text: &str) -> Result<HaMode, String> {
+    text.parse::<HaMode>().map_err(|e| e.reason)
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum HaCommand {
     /// The master's state.
     State,
-    /// Every node of the plane.
+    /// Every node of the plane: status, priority, liveness, last seen.
+    #[command(visible_alias = "list")]
     States,
     /// Change the master's HA mode (e.g. hot-standby to hand over).
     SetState {
-        #[arg(value_parser = |text: &str| text.parse::<HaMode>().map_err(|e| e.reason))]
+        #[arg(value_parser = parse_mode)]
         mode: HaMode,
     },
-    /// Show, or with N set, the master's priority.
-    Priority { priority: Option<i64> },
+    /// Show, or with N set, the priority of the master (or of the node given with --node).
+    Priority {
+        priority: Option<i64>,
+        /// The node whose priority to set (default: the master).
+        #[arg(long, requires = "priority")]
+        node: Option<String>,
+    },
+    /// Make the named node master; the current master hands over without overlap.
+    Promote { node_id: String },
+    /// Hand the master role to the named node (promote it), after checking it is not already
+    /// master, and wait until the plane's master is that node.
+    Switchover {
+        #[arg(long)]
+        to: String,
+    },
+    /// Change the named node's HA mode, hot-standby unless --to says otherwise (a master then
+    /// hands over to the best other candidate).
+    Demote {
+        node_id: String,
+        #[arg(long, default_value = "hot-standby", value_parser = parse_mode)]
+        to: HaMode,
+    },
+    /// The plane's masters, newest first: epoch, master, when and why it claimed.
+    History {
+        /// How many epochs (0: 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Remove terminated and long-dead records, or the one named.
     RemoveTerminated { node_id: Option<String> },
     /// Print each change of master until interrupted.
@@ -127,6 +177,36 @@ fn print_plane(plane: &PlaneStates, as_json: bool) {
     }
 }
 
+fn print_history(claims: &[ClaimInfo], as_json: bool) {
+    if as_json {
+        let claims: Vec<_> = claims
+            .iter()
+            .map(|c| {
+                json!({"epoch": c.epoch, "nodeId": c.node_id, "nodeUri": c.node_uri,
+                       "claimedAtMs": c.claimed_at_ms, "reason": c.reason})
+            })
+            .collect();
+        println!("{}", json!({ "claims": claims }));
+        return;
+    }
+    println!(
+        "{:>6}  {:<24} {:<24} reason",
+        "epoch", "master", "claimed (UTC)"
+    );
+    for claim in claims {
+        let at = u64::try_from(claim.claimed_at_ms)
+            .map(|ms| {
+                humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                    .to_string()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:>6}  {:<24} {:<24} {}",
+            claim.epoch, claim.node_id, at, claim.reason
+        );
+    }
+}
+
 /// Prints `text`, or `value` under `--json`.
 fn print_either(as_json: bool, value: serde_json::Value, text: impl std::fmt::Display) {
     if as_json {
@@ -160,32 +240,147 @@ async fn connect(args: &HaArgs) -> Result<Client, haplane_sdk::Error> {
     Client::connect(args.endpoint.clone(), options).await
 }
 
-async fn run_command(args: HaArgs) -> Result<(), haplane_sdk::Error> {
+/// Why a command did not run or failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Sdk(#[from] haplane_sdk::Error),
+    #[error("{0}")]
+    NotConfirmed(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Asks before `change` unless `--yes`; refuses when it cannot ask (no terminal).
+fn confirm(args: &HaArgs, change: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if args.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NotConfirmed(format!(
+            "{change}: not confirmed; pass --yes to confirm without a terminal"
+        )));
+    }
+    eprint!("{change}? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::NotConfirmed(format!("{change}: cancelled")))
+    }
+}
+
+/// Waits until the plane's master is `node_id`, within the client's timeout.
+async fn wait_for_master_named(
+    client: &Client,
+    node_id: &str,
+    timeout: Duration,
+) -> Result<MasterView, CliError> {
+    let mut views = client.watch_master();
+    let found = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(view) = views.borrow_and_update().as_ref()
+                && view.master_id() == node_id
+            {
+                return Some(view.clone());
+            }
+            if views.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await;
+    found.ok().flatten().ok_or_else(|| {
+        CliError::Failed(format!(
+            "{node_id} did not become master within {timeout:?}"
+        ))
+    })
+}
+
+async fn run_command(args: HaArgs) -> Result<(), CliError> {
     let client = connect(&args).await?;
-    let as_json = args.json;
-    match args.command {
+    let as_json = args.json || args.output == Output::Json;
+    match &args.command {
         HaCommand::State => print_state(&client.get_state().await?, as_json),
         HaCommand::States => print_plane(&client.list_states().await?, as_json),
         HaCommand::SetState { mode } => {
-            let previous = client.set_state(mode).await?;
+            confirm(&args, &format!("set the master's mode to {mode}"))?;
+            let previous = client.set_state(*mode).await?;
             print_either(
                 as_json,
                 json!({"previousState": previous.as_str()}),
                 format!("previous state {previous}"),
             );
         }
-        HaCommand::Priority { priority: None } => {
+        HaCommand::Priority { priority: None, .. } => {
             let state = client.get_state().await?;
             print_either(as_json, json!({"priority": state.priority}), state.priority);
         }
         HaCommand::Priority {
             priority: Some(priority),
+            node,
         } => {
-            let previous = client.set_priority(priority).await?;
+            let previous = match &node {
+                Some(node) => {
+                    confirm(&args, &format!("set {node}'s priority to {priority}"))?;
+                    client.set_priority_of(node, *priority).await?
+                }
+                None => {
+                    confirm(&args, &format!("set the master's priority to {priority}"))?;
+                    client.set_priority(*priority).await?
+                }
+            };
             print_either(
                 as_json,
                 json!({"previousPriority": previous}),
                 format!("previous priority {previous}"),
+            );
+        }
+        HaCommand::History { limit } => print_history(&client.history(*limit).await?, as_json),
+        HaCommand::Promote { node_id } => {
+            confirm(&args, &format!("promote {node_id} to master"))?;
+            let previous = client.set_state_of(node_id, HaMode::Master).await?;
+            let view = wait_for_master_named(&client, node_id, args.timeout).await?;
+            print_either(
+                as_json,
+                json!({"previousState": previous.as_str(), "epoch": view.epoch, "masterId": node_id}),
+                format!(
+                    "{node_id} (was {previous}) is master in epoch {}",
+                    view.epoch
+                ),
+            );
+        }
+        HaCommand::Switchover { to } => {
+            let current = client.wait_for_master(args.timeout).await?;
+            if current.master_id() == to {
+                return Err(CliError::Failed(format!("{to} is already master")));
+            }
+            confirm(
+                &args,
+                &format!("switch the master from {} to {to}", current.master_id()),
+            )?;
+            client.set_state_of(to, HaMode::Master).await?;
+            let view = wait_for_master_named(&client, to, args.timeout).await?;
+            print_either(
+                as_json,
+                json!({"from": current.master_id(), "to": to, "epoch": view.epoch}),
+                format!(
+                    "master moved from {} to {to} (epoch {})",
+                    current.master_id(),
+                    view.epoch
+                ),
+            );
+        }
+        HaCommand::Demote { node_id, to } => {
+            confirm(&args, &format!("set {node_id}'s mode to {to}"))?;
+            let previous = client.set_state_of(node_id, *to).await?;
+            print_either(
+                as_json,
+                json!({"previousState": previous.as_str()}),
+                format!("{node_id} was {previous}"),
             );
         }
         HaCommand::RemoveTerminated { node_id } => {

@@ -2,6 +2,7 @@
 //! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
 
 pub mod error;
+mod history;
 pub mod probes;
 mod role;
 pub mod watch_relay;

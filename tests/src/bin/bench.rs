@@ -471,6 +471,12 @@ impl pb::ha_service_server::HaService for BareHa {
     ) -> Result<tonic::Response<BareStream>, tonic::Status> {
         Err(tonic::Status::unimplemented("bare"))
     }
+    async fn history(
+        &self,
+        _: tonic::Request<pb::HistoryRequest>,
+    ) -> Result<tonic::Response<pb::HistoryResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare"))
+    }
     async fn nudge(
         &self,
         _: tonic::Request<pb::NudgeRequest>,

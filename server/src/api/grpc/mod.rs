@@ -127,6 +127,26 @@ impl HaService for GrpcService {
         Ok(Response::new(pb::RemoveTerminatedResponse { removed }))
     }
 
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let limit = usize::try_from(request.into_inner().limit).unwrap_or(usize::MAX);
+        let claims = self.core.history(limit).await?;
+        Ok(Response::new(pb::HistoryResponse {
+            claims: claims
+                .into_iter()
+                .map(|claim| pb::Claim {
+                    epoch: claim.epoch,
+                    node_id: claim.node_id.to_string(),
+                    node_uri: claim.node_uri,
+                    claimed_at_ms: claim.claimed_at,
+                    reason: claim.reason,
+                })
+                .collect(),
+        }))
+    }
+
     type WatchMasterStream = EventStream;
     type WatchRoleStream = RoleStream;
 

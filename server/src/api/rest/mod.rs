@@ -262,6 +262,32 @@ fn probe(checks: Vec<crate::service::probes::Check>) -> Response {
     (status, Json(json!({ "ok": ready, "checks": named }))).into_response()
 }
 
+/// `GET /v1/server/ha/history?limit=N`: the plane's masters, newest first.
+async fn get_history(
+    State(core): State<HaCore>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ServiceError> {
+    let limit = match query.get("limit") {
+        None => 0,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| ServiceError::InvalidArgument {
+                field: "limit".into(),
+                message: format!("{text:?} is not a number of epochs"),
+            })?,
+    };
+    let claims: Vec<Value> = core
+        .history(limit)
+        .await?
+        .into_iter()
+        .map(|claim| {
+            json!({ "epoch": claim.epoch, "nodeId": claim.node_id.as_str(), "nodeUri": claim.node_uri,
+                    "claimedAtMs": claim.claimed_at, "reason": claim.reason })
+        })
+        .collect();
+    Ok(Json(json!({ "claims": claims })))
+}
+
 async fn get_livez(State(core): State<HaCore>) -> Response {
     probe(core.liveness())
 }
@@ -438,6 +464,7 @@ pub fn router(core: HaCore, extra: Router, grpc: Router) -> Router {
         .route("/v1/server/up", get(get_up))
         .route("/v1/server/healthy", get(get_healthy))
         .route("/livez", get(get_livez))
+        .route("/v1/server/ha/history", get(get_history))
         .route("/readyz", get(get_readyz))
         .with_state(core)
         .merge(extra)
