@@ -1,7 +1,8 @@
 //! Probes and metrics an orchestrator and a scraper act on, against real nodes: `/livez` and
 //! `/readyz` answer with status codes and name each check, a node whose store is unreachable
-//! stays live but not ready, `/metrics` is labelled OpenMetrics (plain text 0.0.4 when asked),
-//! and `haplane_failovers_total` counts changes of master, not the first election.
+//! stays live but not ready, `/metrics` is labelled OpenMetrics (plain text 0.0.4 when asked) and
+//! carries the build, lease, member, lag and store-latency series, and `haplane_failovers_total`
+//! counts changes of master, not the first election.
 
 use haplane_tests::{Plane, PlaneOptions, eventually};
 use serde_json::Value;
@@ -103,6 +104,47 @@ async fn probes_answer_with_codes_and_a_failover_is_counted_once() {
         content_type(Some("text/plain;version=0.0.4"))
             .await
             .starts_with("text/plain; version=0.0.4")
+    );
+    // The series an operator needs: build, lease left on the master only, live members, the
+    // managed-state lag and store latency by operation.
+    let text = |index: usize| {
+        let url = plane.nodes[index].url("/metrics");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let gauge = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let on_master = text(master).await;
+    assert!(
+        on_master.contains("haplane_build_info{version=\""),
+        "{on_master}"
+    );
+    assert!(gauge(&on_master, "haplane_lease_remaining_seconds") > 0.0);
+    assert_eq!(
+        gauge(&text(cold).await, "haplane_lease_remaining_seconds"),
+        0.0
+    );
+    // A master reads its peers' records only in full scans (ListStates, its clean-up): the count
+    // is as of the last one.
+    let master_node = &plane.nodes[master];
+    eventually(DEADLINE, "three live members after scans", || async {
+        let mut client = master_node.client().await;
+        client
+            .list_states(haplane_tests::haplane::pb::ListStatesRequest {})
+            .await
+            .ok()?;
+        (gauge(&text(master).await, "haplane_live_members") == 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(gauge(&on_master, "haplane_state_lag_entries"), 0.0);
+    assert!(
+        on_master.contains("haplane_store_request_seconds_count{operation=\"put_overwrite\"}"),
+        "{on_master}"
     );
     // The first election is no failover; a kill -9 of the master is one, seen by every node.
     let metrics = plane.nodes[cold].url("/metrics");

@@ -45,6 +45,8 @@ pub struct NodeCounters {
     pub failovers: AtomicU64,
     /// The epoch of the last master this node saw (0: none yet).
     pub master_epoch: AtomicU64,
+    /// Members whose heartbeat this node saw change, as of its last full scan (counted each poll).
+    pub live_members: AtomicU64,
     pub polls: AtomicU64,
     /// Seconds each own-record (heartbeat) write took, successful or not.
     pub heartbeat_write_seconds: Histogram,
@@ -75,6 +77,7 @@ impl Default for NodeCounters {
             skipped_records: AtomicU64::default(),
             failovers: AtomicU64::default(),
             master_epoch: AtomicU64::default(),
+            live_members: AtomicU64::default(),
             polls: AtomicU64::default(),
             // 0.25 ms to about 4 s.
             heartbeat_write_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
@@ -173,6 +176,11 @@ impl NodeHandle {
             );
         }
         stopped
+    }
+
+    /// The managed-state position this node has applied (and publishes).
+    pub fn applied_state_seq(&self) -> u64 {
+        self.state_seq.load(Ordering::Relaxed)
     }
 
     /// Sets the managed-state position this node publishes in its next record.

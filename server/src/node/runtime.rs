@@ -174,6 +174,15 @@ impl Runtime {
         NodeCounters::mark(&self.counters.last_poll, self.clock.now());
         self.polls += 1;
         self.election.decide(self.clock.now());
+        let live = self
+            .election
+            .members(self.clock.now())
+            .iter()
+            .filter(|m| m.live)
+            .count();
+        self.counters
+            .live_members
+            .store(u64::try_from(live).unwrap_or(u64::MAX), Ordering::Relaxed);
         if let Err(err) = self.write_record().await {
             tracing::warn!(error = %err, "heartbeat write failed");
         }

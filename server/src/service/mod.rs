@@ -66,6 +66,15 @@ pub struct MetricsView {
     pub polls: u64,
     /// Why the managed state cannot be read past this node's position, if it cannot.
     pub state_damage: Option<String>,
+    /// While this node acts as master: how long its lease lasts from now.
+    pub lease_remaining: Option<Duration>,
+    /// Members whose heartbeat this node saw change, as of its last poll.
+    pub live_members: u64,
+    /// Log entries the master has published past this node's managed-state position (0 on
+    /// the master itself).
+    pub state_lag_entries: u64,
+    /// Store request times by operation.
+    pub store_latency: crate::store::counting::LatencyFamily,
 }
 
 /// The HA service of one node. Cloning it is one reference count: axum clones the state of
@@ -356,6 +365,12 @@ impl HaCore {
             watchers: self.inner.watchers.load(Ordering::Relaxed),
             polls: counters.polls.load(Ordering::Relaxed),
             state_damage: self.inner.node.state_damage(),
+            lease_remaining: self.role().lease_valid_for,
+            live_members: counters.live_members.load(Ordering::Relaxed),
+            state_lag_entries: snapshot
+                .master_state_seq
+                .saturating_sub(self.inner.node.applied_state_seq()),
+            store_latency: self.inner.store.latency(),
         }
     }
 

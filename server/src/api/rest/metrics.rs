@@ -1,6 +1,7 @@
-//! Prometheus `/metrics`: the node's state, epoch, failovers, heartbeat write latency, store
-//! requests by operation and result, open watchers, skipped records and failed authentications,
-//! in the text format.
+//! `/metrics` in the OpenMetrics text format: build info, the node's state, epoch, lease
+//! remaining, live members, failovers, heartbeat write latency, store requests by operation and
+//! result and their latency by operation, open watchers, managed-state lag and damage, skipped
+//! records and failed authentications.
 
 use crate::service::{HaCore, MetricsView};
 use haplane::NodeState;
@@ -17,6 +18,14 @@ type Labels = Vec<(&'static str, String)>;
 pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
     let view = core.metrics();
     let mut registry = Registry::with_prefix("haplane");
+    registry.register(
+        "build",
+        "The haplane build",
+        prometheus_client::metrics::info::Info::new(vec![(
+            "version",
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )]),
+    );
     let state = Family::<Labels, Gauge>::default();
     for candidate in NodeState::ALL {
         state
@@ -39,6 +48,16 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
             "watchers",
             "Open WatchMaster, SSE and entity Watch streams",
             view.watchers,
+        ),
+        (
+            "live_members",
+            "Members whose heartbeat this node saw change, as of its last full scan of the records (itself included)",
+            i64::try_from(view.live_members).unwrap_or(i64::MAX),
+        ),
+        (
+            "state_lag_entries",
+            "Managed-state log entries the master has published past this node's position",
+            i64::try_from(view.state_lag_entries).unwrap_or(i64::MAX),
         ),
         (
             "state_damaged",
@@ -74,6 +93,14 @@ pub fn render(core: &HaCore) -> Result<String, std::fmt::Error> {
         counter.inc_by(value);
         registry.register(name, help, counter);
     }
+    let lease = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    lease.set(view.lease_remaining.map_or(0.0, |left| left.as_secs_f64()));
+    registry.register_with_unit(
+        "lease_remaining",
+        "While this node acts as master, how long its lease lasts from now (0 otherwise)",
+        prometheus_client::registry::Unit::Seconds,
+        lease,
+    );
     register_store_figures(&mut registry, core, &view);
     let mut text = String::new();
     encode(&mut text, &registry)?;
@@ -95,6 +122,12 @@ fn register_store_figures(registry: &mut Registry, core: &HaCore, view: &Metrics
         "store_requests",
         "Store requests by operation and result",
         requests,
+    );
+    registry.register_with_unit(
+        "store_request",
+        "Time taken by each store request, by operation",
+        prometheus_client::registry::Unit::Seconds,
+        view.store_latency.clone(),
     );
     registry.register(
         "heartbeat_write_seconds",
