@@ -5,6 +5,26 @@
 pub const MASTER_ID_METADATA: &str = "haplane-master-id";
 /// ...and its URI (either may be empty when no master is known).
 pub const MASTER_URI_METADATA: &str = "haplane-master-uri";
+/// The `google.rpc.ErrorInfo` domain of haplane's error details.
+pub const ERROR_DOMAIN: &str = "haplane.v1";
+/// `ErrorInfo.reason` values, so a client can tell refusals apart by machine.
+pub mod reason {
+    /// This node is not the master; the metadata name the master it knows (`masterId`,
+    /// `masterUri`, empty when none).
+    pub const NOT_MASTER: &str = "NOT_MASTER";
+    /// This node holds no managed state (a STANDBY, or a copy still loading).
+    pub const STATE_NOT_LOADED: &str = "STATE_NOT_LOADED";
+    /// The managed-state log cannot be read past a position (the message names the key).
+    pub const STATE_DAMAGED: &str = "STATE_DAMAGED";
+    /// A watch asked to resume from a position no longer kept.
+    pub const COMPACTED: &str = "COMPACTED";
+    /// An entity is not at the expected version (`If-Match`).
+    pub const VERSION_CONFLICT: &str = "VERSION_CONFLICT";
+}
+/// `ErrorInfo.metadata` keys of a `NOT_MASTER` refusal.
+pub const ERROR_MASTER_ID: &str = "masterId";
+/// See [`ERROR_MASTER_ID`].
+pub const ERROR_MASTER_URI: &str = "masterUri";
 /// gRPC request metadata (`true`) that lets `SetState` / `SetPriority` act on a non-master.
 pub const ALLOW_NON_MASTER_METADATA: &str = "allow-non-master-access";
 /// REST headers (`true`) with the same effect: Brooklyn's, AMP's and haplane's.

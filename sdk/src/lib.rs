@@ -37,7 +37,7 @@ pub use answers::{ClaimInfo, Entity, NodeInfo, PlaneStates, StateInfo, Stats};
 pub use client::Client;
 pub use endpoint::{EndpointOptions, endpoint, is_https};
 pub use entity_reads::{EntityChange, ReplicaRead};
-pub use error::Error;
+pub use error::{Error, Reason};
 pub use haplane::{HaMode, MasterRef, MasterView, Member, NodeState};
 pub use local_role::{LeaderTerm, LocalRole, NodeRole};
 pub use master_channel::MasterChannel;

@@ -59,6 +59,7 @@ impl Client {
             .ok_or_else(|| Error::Rejected {
                 code: tonic::Code::NotFound,
                 message: format!("no node {node_id:?} in plane {}", plane.plane_id),
+                reason: None,
             })?;
         Ok(HaServiceClient::new(self.channel(&node.node_uri)?))
     }

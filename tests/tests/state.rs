@@ -82,6 +82,12 @@ async fn the_master_writes_hot_copies_read_the_same_version_and_a_standby_refuse
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(refused.message().contains("state not loaded"), "{refused}");
+    // Same code as "not the master", told apart by the google.rpc.ErrorInfo reason.
+    let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("ErrorInfo");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("STATE_NOT_LOADED", "haplane.v1")
+    );
     let rest = reqwest::get(plane.nodes[standby].url("/v1/entities/apps/web"))
         .await
         .unwrap();
@@ -98,6 +104,10 @@ async fn the_master_writes_hot_copies_read_the_same_version_and_a_standby_refuse
         refused.metadata().get("haplane-master-id").unwrap(),
         plane.nodes[master].id.as_str()
     );
+    let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("ErrorInfo");
+    assert_eq!(info.reason, "NOT_MASTER");
+    assert_eq!(info.metadata["masterId"], plane.nodes[master].id);
+    assert_eq!(info.metadata["masterUri"], plane.nodes[master].grpc_uri());
 }
 
 #[tokio::test]

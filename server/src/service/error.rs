@@ -6,6 +6,7 @@ use crate::service::WatchersFull;
 use crate::store::StoreError;
 use haplane::wire::{MASTER_ID_METADATA, MASTER_URI_METADATA};
 use haplane::{InvalidValue, MasterRef};
+use std::collections::HashMap;
 
 /// Brooklyn's message for a write sent to a non-master.
 pub const NOT_MASTER_MESSAGE: &str =
@@ -97,17 +98,42 @@ impl ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The `google.rpc.ErrorInfo` reason of this error, and its metadata, if it has one.
+    fn error_info(&self) -> Option<(&'static str, HashMap<String, String>)> {
+        use haplane::wire::{ERROR_MASTER_ID, ERROR_MASTER_URI, reason};
+        Some(match self {
+            ServiceError::NotMaster { master } => {
+                let (id, uri) = MasterRef::to_wire(master.as_ref());
+                let metadata = [(ERROR_MASTER_ID, id), (ERROR_MASTER_URI, uri)]
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), value))
+                    .collect();
+                (reason::NOT_MASTER, metadata)
+            }
+            ServiceError::StateNotLoaded(_) => (reason::STATE_NOT_LOADED, HashMap::new()),
+            ServiceError::DataLoss(_) => (reason::STATE_DAMAGED, HashMap::new()),
+            ServiceError::Compacted(_) => (reason::COMPACTED, HashMap::new()),
+            ServiceError::Conflict(_) => (reason::VERSION_CONFLICT, HashMap::new()),
+            _ => return None,
+        })
+    }
+}
+
 impl From<ServiceError> for tonic::Status {
+    /// The status code and message, with a `google.rpc.ErrorInfo` detail for the refusals a
+    /// client acts on; a not-master refusal also names the master in metadata.
     fn from(err: ServiceError) -> Self {
         let message = err.to_string();
-        match err {
-            ServiceError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+        let code = match &err {
+            ServiceError::InvalidArgument { .. } => tonic::Code::InvalidArgument,
             ServiceError::NotMaster { master } => {
-                let mut status = tonic::Status::failed_precondition(format!(
+                let message = format!(
                     "{message}; master is {}",
                     master.as_ref().map_or("unknown", |m| &m.id)
-                ));
-                let (master_id, master_uri) = MasterRef::into_wire(master);
+                );
+                let mut status = with_info(tonic::Code::FailedPrecondition, message, &err);
+                let (master_id, master_uri) = MasterRef::to_wire(master.as_ref());
                 for (key, value) in [
                     (MASTER_ID_METADATA, master_id),
                     (MASTER_URI_METADATA, master_uri),
@@ -116,17 +142,32 @@ impl From<ServiceError> for tonic::Status {
                         status.metadata_mut().insert(key, value);
                     }
                 }
-                status
+                return status;
             }
-            ServiceError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
-            ServiceError::NotFound(_) => tonic::Status::not_found(message),
-            ServiceError::Conflict(_) => tonic::Status::aborted(message),
-            ServiceError::StateNotLoaded(_) => tonic::Status::failed_precondition(message),
-            ServiceError::Unavailable(_) => tonic::Status::unavailable(message),
-            ServiceError::Internal(_) => tonic::Status::internal(message),
-            ServiceError::DataLoss(_) => tonic::Status::data_loss(message),
-            ServiceError::Compacted(_) => tonic::Status::out_of_range(message),
-        }
+            ServiceError::FailedPrecondition(_) | ServiceError::StateNotLoaded(_) => {
+                tonic::Code::FailedPrecondition
+            }
+            ServiceError::NotFound(_) => tonic::Code::NotFound,
+            ServiceError::Conflict(_) => tonic::Code::Aborted,
+            ServiceError::Unavailable(_) => tonic::Code::Unavailable,
+            ServiceError::Internal(_) => tonic::Code::Internal,
+            ServiceError::DataLoss(_) => tonic::Code::DataLoss,
+            ServiceError::Compacted(_) => tonic::Code::OutOfRange,
+        };
+        with_info(code, message, &err)
+    }
+}
+
+/// A status with `err`'s `ErrorInfo` detail, if it has one.
+fn with_info(code: tonic::Code, message: String, err: &ServiceError) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    match err.error_info() {
+        Some((reason, metadata)) => tonic::Status::with_error_details(
+            code,
+            message,
+            ErrorDetails::with_error_info(reason, haplane::wire::ERROR_DOMAIN, metadata),
+        ),
+        None => tonic::Status::new(code, message),
     }
 }
 
