@@ -1,5 +1,5 @@
 //! The `haplane` binary: parses the command line, sets up logging, and runs `launch`, `stop`, or
-//! an operator command (`ha`, `state`).
+//! an operator command (`ha`, `state`, `config check`).
 
 use clap::{Parser, Subcommand};
 use haplane_server::app;
@@ -35,6 +35,16 @@ enum Command {
     Ha(haplane_server::cli::ha::HaArgs),
     /// Managed-state repair on the store itself: void-entry.
     State(haplane_server::cli::state::StateArgs),
+    /// Settings: check.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings `launch` would run with and where each came from; exit 2 naming the
+    /// setting when one is invalid.
+    Check(Box<LaunchArgs>),
 }
 
 fn init_logging(format: LogFormat) {
@@ -53,8 +63,21 @@ fn init_logging(format: LogFormat) {
 // port's connections on serving threads of their own.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     match cli.command {
+        Command::Config(ConfigCommand::Check(args)) => {
+            let check = matches
+                .subcommand_matches("config")
+                .and_then(|config| config.subcommand_matches("check"));
+            match check {
+                Some(check) => haplane_server::cli::config::check(check, *args),
+                None => ExitCode::from(2),
+            }
+        }
         Command::Launch(args) => {
             let settings = match Settings::load(*args) {
                 Ok(settings) => settings,

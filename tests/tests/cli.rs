@@ -351,3 +351,64 @@ async fn node_targeted_commands_reach_the_named_node_and_changes_need_confirmati
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no node"));
 }
+
+#[test]
+fn config_check_names_each_settings_source_and_fails_on_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "poll_period = \"500ms\"\npriority = 3\nmax_watchers = 100\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(haplane_binary())
+        .args([
+            "config",
+            "check",
+            "--config",
+            "node.toml",
+            "--priority",
+            "7",
+            "--auth-user",
+            "admin",
+        ])
+        .env("HAPLANE_HEARTBEAT_TIMEOUT", "4s")
+        .env("HAPLANE_AUTH_PASSWORD", "sekret")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let source_of = |setting: &str| {
+        text.lines()
+            .find(|line| line.split_whitespace().next() == Some(setting))
+            .unwrap_or_else(|| panic!("{setting} in {text}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // A flag beats the file; the environment and the file are named as such; a secret is masked.
+    assert_eq!(source_of("priority"), "command line 7");
+    assert_eq!(source_of("poll_period"), "config file \"500ms\"");
+    assert_eq!(source_of("heartbeat_timeout"), "environment 4s");
+    assert_eq!(source_of("auth_password"), "environment ***");
+    assert!(!text.contains("sekret"), "{text}");
+    assert!(
+        text.contains("defaults: ") && text.contains("safety_margin"),
+        "{text}"
+    );
+    // The effective values, as launch would use them.
+    assert!(text.contains("priority             7"), "{text}");
+    assert!(text.contains("heartbeat_timeout    4s"), "{text}");
+    assert!(text.contains("max_watchers: 100"), "{text}");
+    let bad = run(
+        dir.path(),
+        &["config", "check", "--heartbeat-timeout", "100ms"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--heartbeat-timeout"));
+}
