@@ -266,6 +266,17 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
     let plane = Plane::start(3, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let standby = (master + 1) % 3;
+    // Two entities for the entity browser.
+    let http = reqwest::Client::new();
+    for id in ["apps/web", "apps/db"] {
+        let put = http
+            .put(plane.nodes[master].url(&format!("/v1/entities/{id}")))
+            .body(r#"{"replicas":2}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{put:?}");
+    }
     let driver_port = free_port();
     let _driver =
         Tool::spawn(Command::new(tool("chromedriver")).arg(format!("--port={driver_port}")));
@@ -310,6 +321,15 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
         banner_text.contains("not the master") && banner_text.contains("n1"),
         "{banner_text}"
     );
+    // ...and links to the master's console.
+    let link = browser
+        .find(Locator::Id("master-link"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(link.as_deref(), Some(plane.nodes[master].url("/").as_str()));
 
     // The master's console: three rows, the master highlighted, no banner.
     browser.goto(&plane.nodes[master].url("/")).await.unwrap();
@@ -361,6 +381,118 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
     haplane_tests::eventually(DEADLINE, "the new priority over REST", || async {
         let text = reqwest::get(&priority_url).await.ok()?.text().await.ok()?;
         (text == "42").then_some(())
+    })
+    .await;
+
+    // The entity browser lists this copy's entities and its lag; the timeline shows epoch 1.
+    let entity_rows = haplane_tests::eventually(DEADLINE, "the entity rows", || async {
+        let rows = browser
+            .find_all(Locator::Css("#entities tbody tr"))
+            .await
+            .ok()?;
+        (rows.len() == 2).then_some(rows.len())
+    })
+    .await;
+    assert_eq!(entity_rows, 2);
+    let summary = browser
+        .find(Locator::Id("entities-summary"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        summary.contains("lag") && summary.contains("as of log position"),
+        "{summary}"
+    );
+    let epochs = haplane_tests::eventually(DEADLINE, "a timeline bar", || async {
+        let bars = browser
+            .find_all(Locator::Css("#timeline rect.epoch"))
+            .await
+            .ok()?;
+        (!bars.is_empty()).then_some(bars.len())
+    })
+    .await;
+    assert_eq!(epochs, 1);
+
+    // A page of another origin that posts a form to the master is refused (Origin check): the
+    // priority stays 42.
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_url = format!("http://{}/", evil.local_addr().unwrap());
+    let target = plane.nodes[master].url("/v1/server/ha/priority");
+    let page = format!(
+        r#"<html><body><form id="f" method="POST" action="{target}"><input name="priority" value="99"></form>
+           <script>document.getElementById("f").submit();</script></body></html>"#
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(evil, app).await });
+    browser.goto(&evil_url).await.unwrap();
+    let refused = haplane_tests::eventually(DEADLINE, "the cross-site POST answered", || async {
+        let url = browser.current_url().await.ok()?;
+        (url.as_str() == target).then_some(())?;
+        browser.source().await.ok()
+    })
+    .await;
+    assert!(
+        refused.contains("refused") || refused.contains("403"),
+        "{refused}"
+    );
+    let text = reqwest::get(&priority_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "42", "a cross-site form changed the priority");
+
+    // Promotion from the standby's console asks first: declined, nothing changes; accepted, the
+    // standby becomes master and the timeline shows the change.
+    browser.goto(&plane.nodes[standby].url("/")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("#manage summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let promote = browser.find(Locator::Id("promote")).await.unwrap();
+    promote.click().await.unwrap();
+    let question = browser.get_alert_text().await.unwrap();
+    assert!(
+        question.contains("Promote") && question.contains(&plane.nodes[standby].id),
+        "{question}"
+    );
+    browser.dismiss_alert().await.unwrap();
+    let message = browser
+        .find(Locator::Id("message"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(message, "Cancelled");
+    assert_eq!(plane.wait_for_master(DEADLINE).await, master);
+    promote.click().await.unwrap();
+    browser.accept_alert().await.unwrap();
+    plane.wait_for_new_master(master, DEADLINE).await;
+    assert_eq!(plane.wait_for_master(DEADLINE).await, standby);
+    haplane_tests::eventually(DEADLINE, "two epochs and a failover mark", || async {
+        let bars = browser
+            .find_all(Locator::Css("#timeline rect.epoch"))
+            .await
+            .ok()?;
+        let marks = browser
+            .find_all(Locator::Css("#timeline line.failover"))
+            .await
+            .ok()?;
+        (bars.len() == 2 && marks.len() == 1).then_some(())
     })
     .await;
 
