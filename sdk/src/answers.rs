@@ -51,6 +51,10 @@ pub struct NodeInfo {
     pub heartbeat: u64,
     /// The version the node reports, compared in elections.
     pub version: String,
+    /// The highest epoch the node knew when it wrote the record.
+    pub epoch_seen: u64,
+    /// How far the node's managed state reaches (its last applied log position).
+    pub state_seq: u64,
 }
 
 /// The plane, as one node sees it.

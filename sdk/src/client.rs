@@ -324,6 +324,8 @@ impl Client {
                     last_seen_age: Duration::from_millis(node.last_seen_age_ms),
                     heartbeat: node.heartbeat,
                     version: node.version,
+                    epoch_seen: node.epoch_seen,
+                    state_seq: node.state_seq,
                 })
             })
             .collect::<Result<_, Error>>()?;

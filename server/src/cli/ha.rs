@@ -140,14 +140,22 @@ fn print_state(state: &StateInfo, as_json: bool) {
 
 fn print_plane(plane: &PlaneStates, as_json: bool) {
     let master_id = plane.master_id.as_deref().unwrap_or("");
+    // Lag: managed-state log entries behind the master's position.
+    let master_seq = plane
+        .nodes
+        .iter()
+        .find(|n| n.node_id == master_id)
+        .map_or(0, |n| n.state_seq);
+    let lag = |seq: u64| master_seq.saturating_sub(seq);
     if as_json {
         let nodes: Vec<_> = plane
             .nodes
             .iter()
             .map(|n| {
                 json!({"nodeId": n.node_id, "nodeUri": n.node_uri, "status": n.status.as_str(),
-                            "priority": n.priority, "live": n.live,
-                            "lastSeenAgeMs": crate::clock::millis(n.last_seen_age)})
+                       "priority": n.priority, "live": n.live, "epochSeen": n.epoch_seen,
+                       "lastSeenAgeMs": crate::clock::millis(n.last_seen_age),
+                       "stateSeq": n.state_seq, "lagEntries": lag(n.state_seq)})
             })
             .collect();
         println!(
@@ -161,17 +169,19 @@ fn print_plane(plane: &PlaneStates, as_json: bool) {
         plane.plane_id, plane.epoch, master_id
     );
     println!(
-        "{:<24} {:<12} {:>8} {:<5} {:>10}  uri",
-        "node", "status", "priority", "live", "seen"
+        "{:<24} {:<12} {:>8} {:>6} {:<5} {:>10} {:>6}  uri",
+        "node", "status", "priority", "epoch", "live", "seen", "lag"
     );
     for n in &plane.nodes {
         println!(
-            "{:<24} {:<12} {:>8} {:<5} {:>9.1}s  {}",
+            "{:<24} {:<12} {:>8} {:>6} {:<5} {:>9.1}s {:>6}  {}",
             n.node_id,
             n.status.as_str(),
             n.priority,
+            n.epoch_seen,
             n.live,
             n.last_seen_age.as_secs_f64(),
+            lag(n.state_seq),
             n.node_uri
         );
     }

@@ -81,6 +81,8 @@ impl HaService for GrpcService {
                 heartbeat: node.record.heartbeat,
                 version: node.record.version,
                 live: node.live,
+                epoch_seen: node.record.epoch_seen,
+                state_seq: node.record.state_seq,
             })
             .collect();
         Ok(Response::new(pb::ListStatesResponse {

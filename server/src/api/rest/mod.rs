@@ -168,6 +168,8 @@ async fn get_states(State(core): State<HaCore>) -> Result<Json<Value>, ServiceEr
                 "lastSeenAgeMs": age_ms,
                 "heartbeat": node.record.heartbeat,
                 "version": node.record.version,
+                "epochSeen": node.record.epoch_seen,
+                "stateSeq": node.record.state_seq,
             });
             (id, row)
         })
