@@ -83,15 +83,7 @@ async fn list_entities(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ServiceError> {
     let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
-    let size = match query.get("pageSize") {
-        None => 0,
-        Some(text) => text
-            .parse::<usize>()
-            .map_err(|_| ServiceError::InvalidArgument {
-                field: "pageSize".into(),
-                message: format!("{text:?} is not a number of entities"),
-            })?,
-    };
+    let size = super::count_parameter(&query, "pageSize", "entities")?;
     let token = query.get("pageToken").map(String::as_str).unwrap_or("");
     let page = PageRequest::new(size, token)?;
     let ReadView {

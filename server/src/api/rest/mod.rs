@@ -264,20 +264,30 @@ fn probe(checks: Vec<crate::service::probes::Check>) -> Response {
     (status, Json(json!({ "ok": ready, "checks": named }))).into_response()
 }
 
+/// The count in query parameter `name` (0 when absent); a 400 naming it when not a count of
+/// `what`.
+pub(super) fn count_parameter(
+    query: &HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<usize, ServiceError> {
+    match query.get(name) {
+        None => Ok(0),
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| ServiceError::InvalidArgument {
+                field: name.into(),
+                message: format!("{text:?} is not a number of {what}"),
+            }),
+    }
+}
+
 /// `GET /v1/server/ha/history?limit=N`: the plane's masters, newest first.
 async fn get_history(
     State(core): State<HaCore>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ServiceError> {
-    let limit = match query.get("limit") {
-        None => 0,
-        Some(text) => text
-            .parse::<usize>()
-            .map_err(|_| ServiceError::InvalidArgument {
-                field: "limit".into(),
-                message: format!("{text:?} is not a number of epochs"),
-            })?,
-    };
+    let limit = count_parameter(&query, "limit", "epochs")?;
     let claims: Vec<Value> = core
         .history(limit)
         .await?
