@@ -5,7 +5,7 @@
 use crate::answers::Entity;
 use crate::client::{Client, Retry};
 use crate::entities::entity_from_wire;
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use futures::Stream;
 use haplane::pb::{self, entity_service_client::EntityServiceClient};
 use std::time::Duration;
@@ -119,6 +119,34 @@ struct EntityWatch {
 }
 
 impl EntityWatch {
+    /// Opens the watch on the master. A master whose copy is still loading (just promoted from
+    /// STANDBY, or reloading) is asked again until the failover timeout.
+    async fn open(
+        &self,
+        request: &pb::WatchRequest,
+    ) -> Result<tonic::Streaming<pb::WatchResponse>, Error> {
+        let deadline = tokio::time::Instant::now() + self.client.failover_timeout();
+        loop {
+            let opened = self
+                .client
+                .on_master(Retry::Safe, |channel| {
+                    let request = request.clone();
+                    async move { EntityServiceClient::new(channel).watch(request).await }
+                })
+                .await;
+            match opened {
+                Ok(opened) => return Ok(opened.into_inner()),
+                Err(err)
+                    if matches!(err.reason(), Some(Reason::StateNotLoaded))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     async fn next_change(&mut self) -> Result<EntityChange, Error> {
         loop {
             let stream = match &mut self.stream {
@@ -128,14 +156,8 @@ impl EntityWatch {
                         prefix: self.prefix.clone(),
                         start_seq: self.resume,
                     };
-                    let opened = self
-                        .client
-                        .on_master(Retry::Safe, |channel| {
-                            let request = request.clone();
-                            async move { EntityServiceClient::new(channel).watch(request).await }
-                        })
-                        .await?;
-                    self.stream.insert(opened.into_inner())
+                    let opened = self.open(&request).await?;
+                    self.stream.insert(opened)
                 }
             };
             match stream.message().await {

@@ -602,3 +602,73 @@ async fn the_sdk_reads_from_a_fresh_hot_copy_and_its_entity_watch_rides_a_failov
     let expected: Vec<String> = (0..6).map(|i| format!("s/{i}")).collect();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn a_new_master_never_fences_into_a_missing_entry_with_later_ones_after_it() {
+    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[master].grpc_uri()).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let answer = client
+            .put(put(&format!("m/{i}"), "{}", "", None))
+            .await
+            .unwrap()
+            .into_inner();
+        seqs.push(answer.seq);
+    }
+    plane.nodes[master].sigterm();
+    plane.nodes[master].wait_exit(DEADLINE).await;
+    // m/1's entry disappears; m/2's is still there after it.
+    let name = format!("{:020}.json", seqs[1]);
+    std::fs::remove_file(plane.store_dir().join("state/log").join(&name)).unwrap();
+    let restarted = plane.add("again", &[]).await;
+    plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[restarted].grpc_uri()).await;
+    // The new master reports the gap instead of fencing into it (which would void m/2).
+    let refused = eventually(DEADLINE, "writes refused for the missing entry", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .put(put("m/after", "{}", "", None))
+                .await
+                .err()
+                .filter(|status| status.code() == Code::DataLoss)
+        }
+    })
+    .await;
+    assert!(
+        refused
+            .message()
+            .contains(&format!("log entry {} is missing", seqs[1])),
+        "{refused:?}"
+    );
+    let slot = plane.store_dir().join("state/log").join(&name);
+    assert!(!slot.exists(), "nothing was written into the gap");
+    // The operator voids the missing slot: m/2 survives, m/1 is the documented loss.
+    let done = std::process::Command::new(haplane_tests::haplane_binary())
+        .args([
+            "state",
+            "void-entry",
+            "--seq",
+            &seqs[1].to_string(),
+            "--yes",
+        ])
+        .args([
+            "--persistence-dir",
+            &plane.store_dir().display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{done:?}");
+    assert!(String::from_utf8_lossy(&done.stdout).contains("was missing"));
+    eventually(DEADLINE, "writes to resume", || {
+        let mut client = client.clone();
+        async move { client.put(put("m/after", "{}", "", None)).await.ok() }
+    })
+    .await;
+    for (id, present) in [("m/0", true), ("m/1", false), ("m/2", true)] {
+        let read = client.get(pb::GetRequest { id: id.into() }).await;
+        assert_eq!(read.is_ok(), present, "{id}: {read:?}");
+    }
+}

@@ -160,9 +160,13 @@ impl StateService {
         ops: Vec<Op>,
     ) -> Result<Vec<WriteOutcome>, ServiceError> {
         match self.append(epoch, Change::Batch { ops }).await {
-            Ok(applied) if applied.is_empty() => Err(ServiceError::Unavailable(
-                "this master was fenced by a newer one".to_owned(),
-            )),
+            Ok(applied) if applied.is_empty() => {
+                // Void: a newer fence precedes it; this node writes no more for its epoch.
+                self.inner.replica.write().await.writable_epoch = None;
+                Err(ServiceError::Unavailable(
+                    "this master was fenced by a newer one".to_owned(),
+                ))
+            }
             Ok(applied) => Ok(applied
                 .into_iter()
                 .map(|change| WriteOutcome {
@@ -207,6 +211,10 @@ impl StateService {
                 Err(LogError::Taken(_)) => self.catch_up(true).await?,
                 Err(err) => return Err(log_error(err)),
             }
+        }
+        // A fence below a newer one is void: this node is not the master of the log.
+        if self.inner.replica.read().await.state.fence_epoch != epoch {
+            return Err(self.inner.node.snapshot().not_master().into());
         }
         // A fence must land after everything written, never in a compacted position below a
         // snapshot (catch_up checked just before; this closes the gap between). If a snapshot
@@ -287,11 +295,13 @@ impl StateService {
                 tracing::debug!(seq, bytes, "snapshot written");
             }
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, seq, "snapshot not written; the log stays longer");
+                tracing::warn!(error = %err, seq, "snapshot not written; the next entry tries again");
+                self.inner.replica.write().await.tail.snapshot_failed();
                 return;
             }
             Err(_) => {
-                tracing::warn!(seq, timeout = ?SNAPSHOT_TIMEOUT, "snapshot upload timed out; the log stays longer");
+                tracing::warn!(seq, timeout = ?SNAPSHOT_TIMEOUT, "snapshot upload timed out; the next entry tries again");
+                self.inner.replica.write().await.tail.snapshot_failed();
                 return;
             }
         }
@@ -322,17 +332,22 @@ impl StateService {
     /// Deletes what the retention allows: old snapshots and the log they cover. Only while this
     /// node may act as master (a deposed master deletes nothing).
     async fn compact(&self, log: &StateLog, compactor: &mut Compactor) -> Result<(), LogError> {
+        let epoch = self.inner.node.snapshot().epoch;
         let in_store = log.snapshot_seqs().await?;
         let plan = compactor.plan(&in_store, self.now());
         let nothing_new = plan.snapshots.is_empty()
-            && plan.log_through <= compactor.log_deleted_through.unwrap_or(0);
+            && (plan.log_through == 0
+                || compactor
+                    .log_deleted_through
+                    .is_some_and(|(at_epoch, done)| at_epoch == epoch && plan.log_through <= done));
         if nothing_new || !self.inner.node.snapshot().may_act_as_master(self.now()) {
             return Ok(());
         }
         let entries: Vec<u64> = match compactor.log_deleted_through {
-            Some(done) => (done + 1..=plan.log_through).collect(),
-            // First compaction by this node: whatever the log holds at or below the boundary.
-            None => log
+            Some((at_epoch, done)) if at_epoch == epoch => (done + 1..=plan.log_through).collect(),
+            // First compaction in this epoch (another master may have compacted since this node
+            // last did): whatever the log holds at or below the boundary.
+            _ => log
                 .entry_seqs()
                 .await?
                 .into_iter()
@@ -363,7 +378,7 @@ impl StateService {
                 .await;
             deleted.into_iter().collect::<Result<(), LogError>>()?;
         }
-        compactor.log_deleted_through = Some(plan.log_through);
+        compactor.log_deleted_through = Some((epoch, plan.log_through));
         tracing::debug!(
             snapshots = plan.snapshots.len(),
             entries = entries.len(),

@@ -42,6 +42,8 @@ pub struct Tail {
     pub bytes: u64,
     /// The size of the last snapshot written (0: none yet).
     pub last_snapshot_bytes: u64,
+    /// The last snapshot failed: the next entry starts another.
+    pub retry: bool,
 }
 
 impl Tail {
@@ -53,8 +55,14 @@ impl Tail {
 
     /// Whether the log since the last snapshot is long enough for a new one.
     pub fn snapshot_due(&self, every_entries: u64) -> bool {
-        self.entries >= every_entries
+        self.retry
+            || self.entries >= every_entries
             || self.bytes >= MIN_TAIL_BYTES.max(self.last_snapshot_bytes / 2)
+    }
+
+    /// The snapshot started at the last reset failed; the next entry starts another.
+    pub fn snapshot_failed(&mut self) {
+        self.retry = true;
     }
 
     /// A snapshot of `bytes` now covers everything counted.
@@ -80,9 +88,9 @@ pub struct Plan {
 pub struct Compactor {
     policy: SnapshotPolicy,
     first_seen: BTreeMap<u64, Instant>,
-    /// The log position through which this node has deleted (`None`: not yet, so the first
-    /// compaction lists what the log holds).
-    pub log_deleted_through: Option<u64>,
+    /// The epoch and log position through which this node has deleted (another epoch, or
+    /// `None`: the next compaction lists what the log holds).
+    pub log_deleted_through: Option<(u64, u64)>,
 }
 
 impl Compactor {
@@ -219,5 +227,12 @@ mod tests {
         assert!(!tail.snapshot_due(every));
         tail.appended(1);
         assert!(tail.snapshot_due(every));
+        // A failed snapshot is due again at once, not after another full tail.
+        tail.snapshot_taken(1);
+        assert!(!tail.snapshot_due(every));
+        tail.snapshot_failed();
+        assert!(tail.snapshot_due(every));
+        tail.snapshot_taken(1);
+        assert!(!tail.snapshot_due(every));
     }
 }

@@ -88,14 +88,18 @@ impl StateLog {
         Ok(entries)
     }
 
-    /// The positions of the snapshots in the store, oldest first.
+    /// The positions of the snapshots in the store, oldest first (only keys spelled as this
+    /// node writes them).
     pub async fn snapshot_seqs(&self) -> Result<Vec<u64>, LogError> {
         let mut seqs: Vec<u64> = self
             .store
             .list(layout::SNAPSHOTS)
             .await?
             .iter()
-            .filter_map(layout::snapshot_seq)
+            .filter_map(|key| {
+                let seq = layout::snapshot_seq(key)?;
+                (layout::snapshot(seq).ok()? == *key).then_some(seq)
+            })
             .collect();
         seqs.sort_unstable();
         Ok(seqs)
@@ -107,7 +111,12 @@ impl StateLog {
             let key = layout::snapshot(seq)?;
             match self.store.get(&key).await {
                 Ok(body) => match SnapshotFile::decode(&body) {
-                    Ok(state) => return Ok(state),
+                    Ok(state) if state.applied_seq == seq => return Ok(state),
+                    Ok(state) => tracing::warn!(
+                        %key,
+                        holds = state.applied_seq,
+                        "snapshot holds another position; trying an older one"
+                    ),
                     Err(err) => {
                         tracing::warn!(%key, error = %err, "unreadable snapshot; trying an older one")
                     }
@@ -177,14 +186,23 @@ impl StateLog {
         })
     }
 
-    /// The positions of every log entry in the store (one listing; for the first compaction).
+    /// The highest log position in the store (0: none).
+    pub async fn last_entry_seq(&self) -> Result<u64, LogError> {
+        Ok(self.entry_seqs().await?.into_iter().max().unwrap_or(0))
+    }
+
+    /// The positions of every log entry in the store (one listing; for the first compaction and
+    /// a new master's check), only keys spelled as this node writes them.
     pub async fn entry_seqs(&self) -> Result<Vec<u64>, LogError> {
         Ok(self
             .store
             .list(layout::LOG)
             .await?
             .iter()
-            .filter_map(layout::log_entry_seq)
+            .filter_map(|key| {
+                let seq = layout::log_entry_seq(key)?;
+                (layout::log_entry(seq).ok()? == *key).then_some(seq)
+            })
             .collect())
     }
 
@@ -261,7 +279,7 @@ impl SnapshotFile {
             .chain(file.entities.into_values());
         let mut outcomes = Outcomes::default();
         for (key, recorded) in file.recorded {
-            outcomes.record(key, recorded);
+            outcomes.restore(key, recorded);
         }
         Ok(EntityState {
             applied_seq: file.applied_seq,

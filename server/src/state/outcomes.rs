@@ -50,6 +50,13 @@ impl Outcomes {
         }
     }
 
+    /// Puts back a key from a snapshot, as it was (no forgetting: the snapshot already did).
+    pub fn restore(&mut self, key: String, recorded: Recorded) {
+        if self.by_key.insert(key.clone(), recorded).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Recorded> {
         self.by_key.get(key)
     }

@@ -256,6 +256,9 @@ impl StateService {
             let state = log.latest_snapshot().await.map_err(log_error)?;
             self.inner.replica.write().await.load(state);
         }
+        // The position at which a gap was seen once: a writer may have been appending past it
+        // between the read and the listing, so the gap counts only when it is seen again.
+        let mut gap_seen_at = None;
         loop {
             let applied = self.inner.replica.read().await.state.applied_seq;
             let entries = match log.read_after(applied, READ_BATCH).await {
@@ -281,7 +284,13 @@ impl StateService {
             if !done {
                 continue;
             }
-            let published = self.inner.node.snapshot().master_state_seq;
+            let mut published = self.inner.node.snapshot().master_state_seq;
+            if fencing {
+                // A new master knows no published position but its own: the log itself must
+                // show that nothing lies past the end found (a missing entry with later ones
+                // after it is damage, never a free slot to fence in).
+                published = published.max(log.last_entry_seq().await.map_err(log_error)?);
+            }
             if applied >= published && !fencing {
                 replica.caught_up_at = Some(self.now());
                 drop(replica);
@@ -292,9 +301,13 @@ impl StateService {
             if self.load_snapshot_past(log, applied).await? {
                 continue;
             }
+            if applied < published && gap_seen_at != Some(applied) {
+                gap_seen_at = Some(applied);
+                continue;
+            }
             if applied < published {
                 let damage = format!(
-                    "log entry {} is missing, though the master's log reaches {published}",
+                    "log entry {} is missing, though the log reaches {published}",
                     applied + 1
                 );
                 self.set_damage(Some(damage.clone()));
@@ -306,15 +319,23 @@ impl StateService {
         }
     }
 
-    /// Loads the newest snapshot if it is past `applied`; whether it did.
+    /// Loads the newest snapshot if it is past `applied`; whether it did. A snapshot past
+    /// `applied` that cannot be loaded is damage: the log before it may be compacted, so going
+    /// on (or fencing) from here could drop acknowledged writes.
     async fn load_snapshot_past(&self, log: &StateLog, applied: u64) -> Result<bool, ServiceError> {
         let newest = log.snapshot_seqs().await.map_err(log_error)?;
-        if newest.last().is_none_or(|&seq| seq <= applied) {
+        let Some(&newest) = newest.last().filter(|&&seq| seq > applied) else {
             return Ok(false);
-        }
+        };
         let state = log.latest_snapshot().await.map_err(log_error)?;
         if state.applied_seq <= applied {
-            return Ok(false);
+            let damage = format!(
+                "{} cannot be loaded, and this copy is at {applied}",
+                crate::store::layout::snapshot(newest)
+                    .map_or_else(|_| newest.to_string(), |key| key.to_string())
+            );
+            self.set_damage(Some(damage.clone()));
+            return Err(ServiceError::DataLoss(damage));
         }
         tracing::warn!(
             from = applied,
@@ -333,7 +354,8 @@ impl StateService {
         let now = self.now();
         let replica = self.inner.replica.read().await;
         let state = self.holding_state(&replica, now)?;
-        let lag = if state == NodeState::Master && replica.writable_epoch.is_some() {
+        let epoch = self.inner.node.snapshot().epoch;
+        let lag = if state == NodeState::Master && replica.writable_epoch == Some(epoch) {
             Duration::ZERO
         } else {
             replica
@@ -405,14 +427,23 @@ impl StateService {
         let ended = tokio_stream::once(Err(ServiceError::Unavailable(
             "this node's copy of the state jumped or was dropped; resume from the last seq seen on the master or a hot standby".to_owned(),
         )));
-        Ok(tokio_stream::iter(backlog.into_iter().map(Ok))
+        let changes = tokio_stream::iter(backlog.into_iter().map(Ok))
             .chain(live)
             .chain(ended)
             .filter(move |change| {
                 change
                     .as_ref()
                     .map_or(true, |change| change.id.as_str().starts_with(&prefix))
-            }))
+            });
+        // The first error ends the stream: a watcher told it fell behind must not be sent the
+        // changes after the ones it missed (an SSE client would move its Last-Event-ID past them).
+        Ok(futures::StreamExt::scan(changes, false, |ended, change| {
+            let next = (!*ended).then(|| {
+                *ended = change.is_err();
+                change
+            });
+            futures::future::ready(next)
+        }))
     }
 
     /// The kept changes from `start_seq` on and a receiver of the next, taken together.
