@@ -44,6 +44,55 @@ fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| entries.count())
 }
 
+/// A one-node plane that acknowledged three writes `<prefix>/0..2`, its node then stopped; the
+/// writes' log positions.
+async fn three_writes_then_stopped(prefix: &str) -> (Plane, Vec<u64>) {
+    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[master].grpc_uri()).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let answer = client
+            .put(put(&format!("{prefix}/{i}"), "{}", "", None))
+            .await
+            .unwrap()
+            .into_inner();
+        seqs.push(answer.seq);
+    }
+    plane.nodes[master].sigterm();
+    plane.nodes[master].wait_exit(DEADLINE).await;
+    (plane, seqs)
+}
+
+/// The DATA_LOSS refusal a write of `id` eventually gets.
+async fn refused_for_data_loss(client: &EntityServiceClient<Channel>, id: &str) -> tonic::Status {
+    eventually(DEADLINE, "writes refused with DATA_LOSS", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .put(put(id, "{}", "", None))
+                .await
+                .err()
+                .filter(|status| status.code() == Code::DataLoss)
+        }
+    })
+    .await
+}
+
+/// `haplane state void-entry --seq <seq> [--yes]` on the plane's store.
+fn void_entry(plane: &Plane, seq: u64, yes: bool) -> std::process::Output {
+    let mut command = std::process::Command::new(haplane_tests::haplane_binary());
+    command.args(["state", "void-entry", "--seq", &seq.to_string()]);
+    command.args([
+        "--persistence-dir",
+        &plane.store_dir().display().to_string(),
+    ]);
+    if yes {
+        command.arg("--yes");
+    }
+    command.output().expect("run haplane state void-entry")
+}
+
 #[tokio::test]
 async fn concurrent_writes_commit_together_and_each_keeps_its_own_checks() {
     let plane = Plane::start(1, PlaneOptions::fast()).await;
@@ -438,20 +487,7 @@ async fn a_damaged_entry_is_reported_with_its_key_and_a_snapshot_past_it_recover
 
 #[tokio::test]
 async fn an_entry_no_node_holds_stops_writes_with_its_key_until_an_operator_voids_it() {
-    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
-    let master = plane.wait_for_master(DEADLINE).await;
-    let mut client = entities(&plane.nodes[master].grpc_uri()).await;
-    let mut seqs = Vec::new();
-    for i in 0..3 {
-        let answer = client
-            .put(put(&format!("v/{i}"), "{}", "", None))
-            .await
-            .unwrap()
-            .into_inner();
-        seqs.push(answer.seq);
-    }
-    plane.nodes[master].sigterm();
-    plane.nodes[master].wait_exit(DEADLINE).await;
+    let (mut plane, seqs) = three_writes_then_stopped("v").await;
     // v/1's entry is damaged while no node runs: nobody holds it and no snapshot covers it.
     let name = format!("{:020}.json", seqs[1]);
     let entry = plane.store_dir().join("state/log").join(&name);
@@ -459,31 +495,10 @@ async fn an_entry_no_node_holds_stops_writes_with_its_key_until_an_operator_void
     let restarted = plane.add("again", &[]).await;
     plane.wait_for_master(DEADLINE).await;
     let mut client = entities(&plane.nodes[restarted].grpc_uri()).await;
-    let refused = eventually(DEADLINE, "writes to fail with the damaged key", || {
-        let mut client = client.clone();
-        async move {
-            client
-                .put(put("v/after", "{}", "", None))
-                .await
-                .err()
-                .filter(|status| status.code() == Code::DataLoss)
-        }
-    })
-    .await;
+    let refused = refused_for_data_loss(&client, "v/after").await;
     assert!(refused.message().contains(&name), "{refused:?}");
     // The operator's command: refused without --yes and for a readable entry, then done.
-    let void = |seq: u64, yes: bool| {
-        let mut command = std::process::Command::new(haplane_tests::haplane_binary());
-        command.args(["state", "void-entry", "--seq", &seq.to_string()]);
-        command.args([
-            "--persistence-dir",
-            &plane.store_dir().display().to_string(),
-        ]);
-        if yes {
-            command.arg("--yes");
-        }
-        command.output().expect("run haplane state void-entry")
-    };
+    let void = |seq: u64, yes: bool| void_entry(&plane, seq, yes);
     assert!(!void(seqs[1], false).status.success());
     let readable = void(seqs[2], true);
     assert!(!readable.status.success());
@@ -605,20 +620,7 @@ async fn the_sdk_reads_from_a_fresh_hot_copy_and_its_entity_watch_rides_a_failov
 
 #[tokio::test]
 async fn a_new_master_never_fences_into_a_missing_entry_with_later_ones_after_it() {
-    let mut plane = Plane::start(1, PlaneOptions::fast()).await;
-    let master = plane.wait_for_master(DEADLINE).await;
-    let mut client = entities(&plane.nodes[master].grpc_uri()).await;
-    let mut seqs = Vec::new();
-    for i in 0..3 {
-        let answer = client
-            .put(put(&format!("m/{i}"), "{}", "", None))
-            .await
-            .unwrap()
-            .into_inner();
-        seqs.push(answer.seq);
-    }
-    plane.nodes[master].sigterm();
-    plane.nodes[master].wait_exit(DEADLINE).await;
+    let (mut plane, seqs) = three_writes_then_stopped("m").await;
     // m/1's entry disappears; m/2's is still there after it.
     let name = format!("{:020}.json", seqs[1]);
     std::fs::remove_file(plane.store_dir().join("state/log").join(&name)).unwrap();
@@ -626,17 +628,7 @@ async fn a_new_master_never_fences_into_a_missing_entry_with_later_ones_after_it
     plane.wait_for_master(DEADLINE).await;
     let mut client = entities(&plane.nodes[restarted].grpc_uri()).await;
     // The new master reports the gap instead of fencing into it (which would void m/2).
-    let refused = eventually(DEADLINE, "writes refused for the missing entry", || {
-        let mut client = client.clone();
-        async move {
-            client
-                .put(put("m/after", "{}", "", None))
-                .await
-                .err()
-                .filter(|status| status.code() == Code::DataLoss)
-        }
-    })
-    .await;
+    let refused = refused_for_data_loss(&client, "m/after").await;
     assert!(
         refused
             .message()
@@ -646,20 +638,7 @@ async fn a_new_master_never_fences_into_a_missing_entry_with_later_ones_after_it
     let slot = plane.store_dir().join("state/log").join(&name);
     assert!(!slot.exists(), "nothing was written into the gap");
     // The operator voids the missing slot: m/2 survives, m/1 is the documented loss.
-    let done = std::process::Command::new(haplane_tests::haplane_binary())
-        .args([
-            "state",
-            "void-entry",
-            "--seq",
-            &seqs[1].to_string(),
-            "--yes",
-        ])
-        .args([
-            "--persistence-dir",
-            &plane.store_dir().display().to_string(),
-        ])
-        .output()
-        .unwrap();
+    let done = void_entry(&plane, seqs[1], true);
     assert!(done.status.success(), "{done:?}");
     assert!(String::from_utf8_lossy(&done.stdout).contains("was missing"));
     eventually(DEADLINE, "writes to resume", || {
