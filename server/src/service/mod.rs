@@ -68,7 +68,7 @@ pub struct MetricsView {
     pub state_damage: Option<String>,
     /// While this node acts as master: how long its lease lasts from now.
     pub lease_remaining: Option<Duration>,
-    /// Members whose heartbeat this node saw change, as of its last poll.
+    /// Members whose heartbeat this node saw change, as of its last full scan.
     pub live_members: u64,
     /// Log entries the master has published past this node's managed-state position (0 on
     /// the master itself).
@@ -349,11 +349,12 @@ impl HaCore {
     }
 
     pub fn metrics(&self) -> MetricsView {
+        let now = self.now();
         let snapshot = self.inner.node.snapshot();
         let counters = &self.inner.node.counters;
         MetricsView {
-            state: snapshot.effective_state(self.now()),
-            uptime: self.now().saturating_duration_since(self.inner.started),
+            state: snapshot.effective_state(now),
+            uptime: now.saturating_duration_since(self.inner.started),
             priority: snapshot.priority,
             epoch: snapshot.epoch,
             poll_period: self.inner.poll_period,
@@ -365,7 +366,7 @@ impl HaCore {
             watchers: self.inner.watchers.load(Ordering::Relaxed),
             polls: counters.polls.load(Ordering::Relaxed),
             state_damage: self.inner.node.state_damage(),
-            lease_remaining: self.role().lease_valid_for,
+            lease_remaining: snapshot.role(now).lease_left(now),
             live_members: counters.live_members.load(Ordering::Relaxed),
             state_lag_entries: snapshot
                 .master_state_seq

@@ -8,6 +8,7 @@ use super::service::{Replica, StateService, Write, log_error};
 use super::{Applied, Change, Entity, EntityId, LogEntry, Op, WriteOutcome};
 use crate::clock::wall_clock_ms;
 use crate::service::error::ServiceError;
+use crate::store::layout;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -259,8 +260,7 @@ impl StateService {
             .state
             .apply(&entry)
             .map_err(|message| LogError::Corrupt {
-                key: crate::store::layout::log_entry(seq)
-                    .map_or_else(|_| seq.to_string(), |key| key.to_string()),
+                key: layout::log_entry(seq).map_or_else(|_| seq.to_string(), |key| key.to_string()),
                 message,
             })?;
         replica.changed(&applied, bytes);
@@ -273,8 +273,7 @@ impl StateService {
             && let Ok(compactor) = std::sync::Arc::clone(&self.inner.compactor).try_lock_owned()
         {
             let view = replica.state.clone();
-            let last_bytes = replica.tail.last_snapshot_bytes as usize;
-            replica.tail.snapshot_taken(last_bytes);
+            replica.tail.snapshot_started();
             tokio::spawn(self.clone().snapshot(log.clone(), view, compactor));
         }
         Ok(applied)
@@ -288,19 +287,23 @@ impl StateService {
         mut compactor: OwnedMutexGuard<Compactor>,
     ) {
         let seq = view.applied_seq;
-        match tokio::time::timeout(SNAPSHOT_TIMEOUT, log.write_snapshot(view)).await {
-            Ok(Ok(bytes)) => {
-                self.inner.replica.write().await.tail.last_snapshot_bytes = bytes as u64;
+        let written = match tokio::time::timeout(SNAPSHOT_TIMEOUT, log.write_snapshot(view)).await {
+            Ok(written) => written.map_err(|err| err.to_string()),
+            Err(_) => Err(format!("upload timed out after {SNAPSHOT_TIMEOUT:?}")),
+        };
+        match written {
+            Ok(bytes) => {
+                self.inner
+                    .replica
+                    .write()
+                    .await
+                    .tail
+                    .snapshot_written(bytes);
                 compactor.wrote(seq, self.now());
                 tracing::debug!(seq, bytes, "snapshot written");
             }
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, seq, "snapshot not written; the next entry tries again");
-                self.inner.replica.write().await.tail.snapshot_failed();
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(seq, timeout = ?SNAPSHOT_TIMEOUT, "snapshot upload timed out; the next entry tries again");
+            Err(error) => {
+                tracing::warn!(%error, seq, "snapshot not written; the next entry tries again");
                 self.inner.replica.write().await.tail.snapshot_failed();
                 return;
             }
@@ -335,44 +338,41 @@ impl StateService {
         let epoch = self.inner.node.snapshot().epoch;
         let in_store = log.snapshot_seqs().await?;
         let plan = compactor.plan(&in_store, self.now());
+        // How far this node deleted in this epoch (in another, another master may have
+        // compacted since: the log is listed again).
+        let done = compactor
+            .log_deleted_through
+            .filter(|(at_epoch, _)| *at_epoch == epoch)
+            .map(|(_, done)| done);
         let nothing_new = plan.snapshots.is_empty()
-            && (plan.log_through == 0
-                || compactor
-                    .log_deleted_through
-                    .is_some_and(|(at_epoch, done)| at_epoch == epoch && plan.log_through <= done));
+            && (plan.log_through == 0 || done.is_some_and(|done| plan.log_through <= done));
         if nothing_new || !self.inner.node.snapshot().may_act_as_master(self.now()) {
             return Ok(());
         }
-        let entries: Vec<u64> = match compactor.log_deleted_through {
-            Some((at_epoch, done)) if at_epoch == epoch => (done + 1..=plan.log_through).collect(),
-            // First compaction in this epoch (another master may have compacted since this node
-            // last did): whatever the log holds at or below the boundary.
-            _ => log
+        let entries: Vec<u64> = match done {
+            Some(done) => (done + 1..=plan.log_through).collect(),
+            None => log
                 .entry_seqs()
                 .await?
                 .into_iter()
                 .filter(|&seq| seq <= plan.log_through)
                 .collect(),
         };
-        let deletions: Vec<_> = plan
-            .snapshots
-            .iter()
-            .map(|&seq| (true, seq))
-            .chain(entries.iter().map(|&seq| (false, seq)))
-            .collect();
-        for chunk in deletions.chunks(DELETE_CHUNK) {
+        let snapshot_keys = plan.snapshots.iter().map(|&seq| layout::snapshot(seq));
+        let entry_keys = entries.iter().map(|&seq| layout::log_entry(seq));
+        let keys = snapshot_keys
+            .chain(entry_keys)
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in keys.chunks(DELETE_CHUNK) {
             // A master that lost its lease mid-way stops deleting.
             if !self.inner.node.snapshot().may_act_as_master(self.now()) {
                 return Ok(());
             }
-            let deleted =
-                futures::stream::iter(chunk.iter().copied().map(|(snapshot, seq)| async move {
-                    if snapshot {
-                        log.delete_snapshot(seq).await
-                    } else {
-                        log.delete_entry(seq).await
-                    }
-                }))
+            let deletions = chunk
+                .iter()
+                .cloned()
+                .map(|key| async move { log.delete(&key).await });
+            let deleted = futures::stream::iter(deletions)
                 .buffer_unordered(DELETE_CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await;

@@ -65,12 +65,17 @@ impl Tail {
         self.retry = true;
     }
 
-    /// A snapshot of `bytes` now covers everything counted.
-    pub fn snapshot_taken(&mut self, bytes: usize) {
+    /// A snapshot of everything counted is under way: counting starts again.
+    pub fn snapshot_started(&mut self) {
         *self = Tail {
-            last_snapshot_bytes: bytes as u64,
+            last_snapshot_bytes: self.last_snapshot_bytes,
             ..Tail::default()
         };
+    }
+
+    /// The snapshot under way was written, `bytes` long.
+    pub fn snapshot_written(&mut self, bytes: usize) {
+        self.last_snapshot_bytes = bytes as u64;
     }
 }
 
@@ -215,12 +220,13 @@ mod tests {
         assert!(!tail.snapshot_due(every));
         tail.appended(1);
         assert!(tail.snapshot_due(every));
-        tail.snapshot_taken(64 * 1024 * 1024);
+        tail.snapshot_started();
+        tail.snapshot_written(64 * 1024 * 1024);
         tail.appended(MIN_TAIL_BYTES as usize);
         assert!(!tail.snapshot_due(every), "half of 64 MiB is 32 MiB");
         tail.appended(28 * 1024 * 1024);
         assert!(tail.snapshot_due(every));
-        tail.snapshot_taken(1);
+        tail.snapshot_started();
         for _ in 0..every - 1 {
             tail.appended(1);
         }
@@ -228,11 +234,11 @@ mod tests {
         tail.appended(1);
         assert!(tail.snapshot_due(every));
         // A failed snapshot is due again at once, not after another full tail.
-        tail.snapshot_taken(1);
+        tail.snapshot_started();
         assert!(!tail.snapshot_due(every));
         tail.snapshot_failed();
         assert!(tail.snapshot_due(every));
-        tail.snapshot_taken(1);
+        tail.snapshot_started();
         assert!(!tail.snapshot_due(every));
     }
 }

@@ -2,7 +2,7 @@
 //! create-if-absent, and snapshots under `state/snapshots/` that bound replay. I/O only.
 
 use super::{Entity, EntityId, EntityState, LogEntry, Outcomes, Recorded};
-use crate::store::{PutMode, Store, StoreError, layout};
+use crate::store::{Key, PutMode, Store, StoreError, layout};
 use std::sync::Arc;
 
 /// Why reading or writing the log failed.
@@ -88,21 +88,33 @@ impl StateLog {
         Ok(entries)
     }
 
-    /// The positions of the snapshots in the store, oldest first (only keys spelled as this
-    /// node writes them).
+    /// The positions of the snapshots in the store, oldest first.
     pub async fn snapshot_seqs(&self) -> Result<Vec<u64>, LogError> {
-        let mut seqs: Vec<u64> = self
+        let mut seqs = self
+            .positions(layout::SNAPSHOTS, layout::snapshot_seq, layout::snapshot)
+            .await?;
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// The positions listed under `prefix`, only of keys spelled as this node writes them
+    /// (`key_of` gives back the listed key).
+    async fn positions(
+        &self,
+        prefix: &str,
+        seq_of: fn(&Key) -> Option<u64>,
+        key_of: fn(u64) -> Result<Key, StoreError>,
+    ) -> Result<Vec<u64>, LogError> {
+        Ok(self
             .store
-            .list(layout::SNAPSHOTS)
+            .list(prefix)
             .await?
             .iter()
             .filter_map(|key| {
-                let seq = layout::snapshot_seq(key)?;
-                (layout::snapshot(seq).ok()? == *key).then_some(seq)
+                let seq = seq_of(key)?;
+                (key_of(seq).ok()? == *key).then_some(seq)
             })
-            .collect();
-        seqs.sort_unstable();
-        Ok(seqs)
+            .collect())
     }
 
     /// The newest readable snapshot, or an empty state.
@@ -141,16 +153,6 @@ impl StateLog {
         let size = body.len();
         self.store.put(&key, body, PutMode::Overwrite).await?;
         Ok(size)
-    }
-
-    /// Deletes the snapshot at `seq` (already gone is fine).
-    pub async fn delete_snapshot(&self, seq: u64) -> Result<(), LogError> {
-        self.delete(layout::snapshot(seq)?).await
-    }
-
-    /// Deletes the log entry at `seq` (already gone is fine).
-    pub async fn delete_entry(&self, seq: u64) -> Result<(), LogError> {
-        self.delete(layout::log_entry(seq)?).await
     }
 
     /// Replaces the entry at `seq`, which cannot be read (or is missing), with a void one: its
@@ -192,22 +194,15 @@ impl StateLog {
     }
 
     /// The positions of every log entry in the store (one listing; for the first compaction and
-    /// a new master's check), only keys spelled as this node writes them.
+    /// a new master's check).
     pub async fn entry_seqs(&self) -> Result<Vec<u64>, LogError> {
-        Ok(self
-            .store
-            .list(layout::LOG)
-            .await?
-            .iter()
-            .filter_map(|key| {
-                let seq = layout::log_entry_seq(key)?;
-                (layout::log_entry(seq).ok()? == *key).then_some(seq)
-            })
-            .collect())
+        self.positions(layout::LOG, layout::log_entry_seq, layout::log_entry)
+            .await
     }
 
-    async fn delete(&self, key: crate::store::Key) -> Result<(), LogError> {
-        match self.store.delete(&key).await {
+    /// Deletes a snapshot or log entry (already gone is fine).
+    pub async fn delete(&self, key: &Key) -> Result<(), LogError> {
+        match self.store.delete(key).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
             Err(err) => Err(err.into()),
         }
@@ -359,8 +354,9 @@ mod tests {
         let loaded = log.latest_snapshot().await.unwrap();
         assert_eq!((loaded.applied_seq, loaded.fence_epoch), (7, 2));
         assert_eq!(loaded.version_of(&EntityId::parse("x").unwrap()), 4);
-        log.delete_snapshot(7).await.unwrap();
-        log.delete_snapshot(7).await.unwrap();
+        let legacy_key = layout::snapshot(7).unwrap();
+        log.delete(&legacy_key).await.unwrap();
+        log.delete(&legacy_key).await.unwrap();
         assert_eq!(log.latest_snapshot().await.unwrap(), state);
         store
             .put(

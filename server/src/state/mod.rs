@@ -184,7 +184,7 @@ impl EntityState {
         for op in entry.ops() {
             let entity = match op.put {
                 Some(attributes) => {
-                    let version = self.entities.get(&op.id).map_or(0, |e| e.version) + 1;
+                    let version = self.version_of(&op.id) + 1;
                     let entity = Arc::new(Entity {
                         id: op.id.clone(),
                         attributes,

@@ -153,6 +153,12 @@ impl StateService {
         node.report_state_damage(damage);
     }
 
+    /// Reports `damage` and answers it as the error of the read or write that met it.
+    fn damaged(&self, damage: String) -> ServiceError {
+        self.set_damage(Some(damage.clone()));
+        ServiceError::DataLoss(damage)
+    }
+
     pub(super) fn now(&self) -> Instant {
         self.inner.node.clock.now()
     }
@@ -242,9 +248,9 @@ impl StateService {
     /// Loads the latest snapshot if nothing is loaded, then applies every newer log entry. A
     /// position the master has written past but that cannot be read (compacted while this node
     /// was behind, or damaged) is skipped by loading a newer snapshot if there is one; else the
-    /// damage is reported. `fencing`: also make sure no snapshot lies past the end found (a
-    /// compacted position must never look free to a new master). The caller holds the writer
-    /// lock.
+    /// damage is reported. `fencing`: also make sure nothing lies past the end found, neither a
+    /// snapshot nor a later entry (a compacted or missing position must never look free to a new
+    /// master). The caller holds the writer lock.
     pub(super) async fn catch_up(&self, fencing: bool) -> Result<(), ServiceError> {
         let Some(log) = &self.inner.log else {
             let mut replica = self.inner.replica.write().await;
@@ -267,9 +273,7 @@ impl StateService {
                     if self.load_snapshot_past(log, applied).await? {
                         continue;
                     }
-                    let damage = format!("{key} cannot be read: {message}");
-                    self.set_damage(Some(damage.clone()));
-                    return Err(ServiceError::DataLoss(damage));
+                    return Err(self.damaged(format!("{key} cannot be read: {message}")));
                 }
                 Err(err) => return Err(log_error(err)),
             };
@@ -291,27 +295,21 @@ impl StateService {
                 // after it is damage, never a free slot to fence in).
                 published = published.max(log.last_entry_seq().await.map_err(log_error)?);
             }
-            if applied >= published && !fencing {
-                replica.caught_up_at = Some(self.now());
-                drop(replica);
-                self.set_damage(None);
-                return Ok(());
-            }
             drop(replica);
-            if self.load_snapshot_past(log, applied).await? {
-                continue;
-            }
-            if applied < published && gap_seen_at != Some(applied) {
-                gap_seen_at = Some(applied);
-                continue;
-            }
-            if applied < published {
-                let damage = format!(
-                    "log entry {} is missing, though the log reaches {published}",
-                    applied + 1
-                );
-                self.set_damage(Some(damage.clone()));
-                return Err(ServiceError::DataLoss(damage));
+            if fencing || applied < published {
+                if self.load_snapshot_past(log, applied).await? {
+                    continue;
+                }
+                if applied < published && gap_seen_at != Some(applied) {
+                    gap_seen_at = Some(applied);
+                    continue;
+                }
+                if applied < published {
+                    return Err(self.damaged(format!(
+                        "log entry {} is missing, though the log reaches {published}",
+                        applied + 1
+                    )));
+                }
             }
             self.inner.replica.write().await.caught_up_at = Some(self.now());
             self.set_damage(None);
@@ -329,13 +327,11 @@ impl StateService {
         };
         let state = log.latest_snapshot().await.map_err(log_error)?;
         if state.applied_seq <= applied {
-            let damage = format!(
+            return Err(self.damaged(format!(
                 "{} cannot be loaded, and this copy is at {applied}",
                 crate::store::layout::snapshot(newest)
                     .map_or_else(|_| newest.to_string(), |key| key.to_string())
-            );
-            self.set_damage(Some(damage.clone()));
-            return Err(ServiceError::DataLoss(damage));
+            )));
         }
         tracing::warn!(
             from = applied,
@@ -353,8 +349,7 @@ impl StateService {
     ) -> Result<ReadView<T>, ServiceError> {
         let now = self.now();
         let replica = self.inner.replica.read().await;
-        let state = self.holding_state(&replica, now)?;
-        let epoch = self.inner.node.snapshot().epoch;
+        let (state, epoch) = self.holding_state(&replica, now)?;
         let lag = if state == NodeState::Master && replica.writable_epoch == Some(epoch) {
             Duration::ZERO
         } else {
@@ -369,9 +364,16 @@ impl StateService {
         })
     }
 
-    /// This node's state if it holds a loaded copy, else why not.
-    fn holding_state(&self, replica: &Replica, now: Instant) -> Result<NodeState, ServiceError> {
-        let state = self.inner.node.snapshot().effective_state(now);
+    /// This node's state and epoch if it holds a loaded copy, else why not.
+    fn holding_state(
+        &self,
+        replica: &Replica,
+        now: Instant,
+    ) -> Result<(NodeState, u64), ServiceError> {
+        let (state, epoch) = self
+            .inner
+            .node
+            .read_snapshot(|snapshot| (snapshot.effective_state(now), snapshot.epoch));
         let holds_state = matches!(
             state,
             NodeState::Master | NodeState::HotStandby | NodeState::HotBackup
@@ -381,7 +383,7 @@ impl StateService {
                 "state not loaded: this node is {state}; read from the master or a hot standby"
             )));
         }
-        Ok(state)
+        Ok((state, epoch))
     }
 
     /// One entity.
