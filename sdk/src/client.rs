@@ -263,12 +263,7 @@ impl Client {
                             | tonic::Code::DeadlineExceeded
                     ));
             if !retriable {
-                return Err(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                        Error::Unknown(status.message().to_owned())
-                    }
-                    _ => Error::from_status(&status),
-                });
+                return Err(Error::from_final_status(&status));
             }
             if Instant::now() >= deadline {
                 return Err(Error::NoMaster(self.inner.options.failover_timeout));

@@ -9,11 +9,7 @@ use haplane::pb::{self, entity_service_client::EntityServiceClient};
 impl Client {
     /// Reads one entity from the master.
     pub async fn get_entity(&self, id: &str) -> Result<Entity, Error> {
-        self.get_on_master(id)
-            .await?
-            .entity
-            .map(entity_from_wire)
-            .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
+        answered_entity(self.get_on_master(id).await?.entity)
     }
 
     /// The master's answer to a Get of `id`.
@@ -87,10 +83,7 @@ impl Client {
             })
             .await?
             .into_inner();
-        answer
-            .entity
-            .map(entity_from_wire)
-            .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
+        answered_entity(answer.entity)
     }
 
     /// Deletes an entity on the master (idempotently, like `put_entity`); answers its log position.
@@ -121,6 +114,13 @@ fn new_idempotency_key() -> String {
         rand::random::<u64>(),
         rand::random::<u64>()
     )
+}
+
+/// The entity an answer must carry.
+pub(crate) fn answered_entity(entity: Option<pb::Entity>) -> Result<Entity, Error> {
+    entity
+        .map(entity_from_wire)
+        .ok_or_else(|| Error::Protocol("no entity in the answer".into()))?
 }
 
 pub(crate) fn entity_from_wire(entity: pb::Entity) -> Result<Entity, Error> {

@@ -4,7 +4,7 @@
 
 use crate::answers::Entity;
 use crate::client::{Client, Retry};
-use crate::entities::entity_from_wire;
+use crate::entities::{answered_entity, entity_from_wire};
 use crate::error::{Error, Reason};
 use futures::Stream;
 use haplane::pb::{self, entity_service_client::EntityServiceClient};
@@ -184,10 +184,7 @@ impl EntityWatch {
 }
 
 fn replica_read(answer: pb::GetResponse, node_id: &str) -> Result<ReplicaRead, Error> {
-    let entity = answer
-        .entity
-        .map(entity_from_wire)
-        .ok_or_else(|| Error::Protocol("no entity in the answer".into()))??;
+    let entity = answered_entity(answer.entity)?;
     Ok(ReplicaRead {
         entity,
         node_id: node_id.to_owned(),

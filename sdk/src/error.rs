@@ -96,6 +96,17 @@ impl Error {
         }
     }
 
+    /// The error of a call that is not tried again: a refusal is the server's answer; a call
+    /// that broke on the way may or may not have been applied.
+    pub(crate) fn from_final_status(status: &tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                Error::Unknown(status.message().to_owned())
+            }
+            _ => Error::from_status(status),
+        }
+    }
+
     /// Why the server refused, when it said (`None` for other errors).
     pub fn reason(&self) -> Option<&Reason> {
         match self {

@@ -25,7 +25,7 @@ impl Client {
         let answer = node
             .set_state(marked(request)?)
             .await
-            .map_err(|status| delivered_error(&status))?
+            .map_err(|status| Error::from_final_status(&status))?
             .into_inner();
         node_state_from_wire(answer.previous_state).map_err(|e| Error::Protocol(e.to_string()))
     }
@@ -41,7 +41,7 @@ impl Client {
         Ok(node
             .set_priority(marked(request)?)
             .await
-            .map_err(|status| delivered_error(&status))?
+            .map_err(|status| Error::from_final_status(&status))?
             .into_inner()
             .previous_priority)
     }
@@ -75,14 +75,4 @@ fn marked<T>(message: T) -> Result<tonic::Request<T>, Error> {
         .metadata_mut()
         .insert(ALLOW_NON_MASTER_METADATA, value);
     Ok(request)
-}
-
-/// A refusal is the node's answer; a broken call may or may not have been applied.
-fn delivered_error(status: &tonic::Status) -> Error {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-            Error::Unknown(status.message().to_owned())
-        }
-        _ => Error::from_status(status),
-    }
 }
