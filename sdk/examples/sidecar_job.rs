@@ -25,10 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let poll = Duration::from_millis(args.next().map_or(Ok(1000), |ms| ms.parse())?);
-    let options = ConnectOptions {
-        poll_period: poll,
-        ..ConnectOptions::default()
-    };
+    let options = ConnectOptions::default().with_poll_period(poll);
     let role = LocalRole::follow(&node, &options)?;
     let mut units = std::fs::OpenOptions::new()
         .create(true)

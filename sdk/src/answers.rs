@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// What the client has done, for tests and dashboards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Unary RPCs of the SDK's typed calls (not the follower's `GetState` probes of a node that
     /// shows no master; `master_channel` traffic is the caller's).
@@ -16,6 +17,7 @@ pub struct Stats {
 
 /// One node, as `get_state` answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateInfo {
     /// The node's id.
     pub node_id: String,
@@ -33,6 +35,7 @@ pub struct StateInfo {
 
 /// One node record, as `list_states` answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeInfo {
     /// The node's id.
     pub node_id: String,
@@ -59,6 +62,7 @@ pub struct NodeInfo {
 
 /// The plane, as one node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PlaneStates {
     /// The plane's id.
     pub plane_id: String,
@@ -74,6 +78,7 @@ pub struct PlaneStates {
 
 /// A managed-state entity.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Entity {
     /// The entity's id.
     pub id: String,

@@ -43,6 +43,9 @@ struct Inner {
     hot_copies: Mutex<Option<(Instant, Vec<HotCopy>)>>,
     unary_calls: AtomicU64,
     watch_streams: Arc<AtomicU64>,
+    /// Bumped when a call finds the master unreachable; the follower then asks the other members
+    /// (client rule 5).
+    unreachable: watch::Sender<u64>,
     follower: tokio::task::JoinHandle<()>,
 }
 
@@ -88,6 +91,11 @@ impl Client {
     /// ).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEndpoint`] for an endpoint that is not a valid URI,
+    /// [`Error::NoEndpoint`] when none answered `WatchMaster` within the failover timeout.
     pub async fn connect(
         endpoints: impl IntoIterator<Item = impl Into<String>>,
         options: ConnectOptions,
@@ -103,12 +111,14 @@ impl Client {
         let (sender, mut views) = watch::channel(None);
         let (refusal_sender, mut refusals) = watch::channel(None);
         let watch_streams = Arc::new(AtomicU64::new(0));
+        let (unreachable, unreachable_calls) = watch::channel(0);
         let follower = tokio::spawn(follower::follow(
             seeds.clone(),
             settings.clone(),
             sender,
             refusal_sender,
             Arc::clone(&watch_streams),
+            unreachable_calls,
         ));
         // The first view, or the first refusal of our credentials (no point waiting longer).
         let first = tokio::time::timeout(options.failover_timeout, async {
@@ -135,6 +145,7 @@ impl Client {
                 hot_copies: Mutex::new(None),
                 unary_calls: AtomicU64::new(0),
                 watch_streams,
+                unreachable,
                 follower,
             }),
         })
@@ -171,6 +182,11 @@ impl Client {
     }
 
     /// Waits until the plane has a master (at most `timeout`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoMaster`] when no master was shown within `timeout`, [`Error::Closed`] once the
+    /// client is closed.
     pub async fn wait_for_master(&self, timeout: Duration) -> Result<MasterView, Error> {
         let mut views = self.inner.views.clone();
         let found = tokio::time::timeout(
@@ -265,16 +281,30 @@ impl Client {
             if !retriable {
                 return Err(Error::from_final_status(&status));
             }
+            if status.code() == tonic::Code::Unavailable {
+                self.inner
+                    .unreachable
+                    .send_modify(|count| *count = count.wrapping_add(1));
+            }
             if Instant::now() >= deadline {
                 return Err(Error::NoMaster(self.inner.options.failover_timeout));
             }
-            // Wait briefly for a newer view (the push of the next master), then try again.
+            // Wait briefly for a view newer than the one just tried (the push of the next
+            // master), then try again.
             let mut views = self.inner.views.clone();
+            views.borrow_and_update();
             let _ = tokio::time::timeout(Duration::from_millis(200), views.changed()).await;
         }
     }
 
     /// This plane's master's own state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoMaster`](crate::Error::NoMaster) when no master answered within the failover
+    /// timeout (the call is retried on each master pushed until then);
+    /// [`Error::Rejected`](crate::Error::Rejected) when the master refused it;
+    /// [`Error::Closed`](crate::Error::Closed) once the client is closed.
     pub async fn get_state(&self) -> Result<StateInfo, Error> {
         let answer = self
             .on_master(Retry::Safe, |channel| async move {
@@ -296,6 +326,10 @@ impl Client {
     }
 
     /// Every node record, as the master sees them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`].
     pub async fn list_states(&self) -> Result<PlaneStates, Error> {
         let answer = self
             .on_master(Retry::Safe, |channel| async move {
@@ -363,6 +397,11 @@ impl Client {
 
     /// Changes the master's HA mode (for example to hand over); answers its previous state.
     /// Not retried once delivered.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`], and [`Error::Unknown`](crate::Error::Unknown) when the
+    /// connection broke after the call was sent: it may have been applied, so it is not retried.
     pub async fn set_state(&self, mode: HaMode) -> Result<NodeState, Error> {
         let wire = pb::HaMode::from(mode) as i32;
         let answer = self
@@ -377,6 +416,11 @@ impl Client {
     }
 
     /// Changes the master's priority; answers the previous one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`], and [`Error::Unknown`](crate::Error::Unknown) when the
+    /// connection broke after the call was sent: it may have been applied, so it is not retried.
     pub async fn set_priority(&self, priority: i64) -> Result<i64, Error> {
         let answer = self
             .on_master(Retry::IfRefused, |channel| async move {
@@ -390,6 +434,10 @@ impl Client {
     }
 
     /// Removes terminated and long-dead records (or the one named); answers the removed ids.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`].
     pub async fn remove_terminated(&self, node_id: Option<&str>) -> Result<Vec<String>, Error> {
         let node_id = node_id.map(str::to_owned);
         let answer = self

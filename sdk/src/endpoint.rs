@@ -6,8 +6,10 @@ use crate::error::Error;
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
-/// How [`endpoint`] sets up a channel.
+/// How [`endpoint`] sets up a channel. Built with [`EndpointOptions::new`] and the `with_*`
+/// methods, so that a later field is not a breaking change.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EndpointOptions {
     /// How long to wait for the connection (TCP, and TLS for `https://`) to be set up.
     pub connect_timeout: Duration,
@@ -19,6 +21,40 @@ pub struct EndpointOptions {
     pub call_timeout: Option<Duration>,
     /// A CA certificate trusted besides the system roots for `https://` URIs.
     pub ca_certificate: Option<Certificate>,
+}
+
+impl EndpointOptions {
+    /// Options with `connect_timeout`, no keep-alive pings, no bound on calls and only the system
+    /// roots trusted.
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            keep_alive: None,
+            call_timeout: None,
+            ca_certificate: None,
+        }
+    }
+
+    /// Sets [`keep_alive`](Self::keep_alive).
+    #[must_use]
+    pub fn with_keep_alive(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// Sets [`call_timeout`](Self::call_timeout).
+    #[must_use]
+    pub fn with_call_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ca_certificate`](Self::ca_certificate).
+    #[must_use]
+    pub fn with_ca_certificate(mut self, certificate: Option<Certificate>) -> Self {
+        self.ca_certificate = certificate;
+        self
+    }
 }
 
 /// Whether `uri` names an `https` endpoint (the scheme is case-insensitive).
@@ -33,17 +69,17 @@ pub fn is_https(uri: &str) -> bool {
 /// ```
 /// use haplane_sdk::{EndpointOptions, endpoint};
 /// use std::time::Duration;
-/// let options = EndpointOptions {
-///     connect_timeout: Duration::from_millis(300),
-///     keep_alive: None,
-///     call_timeout: Some(Duration::from_secs(2)),
-///     ca_certificate: None,
-/// };
+/// let options = EndpointOptions::new(Duration::from_millis(300))
+///     .with_call_timeout(Some(Duration::from_secs(2)));
 /// let peer = endpoint("http://127.0.0.1:8081", &options)?;
 /// assert_eq!(peer.uri().port_u16(), Some(8081));
 /// // Inside a Tokio runtime, `peer.connect().await` (or `connect_lazy()`) opens the channel.
 /// # Ok::<(), haplane_sdk::Error>(())
 /// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidEndpoint`] naming `uri` when it is not a valid URI or its TLS cannot be set up.
 pub fn endpoint(uri: &str, options: &EndpointOptions) -> Result<Endpoint, Error> {
     let invalid = |err: tonic::transport::Error| Error::InvalidEndpoint {
         endpoint: uri.to_owned(),

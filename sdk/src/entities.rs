@@ -8,6 +8,10 @@ use haplane::pb::{self, entity_service_client::EntityServiceClient};
 
 impl Client {
     /// Reads one entity from the master.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`]; a missing entity is [`Error::Rejected`] with `NOT_FOUND`.
     pub async fn get_entity(&self, id: &str) -> Result<Entity, Error> {
         answered_entity(self.get_on_master(id).await?.entity)
     }
@@ -29,6 +33,10 @@ impl Client {
 
     /// Entities whose id starts with `prefix`, from the master, every page of them. Pages are
     /// read one after another, each as the master then has it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`].
     pub async fn list_entities(&self, prefix: &str) -> Result<Vec<Entity>, Error> {
         let mut entities = Vec::new();
         let mut page_token = String::new();
@@ -63,6 +71,11 @@ impl Client {
     /// assert_eq!(entity.attributes["replicas"], 3);
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get_state`]; a write whose `expected_version` does not match is
+    /// [`Error::Rejected`] with [`Reason::VersionConflict`](crate::Reason::VersionConflict).
     pub async fn put_entity(
         &self,
         id: &str,
@@ -87,6 +100,10 @@ impl Client {
     }
 
     /// Deletes an entity on the master (idempotently, like `put_entity`); answers its log position.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::put_entity`].
     pub async fn delete_entity(
         &self,
         id: &str,

@@ -26,9 +26,12 @@ pub(crate) struct ProbeAnswer {
 pub(crate) struct Follow {
     filter: ViewFilter,
     poll_period: Duration,
-    /// When to probe the other members; set only while the node streamed from shows no master,
-    /// or shows a view the filter did not believe.
+    /// When to probe the other members; set while the node streamed from shows no master, or a
+    /// view the filter did not believe, and after a call found the believed master unreachable.
     probe_at: Option<Instant>,
+    /// Whether the node streamed from shows a master the client believes (the last view
+    /// accepted named one).
+    shows_master: bool,
 }
 
 impl Follow {
@@ -37,6 +40,7 @@ impl Follow {
             filter: ViewFilter::default(),
             poll_period: poll_period.max(MIN_PROBE_INTERVAL),
             probe_at: None,
+            shows_master: false,
         }
     }
 
@@ -49,12 +53,23 @@ impl Follow {
     /// master, or one not believed, arms a probe one poll period later unless one is armed.
     pub fn on_view(&mut self, view: &MasterView, source: &str, now: Instant) -> bool {
         let accepted = self.filter.accept(view, source);
-        if accepted && view.master.is_some() {
+        self.shows_master = accepted && view.master.is_some();
+        if self.shows_master {
             self.probe_at = None;
         } else if self.probe_at.is_none() {
             self.probe_at = Some(now + self.poll_period);
         }
         accepted
+    }
+
+    /// A call to the believed master found it unreachable (rule 5): the other members are asked
+    /// one poll period from now, unless a probe is due already. A node that cannot read the store
+    /// keeps showing the master it last saw, so without this a crash of that master would go
+    /// unnoticed by the node's watchers.
+    pub fn master_unreachable(&mut self, now: Instant) {
+        if self.probe_at.is_none() {
+            self.probe_at = Some(now + self.poll_period);
+        }
     }
 
     /// When the other members should be probed, if the node streamed from shows no master.
@@ -71,9 +86,9 @@ impl Follow {
         now: Instant,
     ) -> Option<String> {
         let target = self.choose_move(current, answers);
-        if target.is_none() {
-            self.probe_at = Some(now + self.poll_period);
-        }
+        // Nowhere to move: ask again a poll later while the node shows no master; while it shows
+        // one, only the next unreachable call asks again.
+        self.probe_at = (target.is_none() && !self.shows_master).then_some(now + self.poll_period);
         target
     }
 
@@ -241,6 +256,38 @@ mod tests {
         assert_eq!(
             follow.after_probe(&uri("a"), &[answer("c", 8, "c"), fresh], start),
             Some(uri("b"))
+        );
+    }
+
+    #[test]
+    fn an_unreachable_master_that_the_node_still_shows_moves_the_stream_to_a_newer_one() {
+        let start = Instant::now();
+        let mut follow = Follow::new(POLL);
+        follow.stream_opened();
+        assert!(follow.on_view(&view(1, "a"), &uri("b"), start));
+        assert_eq!(follow.probe_at(), None);
+        follow.master_unreachable(start);
+        assert_eq!(follow.probe_at(), Some(start + POLL));
+        follow.master_unreachable(start + POLL / 2);
+        assert_eq!(follow.probe_at(), Some(start + POLL), "not pushed back");
+
+        assert_eq!(
+            follow.after_probe(&uri("b"), &[], start + POLL),
+            None,
+            "nobody answered"
+        );
+        assert_eq!(
+            follow.probe_at(),
+            None,
+            "b still shows the master: no polling until the next unreachable call"
+        );
+
+        follow.master_unreachable(start + POLL * 2);
+        let newer = [answer("c", 2, "c")];
+        assert_eq!(
+            follow.after_probe(&uri("b"), &newer, start + POLL * 3),
+            Some(uri("c")),
+            "a newer epoch's master is believed from any node"
         );
     }
 }

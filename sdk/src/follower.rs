@@ -1,7 +1,8 @@
 //! The master follower: one background task that holds a `WatchMaster` stream to some member,
 //! believes what it is told only as the client rules allow (`docs/client-rules.md`), moves to
 //! the next member the moment the stream breaks, moves to a member that reports the master when
-//! its own node has shown none for a poll period, and publishes every accepted view. What to
+//! its own node has shown none for a poll period (or a call found the master it shows
+//! unreachable), and publishes every accepted view. What to
 //! believe and when to move is decided by `follow`; the other members are asked by `probe`.
 
 use crate::endpoint::endpoint;
@@ -37,6 +38,7 @@ pub(crate) async fn follow(
     views: watch::Sender<Option<MasterView>>,
     refusals: watch::Sender<Option<tonic::Status>>,
     stream_opens: Arc<AtomicU64>,
+    mut unreachable: watch::Receiver<u64>,
 ) {
     let mut members: BTreeSet<String> = seeds.into_iter().collect();
     let mut follow = Follow::new(settings.poll_period);
@@ -77,7 +79,14 @@ pub(crate) async fn follow(
             any_stream = true;
             first = Some(uri.clone());
             let stream = response.into_inner();
-            match read_stream(&uri, stream, &mut follow, &mut members, &views, &settings).await {
+            let streaming = Streaming {
+                uri: &uri,
+                members: &mut members,
+                views: &views,
+                settings: &settings,
+                unreachable: &mut unreachable,
+            };
+            match read_stream(stream, &mut follow, streaming).await {
                 StreamEnd::Broken => {
                     tracing::debug!(%uri, "master watch ended; moving to the next member");
                 }
@@ -101,16 +110,31 @@ pub(crate) async fn follow(
     }
 }
 
-/// Publishes the accepted views of one stream from `uri`; while the node shows no master,
-/// probes the other members once a poll period and says where to move when one reports a master.
+/// What one stream is read with: the node's URI, the members learnt, where accepted views are
+/// published, the settings, and the count of calls that found the master unreachable.
+struct Streaming<'a> {
+    uri: &'a str,
+    members: &'a mut BTreeSet<String>,
+    views: &'a watch::Sender<Option<MasterView>>,
+    settings: &'a FollowerSettings,
+    unreachable: &'a mut watch::Receiver<u64>,
+}
+
+/// Publishes the accepted views of one stream; while the node shows no master, or after a call
+/// found the believed master unreachable, probes the other members and says where to move when
+/// one reports a master.
 async fn read_stream(
-    uri: &str,
     mut stream: tonic::Streaming<pb::MasterEvent>,
     follow: &mut Follow,
-    members: &mut BTreeSet<String>,
-    views: &watch::Sender<Option<MasterView>>,
-    settings: &FollowerSettings,
+    streaming: Streaming<'_>,
 ) -> StreamEnd {
+    let Streaming {
+        uri,
+        members,
+        views,
+        settings,
+        unreachable,
+    } = streaming;
     follow.stream_opened();
     let mut probe: Option<BoxFuture<'static, Vec<ProbeAnswer>>> = None;
     loop {
@@ -135,6 +159,9 @@ async fn read_stream(
                     // The node shows the master again: a probe under way is not needed.
                     probe = None;
                 }
+            }
+            Ok(()) = unreachable.changed() => {
+                follow.master_unreachable(Instant::now());
             }
             () = sleep_until_some(probe_due) => {
                 let others: Vec<String> = members

@@ -15,6 +15,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 #![warn(clippy::clone_on_ref_ptr)]
 
 mod answers;

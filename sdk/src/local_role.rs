@@ -22,6 +22,7 @@ const DELIVERY_ALLOWANCE: Duration = Duration::from_millis(50);
 
 /// The node's role as last told.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeRole {
     /// The node's id.
     pub node_id: String,
@@ -59,6 +60,10 @@ impl Drop for LocalRole {
 impl LocalRole {
     /// Follows the role of the node at `uri` (its own URI, not the plane's). Returns at once;
     /// `role()` is `None` until the node has answered. `options.poll_period` paces reconnects.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEndpoint`] when `uri` is not a valid URI.
     pub fn follow(uri: &str, options: &ConnectOptions) -> Result<Self, Error> {
         let settings = FollowerSettings::from_options(options);
         // Validates the URI now, so a typo fails here rather than in the background.

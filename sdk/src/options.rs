@@ -7,8 +7,19 @@ use http::HeaderValue;
 use std::time::Duration;
 use tonic::transport::Certificate;
 
-/// How a client connects and how long it rides out a failover.
+/// How a client connects and how long it rides out a failover. Built from `default()` with the
+/// `with_*` methods, so that a later field is not a breaking change:
+///
+/// ```
+/// use haplane_sdk::{ConnectOptions, Credentials};
+/// use std::time::Duration;
+/// let options = ConnectOptions::default()
+///     .with_failover_timeout(Duration::from_secs(10))
+///     .with_credentials(Credentials::new("ops", "secret"));
+/// assert_eq!(options.failover_timeout, Duration::from_secs(10));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// How long calls wait for a new master (and retry) during a failover. Default 30 s.
     pub failover_timeout: Duration,
@@ -39,6 +50,50 @@ impl Default for ConnectOptions {
             credentials: None,
             ca_pem: None,
         }
+    }
+}
+
+impl ConnectOptions {
+    /// Sets [`failover_timeout`](Self::failover_timeout).
+    #[must_use]
+    pub fn with_failover_timeout(mut self, timeout: Duration) -> Self {
+        self.failover_timeout = timeout;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`keep_alive`](Self::keep_alive).
+    #[must_use]
+    pub fn with_keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// Sets [`poll_period`](Self::poll_period).
+    #[must_use]
+    pub fn with_poll_period(mut self, period: Duration) -> Self {
+        self.poll_period = period;
+        self
+    }
+
+    /// Sets [`credentials`](Self::credentials).
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Sets [`ca_pem`](Self::ca_pem): a PEM CA certificate trusted for `https://` endpoints.
+    #[must_use]
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
     }
 }
 

@@ -68,16 +68,22 @@ pub fn leader_only_job_binary() -> &'static Path {
     })
 }
 
-/// Path of the SDK's example `sidecar_job` (leader-only work beside a node, over `WatchRole`),
+/// Path of one of the SDK's examples (`sidecar_job`, `entity_writes`, `tls_and_auth`, ...),
 /// built once per test process with the same profile.
-pub fn sidecar_job_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        cargo_build(
-            &["-p", "haplane-sdk", "--example", "sidecar_job"],
-            "examples/sidecar_job",
-        )
-    })
+pub fn sdk_example_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, path)) = built.iter().find(|(built_name, _)| built_name == name) {
+        return path.clone();
+    }
+    let path = cargo_build(
+        &["-p", "haplane-sdk", "--example", name],
+        &format!("examples/{name}"),
+    );
+    built.push((name.to_owned(), path.clone()));
+    path
 }
 
 /// Builds a target (`-p PACKAGE [--features ...] --bin|--example NAME`) in the harness's own

@@ -21,13 +21,11 @@ fn plane_options() -> PlaneOptions {
 
 /// Client options for `plane`: its poll period, short connect and keep-alive timeouts.
 fn options(plane: &Plane) -> ConnectOptions {
-    ConnectOptions {
-        failover_timeout: DEADLINE,
-        connect_timeout: Duration::from_millis(500),
-        keep_alive: Duration::from_millis(300),
-        poll_period: plane.options.poll_period,
-        ..ConnectOptions::default()
-    }
+    ConnectOptions::default()
+        .with_failover_timeout(DEADLINE)
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_keep_alive(Duration::from_millis(300))
+        .with_poll_period(plane.options.poll_period)
 }
 
 /// `(master id, epoch)` of the client's current view, if it names a master.
@@ -151,4 +149,63 @@ async fn a_client_of_a_standby_follows_a_crash_failover() {
     assert_eq!((state.node_id, state.epoch), (new_id.clone(), new_epoch));
     let asked = client.get_state().await.unwrap();
     assert_eq!(asked.node_id, new_id, "calls go to the new master");
+}
+
+/// A standby without its store keeps showing the master it last saw, so when that master crashes
+/// the standby never pushes the change. A call that finds the master unreachable makes the client
+/// ask the other members (client rule 5), and it moves to the new master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_standby_without_its_store_finds_the_new_master_when_the_old_one_dies() {
+    let mut plane = Plane::start(3, plane_options()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let old_id = plane.nodes[master].id.clone();
+    let old_epoch = plane.nodes[master].state().await.epoch;
+    let standby = (master + 1) % 3;
+    let standby_id = plane.nodes[standby].id.clone();
+    let client = Client::connect([plane.nodes[standby].grpc_uri()], options(&plane))
+        .await
+        .unwrap();
+    let first = client.wait_for_master(DEADLINE).await.unwrap();
+    assert_eq!(first.master_id(), old_id);
+
+    plane.set_faults(&standby_id, "outage = true\n");
+    plane.nodes[master].kill9().await;
+    let killed = Instant::now();
+    // The third node has its store: it sees the crash and becomes master, or names who did.
+    let third = 3 - master - standby;
+    let new_id = eventually(DEADLINE, "the third node to name a new master", || async {
+        let state = plane.nodes[third].try_state().await?;
+        (!state.master_id.is_empty() && state.master_id != old_id).then_some(state.master_id)
+    })
+    .await;
+    let new_master = plane
+        .nodes
+        .iter()
+        .position(|node| node.id == new_id)
+        .unwrap();
+    let new_state = plane.nodes[new_master].state().await;
+    assert!(new_state.epoch > old_epoch);
+    let stale = plane.nodes[standby].state().await;
+    println!(
+        "{standby_id} without its store shows master {:?} in epoch {}; {} is master of epoch {}",
+        stale.master_id, stale.epoch, new_state.node_id, new_state.epoch
+    );
+
+    let asked = client.get_state().await.unwrap();
+    println!(
+        "the call reached {} {:?} after the kill",
+        asked.node_id,
+        killed.elapsed()
+    );
+    assert_eq!(
+        (asked.node_id, asked.epoch),
+        (new_state.node_id.clone(), new_state.epoch),
+        "the call went to the new master"
+    );
+    assert_eq!(
+        named(&client),
+        Some((new_state.node_id, new_state.epoch)),
+        "the client names the new master"
+    );
+    plane.set_faults(&standby_id, "");
 }

@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn options() -> ConnectOptions {
-    ConnectOptions {
-        failover_timeout: DEADLINE,
-        connect_timeout: Duration::from_millis(500),
-        keep_alive: Duration::from_millis(300),
-        ..ConnectOptions::default()
-    }
+    ConnectOptions::default()
+        .with_failover_timeout(DEADLINE)
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_keep_alive(Duration::from_millis(300))
 }
 
 /// Waits for a pushed view naming a master other than `old`.
@@ -173,4 +171,45 @@ async fn sdk_entity_writes_survive_a_crash_failover_exactly_once() {
         assert_eq!(stored.get(id), Some(&1), "{id} lost or applied twice");
     }
     assert_eq!(stored.len(), acknowledged.len());
+}
+
+#[tokio::test]
+async fn the_entity_writes_example_creates_updates_by_version_and_deletes() {
+    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let uris: Vec<String> = plane.nodes.iter().map(|node| node.grpc_uri()).collect();
+    let run = || {
+        tokio::process::Command::new(haplane_tests::sdk_example_binary("entity_writes"))
+            .args(&uris)
+            .output()
+    };
+    let out = run().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "created examples/counter: version",
+        "count 3: version",
+        "final count 3",
+        "deleted examples/counter at log position",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from {stdout}");
+    }
+    let client = Client::connect([plane.nodes[master].grpc_uri()], options())
+        .await
+        .unwrap();
+    let gone = client.get_entity("examples/counter").await.unwrap_err();
+    assert!(
+        matches!(
+            gone,
+            haplane_sdk::Error::Rejected {
+                code: tonic::Code::NotFound,
+                ..
+            }
+        ),
+        "{gone:?}"
+    );
 }

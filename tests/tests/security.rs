@@ -6,7 +6,8 @@ use haplane_sdk::{Client, ConnectOptions, Credentials, Error, NodeState};
 use haplane_tests::haplane::pb;
 use haplane_tests::moto::{self, MotoServer};
 use haplane_tests::{
-    Node, Plane, PlaneOptions, eventually, haplane_binary, launch_with_env, quick_node_args, tool,
+    Node, Plane, PlaneOptions, eventually, haplane_binary, launch_with_env, quick_node_args,
+    sdk_example_binary, tool,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,12 +17,14 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "correct horse battery staple";
 
 fn options(credentials: Option<Credentials>, ca_pem: Option<Vec<u8>>) -> ConnectOptions {
-    ConnectOptions {
-        failover_timeout: DEADLINE,
-        credentials,
-        ca_pem,
-        ..ConnectOptions::default()
+    let mut options = ConnectOptions::default().with_failover_timeout(DEADLINE);
+    if let Some(credentials) = credentials {
+        options = options.with_credentials(credentials);
     }
+    if let Some(pem) = ca_pem {
+        options = options.with_ca_pem(pem);
+    }
+    options
 }
 
 async fn get(url: &str, credentials: Option<(&str, &str)>) -> (u16, Option<String>, String) {
@@ -301,6 +304,32 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
     assert!(
         !ok || !body.ends_with("200"),
         "plain HTTP is not served: {body}"
+    );
+
+    // The SDK's TLS-and-auth example reads the plane with the CA file and the credentials from
+    // its environment, and fails with a wrong password.
+    let example = |password: &str| {
+        Command::new(sdk_example_binary("tls_and_auth"))
+            .args([&cacert, &uri(&plane.nodes[1])])
+            .env("HAPLANE_USER", "ops")
+            .env("HAPLANE_PASSWORD", password)
+            .output()
+    };
+    let out = example("other").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("master t1 in epoch"), "{stdout}");
+    assert!(stdout.contains("node t2 "), "{stdout}");
+    let refused = example("wrong").await.unwrap();
+    assert!(!refused.status.success(), "a wrong password is refused");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 
     // A graceful hand-over over TLS: the peers' nudges carry credentials through TLS too.

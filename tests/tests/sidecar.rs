@@ -5,7 +5,7 @@
 //! of work overlap and epochs increase.
 
 use haplane_tests::spans::{gap_after, spans, violations, working_after};
-use haplane_tests::{Plane, PlaneOptions, sidecar_job_binary};
+use haplane_tests::{Plane, PlaneOptions, sdk_example_binary};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 fn start_sidecar(node_uri: &str, units: &PathBuf, log: &PathBuf) -> Child {
     let log = std::fs::File::create(log).expect("log");
-    Command::new(sidecar_job_binary())
+    Command::new(sdk_example_binary("sidecar_job"))
         .arg(node_uri)
         .arg(units)
         .arg("100")

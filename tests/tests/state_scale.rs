@@ -539,12 +539,10 @@ async fn the_sdk_reads_from_a_fresh_hot_copy_and_its_entity_watch_rides_a_failov
     let mut plane = Plane::start(1, PlaneOptions::fast()).await;
     let first = plane.wait_for_master(DEADLINE).await;
     let hot = plane.add("hot", &[]).await;
-    let options = ConnectOptions {
-        failover_timeout: DEADLINE,
-        connect_timeout: Duration::from_millis(500),
-        keep_alive: Duration::from_millis(300),
-        ..ConnectOptions::default()
-    };
+    let options = ConnectOptions::default()
+        .with_failover_timeout(DEADLINE)
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_keep_alive(Duration::from_millis(300));
     // Both nodes as seeds: the pushed view lists members only as of the last change of master.
     let seeds = [plane.nodes[first].grpc_uri(), plane.nodes[hot].grpc_uri()];
     let client = Client::connect(seeds, options).await.unwrap();

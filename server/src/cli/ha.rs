@@ -238,15 +238,14 @@ async fn connect(args: &HaArgs) -> Result<Client, haplane_sdk::Error> {
         }
         None => None,
     };
-    let options = ConnectOptions {
-        failover_timeout: args.timeout,
-        credentials: args
-            .auth_user
-            .as_ref()
-            .map(|user| Credentials::new(user, args.auth_password.clone().unwrap_or_default())),
-        ca_pem,
-        ..ConnectOptions::default()
-    };
+    let mut options = ConnectOptions::default().with_failover_timeout(args.timeout);
+    if let Some(user) = &args.auth_user {
+        let password = args.auth_password.clone().unwrap_or_default();
+        options = options.with_credentials(Credentials::new(user, password));
+    }
+    if let Some(pem) = ca_pem {
+        options = options.with_ca_pem(pem);
+    }
     Client::connect(args.endpoint.clone(), options).await
 }
 

@@ -589,12 +589,10 @@ async fn main() -> ExitCode {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let connect = ConnectOptions {
-        failover_timeout: Duration::from_secs(15),
-        connect_timeout: Duration::from_millis(500),
-        keep_alive: Duration::from_millis(300),
-        ..ConnectOptions::default()
-    };
+    let connect = ConnectOptions::default()
+        .with_failover_timeout(Duration::from_secs(15))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_keep_alive(Duration::from_millis(300));
     let mut tasks: Vec<_> = (0..NODES)
         .map(|slot| {
             tokio::spawn(sample(

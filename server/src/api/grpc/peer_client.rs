@@ -72,12 +72,9 @@ impl PeerClient {
         limit: Duration,
     ) -> Result<pb::ha_service_client::HaServiceClient<NodeChannel>, PeerError> {
         self.check_credentials_stay_encrypted(uri)?;
-        let options = EndpointOptions {
-            connect_timeout: Duration::from_millis(300),
-            keep_alive: None,
-            call_timeout: Some(limit),
-            ca_certificate: self.peer_ca.clone(),
-        };
+        let options = EndpointOptions::new(Duration::from_millis(300))
+            .with_call_timeout(Some(limit))
+            .with_ca_certificate(self.peer_ca.clone());
         let channel = NodeChannel::new(
             endpoint(uri, &options)?.connect().await?,
             self.authorization.clone(),
