@@ -175,7 +175,7 @@ fn router(
         settings.poll_period,
     )?;
     let entities = rest_entities::router(state, &core);
-    let mut app = rest::router(core, entities, grpc_routes.into_axum_router());
+    let mut app = rest::router(core, entities, grpc_routes);
     if let Some(authenticator) = authenticator {
         app = app.layer(axum::middleware::from_fn_with_state(
             authenticator,

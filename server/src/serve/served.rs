@@ -55,6 +55,9 @@ impl Served {
         let mut closing_idle = false;
         loop {
             tokio::select! {
+                // The connection first: it is what woke the task nearly every time, and a fixed
+                // order spares the random start.
+                biased;
                 served = connection.as_mut() => {
                     if let Err(err) = served {
                         tracing::debug!(error = %err, "connection ended with an error");
@@ -106,7 +109,7 @@ pub(super) fn tracked<B>(
     activity: Arc<Activity>,
 ) -> impl tower::Service<
     http::Request<B>,
-    Response = axum::response::Response,
+    Response = http::Response<TrackedBody>,
     Error = Infallible,
     Future: Send,
 > + Clone
@@ -142,14 +145,16 @@ where
         let response = app.clone().oneshot(http::Request::from_parts(parts, body));
         async move {
             let response = response.await?;
-            if late_rest_body.is_some_and(|timed_out| timed_out.load(Ordering::Relaxed)) {
-                return Ok(request_timeout(body_read_timeout));
-            }
-            Ok(response.map(|body| {
-                Body::new(TrackedBody {
-                    body,
-                    _in_flight: in_flight,
-                })
+            let response = match late_rest_body {
+                Some(timed_out) if timed_out.load(Ordering::Relaxed) => {
+                    request_timeout(body_read_timeout)
+                }
+                _ => response,
+            };
+            // Not boxed again: hyper takes the body type as it is.
+            Ok(response.map(|body| TrackedBody {
+                body,
+                _in_flight: in_flight,
             }))
         }
     })

@@ -1,6 +1,7 @@
 //! `HaCore`: the one HA service behind both the gRPC and the REST faces. It applies the
 //! non-master guard, validates input and asks the node runtime; it knows nothing of tonic or axum.
 
+pub mod encoded;
 pub mod error;
 mod history;
 pub mod probes;
@@ -14,6 +15,7 @@ use crate::service::error::ServiceError;
 use crate::service::watch_relay::ThreadRelays;
 use crate::store::counting::{CountingStore, RequestCounts};
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -286,7 +288,7 @@ impl HaCore {
     pub fn master_wakeups(&self) -> watch::Receiver<u64> {
         self.inner
             .relays
-            .for_this_thread(&self.inner.node.watch_view())
+            .for_this_thread(&self.inner.node.watch_view(), &self.inner.stopped)
     }
 
     /// Registers an open watch (for the watchers gauge and the cap) until the guard drops;
@@ -386,53 +388,61 @@ impl HaCore {
 /// last view, `Unavailable`. Shared by gRPC `WatchMaster` and the REST SSE stream.
 ///
 /// The stream is polled by the connection's own stream task; there is no task or channel per
-/// watcher, every watcher shares the one `Arc` the node published, and the wake-up comes from the
-/// serving thread's relay (`watch_relay`).
-pub fn master_events(
-    core: &HaCore,
-    min_epoch: u64,
-    watcher: WatcherGuard,
-) -> impl Stream<Item = Result<Arc<MasterView>, ServiceError>> + Send + use<> {
-    struct Watch {
-        views: watch::Receiver<Arc<MasterView>>,
-        wakeups: watch::Receiver<u64>,
-        stopped: watch::Receiver<bool>,
-        last_sent: Option<Arc<MasterView>>,
-        _watcher: WatcherGuard,
-    }
-    let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
-    let watch = Watch {
+/// watcher, every watcher shares the one `Arc` the node published, and the one wake-up (of a view
+/// change or the stop) comes from the serving thread's relay (`watch_relay`), awaited through a
+/// reused future rather than a new one per change.
+pub fn master_events(core: &HaCore, min_epoch: u64, watcher: WatcherGuard) -> MasterEvents {
+    MasterEvents {
+        wakeups: tokio_stream::wrappers::WatchStream::new(core.master_wakeups()),
         views: core.watch_master(),
-        wakeups: core.master_wakeups(),
         stopped: core.stopped(),
+        min_epoch,
         last_sent: None,
+        ended: false,
         _watcher: watcher,
-    };
-    futures::stream::unfold(Some(watch), move |watch| async move {
-        let mut watch = watch?;
-        loop {
-            // Seen before the view is read: a change after the read wakes us again.
-            watch.wakeups.borrow_and_update();
-            let view = watch.views.borrow().clone();
-            let is_new = watch
+    }
+}
+
+/// The stream `master_events` answers.
+pub struct MasterEvents {
+    wakeups: tokio_stream::wrappers::WatchStream<u64>,
+    views: watch::Receiver<Arc<MasterView>>,
+    stopped: watch::Receiver<bool>,
+    min_epoch: u64,
+    last_sent: Option<Arc<MasterView>>,
+    ended: bool,
+    _watcher: WatcherGuard,
+}
+
+impl Stream for MasterEvents {
+    type Item = Result<Arc<MasterView>, ServiceError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
+        while !self.ended {
+            // A wake-up counts from before the view is read: a change after the read wakes again.
+            let Some(_) = std::task::ready!(Pin::new(&mut self.wakeups).poll_next(cx)) else {
+                self.ended = true;
+                return Poll::Ready(Some(Err(shutting_down())));
+            };
+            let view = Arc::clone(&self.views.borrow());
+            let is_new = self
                 .last_sent
                 .as_ref()
                 .is_none_or(|last| last.master_differs(&view));
-            if is_new && view.epoch >= min_epoch {
-                watch.last_sent = Some(Arc::clone(&view));
-                return Some((Ok(view), Some(watch)));
+            if is_new && view.epoch >= self.min_epoch {
+                self.last_sent = Some(Arc::clone(&view));
+                return Poll::Ready(Some(Ok(view)));
             }
-            if *watch.stopped.borrow() {
-                return Some((Err(shutting_down()), None));
-            }
-            tokio::select! {
-                changed = watch.wakeups.changed() => if changed.is_err() {
-                    return Some((Err(shutting_down()), None));
-                },
-                changed = watch.stopped.changed() => if changed.is_err() {
-                    return Some((Err(shutting_down()), None));
-                },
+            if *self.stopped.borrow() {
+                self.ended = true;
+                return Poll::Ready(Some(Err(shutting_down())));
             }
         }
-    })
+        Poll::Ready(None)
+    }
 }

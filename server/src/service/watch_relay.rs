@@ -1,4 +1,5 @@
-//! Wakes a serving thread's master watchers from a task on that same thread.
+//! Wakes a serving thread's master watchers from a task on that same thread, on each change of
+//! the master view and when the node stops.
 //!
 //! The node publishes its master view from its own thread, so the wake-ups of thousands of
 //! watch streams would reach a serving thread as remote wake-ups, which its runtime interleaves
@@ -18,12 +19,13 @@ pub struct ThreadRelays {
 }
 
 impl ThreadRelays {
-    /// A receiver that changes after each change of `upstream`, notified by a task on the calling
-    /// thread's runtime (started on the first call from this thread). It closes when `upstream`
-    /// does. Must be called within a Tokio runtime.
+    /// A receiver that changes after each change of `upstream` and of `stopped`, notified by a
+    /// task on the calling thread's runtime (started on the first call from this thread). It
+    /// closes when `upstream` does. Must be called within a Tokio runtime.
     pub fn for_this_thread<T: Send + Sync + 'static>(
         &self,
         upstream: &watch::Receiver<T>,
+        stopped: &watch::Receiver<bool>,
     ) -> watch::Receiver<u64> {
         let mut relays = self
             .relays
@@ -33,9 +35,17 @@ impl ThreadRelays {
             .entry(std::thread::current().id())
             .or_insert_with(|| {
                 let (sender, receiver) = watch::channel(0u64);
-                let mut upstream = upstream.clone();
+                let (mut upstream, mut stopped) = (upstream.clone(), stopped.clone());
                 tokio::spawn(async move {
-                    while upstream.changed().await.is_ok() {
+                    let mut stop_closed = false;
+                    loop {
+                        tokio::select! {
+                            changed = upstream.changed() => if changed.is_err() { break },
+                            changed = stopped.changed(), if !stop_closed => if changed.is_err() {
+                                stop_closed = true;
+                                continue;
+                            }
+                        }
                         sender.send_modify(|count| *count = count.wrapping_add(1));
                     }
                 });
@@ -52,9 +62,10 @@ mod tests {
     #[tokio::test]
     async fn relays_each_change_and_closes_with_the_upstream() {
         let (upstream, receiver) = watch::channel(0);
+        let (stop, stopped) = watch::channel(false);
         let relays = ThreadRelays::default();
-        let mut wakeups = relays.for_this_thread(&receiver);
-        let mut again = relays.for_this_thread(&receiver);
+        let mut wakeups = relays.for_this_thread(&receiver, &stopped);
+        let mut again = relays.for_this_thread(&receiver, &stopped);
         upstream.send_replace(1);
         wakeups.changed().await.unwrap();
         again.changed().await.unwrap();
@@ -62,6 +73,13 @@ mod tests {
         upstream.send_replace(2);
         wakeups.changed().await.unwrap();
         assert_eq!(*wakeups.borrow_and_update(), 2);
+        stop.send_replace(true);
+        wakeups.changed().await.unwrap();
+        assert_eq!(*wakeups.borrow_and_update(), 3, "the stop wakes too");
+        drop(stop);
+        upstream.send_replace(3);
+        wakeups.changed().await.unwrap();
+        assert_eq!(*wakeups.borrow_and_update(), 4);
         drop(upstream);
         assert!(wakeups.changed().await.is_err());
     }

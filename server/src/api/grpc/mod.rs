@@ -3,11 +3,12 @@
 
 pub mod entities;
 mod peer_client;
+mod watch_master;
 
 pub use peer_client::PeerClient;
 
 use crate::service::error::ServiceError;
-use crate::service::{Access, HaCore, HealthClass, master_events};
+use crate::service::{Access, HaCore, HealthClass};
 use haplane::convert::ha_mode_from_wire;
 use haplane::pb::{self, ha_service_server::HaService, ha_service_server::HaServiceServer};
 use haplane::wire::{ALLOW_NON_MASTER_METADATA, MASTER_HEALTH_SERVICE};
@@ -170,17 +171,16 @@ impl HaService for GrpcService {
         Ok(Response::new(Box::pin(events)))
     }
 
+    /// Not reached: `routes` serves this path with `watch_master::serve`, which encodes each
+    /// event once for every stream. The generated trait still asks for the method.
     async fn watch_master(
         &self,
-        request: Request<pb::WatchMasterRequest>,
+        _request: Request<pb::WatchMasterRequest>,
     ) -> Result<Response<Self::WatchMasterStream>, Status> {
-        let min_epoch = request.into_inner().min_epoch.unwrap_or(0);
-        let watcher = self.core.count_watcher()?;
-        let events = master_events(&self.core, min_epoch, watcher).map(|view| {
-            view.map(|view| pb::MasterEvent::from(view.as_ref()))
-                .map_err(Status::from)
-        });
-        Ok(Response::new(Box::pin(events)))
+        Err(Status::internal(format!(
+            "{} is served by its own route",
+            watch_master::PATH
+        )))
     }
 
     async fn nudge(
@@ -202,13 +202,14 @@ impl HaService for GrpcService {
     }
 }
 
-/// Builds the gRPC routes: HaService, health, reflection v1 and v1alpha. Spawns the task that
+/// Builds the gRPC routes: HaService (its `WatchMaster` served by `watch_master`), health,
+/// reflection v1 and v1alpha. Spawns the task that
 /// keeps `haplane.v1.Master` health in step with the node's state.
 pub fn routes(
     core: HaCore,
     entities: crate::api::grpc::entities::GrpcEntities,
     poll_period: Duration,
-) -> Result<tonic::service::Routes, tonic_reflection::server::Error> {
+) -> Result<axum::Router, tonic_reflection::server::Error> {
     let reporter = tonic_health::server::HealthReporter::new();
     let health_service = HealthServer::new(MasterAwareHealth {
         statuses: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
@@ -223,12 +224,21 @@ pub fn routes(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let watch_route = watch_master::WatchRoute {
+        core: core.clone(),
+        frames: Default::default(),
+    };
     Ok(
         tonic::service::Routes::new(HaServiceServer::new(GrpcService { core }))
             .add_service(haplane::pb::entity_service_server::EntityServiceServer::new(entities))
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha),
+            .add_service(reflection_v1alpha)
+            .into_axum_router()
+            .route(
+                watch_master::PATH,
+                axum::routing::post(watch_master::serve).with_state(watch_route),
+            ),
     )
 }
 

@@ -22,17 +22,21 @@ use serde_json::Value;
 /// `--allowed-host` name (any port); others get 403, pages of other ports on the same host too.
 /// `*` in the list turns both checks off.
 #[derive(Debug, Clone)]
-pub struct HostPolicy {
-    /// Lower-case `--allowed-host` names.
-    names: std::sync::Arc<Vec<String>>,
+pub struct HostPolicy(std::sync::Arc<Allowed>);
+
+/// What a [`HostPolicy`] accepts; shared, since axum clones the policy for every request.
+#[derive(Debug)]
+struct Allowed {
+    /// The `--allowed-host` names (host parts, lower-case).
+    names: Vec<String>,
     /// The advertised URI's authority, lower-case.
     advertised: Option<String>,
     any: bool,
 }
 
-/// The host part of an authority (`name:port`, `[v6]:port`, `name`), lower-case, without a
-/// trailing dot.
-fn host_part(authority: &str) -> String {
+/// The host part of an authority (`name:port`, `[v6]:port`, `name`), without a trailing dot.
+/// Hosts compare case-insensitively (`eq_ignore_ascii_case`), so it is not lower-cased here.
+fn host_part(authority: &str) -> &str {
     let host = match authority.strip_prefix('[') {
         Some(bracketed) => bracketed
             .split_once(']')
@@ -42,50 +46,57 @@ fn host_part(authority: &str) -> String {
             _ => authority,
         },
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    host.trim_end_matches('.')
 }
 
 impl HostPolicy {
     /// Accepts the built-in names, the host of `advertised_uri` and `extra` (`*`: anything).
     pub fn new(advertised_uri: &str, extra: &[String]) -> Self {
-        let names: Vec<String> = extra.iter().map(|name| host_part(name)).collect();
         let advertised = advertised_uri.parse::<http::Uri>().ok().and_then(|uri| {
             uri.authority()
                 .map(|authority| authority.as_str().to_ascii_lowercase())
         });
-        Self {
+        Self(std::sync::Arc::new(Allowed {
             any: extra.iter().any(|name| name == "*"),
-            names: std::sync::Arc::new(names),
+            names: extra
+                .iter()
+                .map(|name| host_part(name).to_ascii_lowercase())
+                .collect(),
             advertised,
-        }
+        }))
     }
 
     fn allows_host(&self, authority: &str) -> bool {
         let host = host_part(authority);
-        self.any
+        let allowed = &self.0;
+        let same = |name: &str| name.eq_ignore_ascii_case(host);
+        allowed.any
             || host.parse::<std::net::IpAddr>().is_ok()
             || !host.contains('.')
-            || host.ends_with(".localhost")
-            || self.names.contains(&host)
-            || self
-                .advertised
-                .as_deref()
-                .is_some_and(|advertised| host_part(advertised) == host)
+            || host
+                .len()
+                .checked_sub(".localhost".len())
+                .and_then(|start| host.get(start..))
+                .is_some_and(|end| end.eq_ignore_ascii_case(".localhost"))
+            || allowed.names.iter().any(|name| same(name))
+            || allowed.advertised.as_deref().map(host_part).is_some_and(same)
     }
 
     /// Whether a changing request from `origin` may act; `own` is the request's Host.
     fn allows_origin(&self, origin: &str, own: Option<&str>) -> bool {
+        let allowed = &self.0;
         let Some((_, authority)) = origin.split_once("://") else {
             // `null` (sandboxed frames, file: pages) or garbage.
-            return self.any;
+            return allowed.any;
         };
-        self.any
+        let host = host_part(authority);
+        allowed.any
             || own.is_some_and(|own| own.eq_ignore_ascii_case(authority))
-            || self
+            || allowed
                 .advertised
                 .as_deref()
                 .is_some_and(|advertised| advertised.eq_ignore_ascii_case(authority))
-            || self.names.contains(&host_part(authority))
+            || allowed.names.iter().any(|name| name.eq_ignore_ascii_case(host))
     }
 }
 
@@ -95,11 +106,13 @@ pub async fn host_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let grpc = haplane::wire::is_grpc_request(request.headers());
     // gRPC: PERMISSION_DENIED; REST: `status` with the JSON error body.
-    let refuse = |status: StatusCode, message: String| match grpc {
-        true => tonic::Status::permission_denied(message).into_http::<Body>(),
-        false => error_response(status, &message, Value::Null),
+    let refuse = |status: StatusCode, message: String| {
+        if haplane::wire::is_grpc_request(request.headers()) {
+            tonic::Status::permission_denied(message).into_http::<Body>()
+        } else {
+            error_response(status, &message, Value::Null)
+        }
     };
     let host_header = request
         .headers()

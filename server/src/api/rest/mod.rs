@@ -9,6 +9,7 @@ mod role;
 pub use host::{HostPolicy, host_guard};
 
 use crate::clock::millis;
+use crate::service::encoded::LastEncoded;
 use crate::service::error::{NOT_MASTER_MESSAGE, ServiceError};
 use crate::service::{Access, HaCore, HealthClass, master_events};
 use axum::body::{Body, Bytes};
@@ -20,9 +21,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use haplane::wire::ALLOW_NON_MASTER_HEADERS;
-use haplane::{HaMode, MasterRef, MasterView};
+use haplane::{HaMode, MasterRef, MasterView, NodeState};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tower::ServiceExt;
@@ -129,8 +131,26 @@ async fn non_master_guard(State(core): State<HaCore>, request: Request, next: Ne
     next.run(request).await
 }
 
-async fn get_state(State(core): State<HaCore>) -> Json<String> {
-    Json(core.current_state().to_string())
+/// Each state as its JSON string, rendered once, indexed by `NodeState as usize` (the order of
+/// `NodeState::ALL`): load balancers poll `GET /v1/server/ha/state`.
+static STATE_BODIES: LazyLock<Vec<&'static [u8]>> = LazyLock::new(|| {
+    NodeState::ALL
+        .iter()
+        .map(|state| &*Vec::leak(json!(state.as_str()).to_string().into_bytes()))
+        .collect()
+});
+
+/// The state as a JSON string (`application/json`, as `Json` would answer it).
+async fn get_state(State(core): State<HaCore>) -> Response {
+    let body = STATE_BODIES[core.current_state() as usize];
+    (
+        [(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        )],
+        Bytes::from_static(body),
+    )
+        .into_response()
 }
 
 async fn post_state(
@@ -367,34 +387,40 @@ async fn watch_sse(State(core): State<HaCore>) -> Response {
         Ok(watcher) => watcher,
         Err(full) => return watchers_full(&full),
     };
+    // Each view's JSON is rendered once for every watcher of this process (the view's identity
+    // is the key, see service::encoded).
+    static RENDERED: LastEncoded<std::sync::Arc<str>> = LastEncoded::new();
     sse("master", master_events(&core, 0, watcher), |view| {
-        view_json(view)
+        RENDERED.get(view, |view| view_json(view).to_string().into())
     })
 }
 
-/// Server-Sent Events: each item as an `event` of JSON, then `end` with the error that closed
-/// the stream; a keep-alive comment every second.
-pub(super) fn sse<T, S>(
+/// Server-Sent Events: each item as an `event` of JSON (`json` renders it: a `Value`, or text
+/// rendered already), then `end` with the error that closed the stream; a keep-alive comment
+/// every second.
+pub(super) fn sse<T, S, J>(
     event: &'static str,
     items: S,
-    json: impl Fn(&T) -> Value + Send + 'static,
+    json: impl Fn(&T) -> J + Send + 'static,
 ) -> Response
 where
     S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
+    J: std::fmt::Display,
 {
     sse_with_ids(event, items, json, |_| None)
 }
 
 /// `sse`, with each event's `id:` from `id` (what a reconnecting `EventSource` sends back as
 /// `Last-Event-ID`).
-pub(super) fn sse_with_ids<T, S>(
+pub(super) fn sse_with_ids<T, S, J>(
     event: &'static str,
     items: S,
-    json: impl Fn(&T) -> Value + Send + 'static,
+    json: impl Fn(&T) -> J + Send + 'static,
     id: impl Fn(&T) -> Option<String> + Send + 'static,
 ) -> Response
 where
     S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
+    J: std::fmt::Display,
 {
     let events = items.map(move |item| {
         Ok::<Event, std::convert::Infallible>(match item {
