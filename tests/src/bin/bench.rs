@@ -1,6 +1,8 @@
 //! haplane benchmarks: real nodes on loopback, figures printed (never asserted).
-//! `cargo run --release -p haplane-tests --bin bench -- [state|scale|fanout|budget|memory|failover|unary|leadership|all] [--long]`
-//! (`bare-grpc` / `bare-rest` are the baseline servers the `unary` suite starts as processes.)
+//! `cargo run --release -p haplane-tests --bin bench -- [state|scale|fanout|budget|memory|failover|unary|limits|leadership|all] [--long]`
+//! (`fanout-watchers` is the watcher process the `fanout` suite starts; see `bench/fanout.rs`.)
+//! (`bare-grpc` / `bare-rest` [`--tls-cert FILE --tls-key FILE`] are the baseline servers the
+//! `unary` suite starts as processes; see `bench/unary.rs`.)
 
 use haplane_tests::haplane::pb::{
     self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
@@ -9,8 +11,14 @@ use haplane_tests::{Plane, PlaneOptions, eventually};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 
+#[path = "bench/fanout.rs"]
+mod fanout;
+#[path = "bench/limits.rs"]
+mod limits;
 #[path = "bench/scale.rs"]
 mod scale;
+#[path = "bench/unary.rs"]
+mod unary;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -39,6 +47,12 @@ fn ms(duration: Duration) -> String {
 
 fn row(name: &str, value: String) {
     println!("| {name:<58} | {value:>28} |");
+}
+
+/// The header of the table `row` adds to.
+fn table_header() {
+    println!("| {:<58} | {:>28} |", "figure", "value");
+    println!("|{:-<60}|{:-<30}|", "", "");
 }
 
 async fn channel(uri: &str) -> tonic::transport::Channel {
@@ -294,391 +308,6 @@ fn rss_bytes(pid: i32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// WatchMaster fan-out: `count` subscribers on one node of two. Per master change (SetState on
-/// alternating nodes), the time from the SetState call to the last subscriber told and to each
-/// one; and the node's memory per subscriber. The subscribers run in this process, on the same two
-/// cores as the nodes, so their decoding is part of the figure.
-async fn fanout(count: usize, changes: usize) {
-    let plane = Plane::start(2, PlaneOptions::fast()).await;
-    let master = plane.wait_for_master(DEADLINE).await;
-    let node = 1 - master;
-    let idle = rss_bytes(plane.nodes[node].pid());
-    eprintln!(
-        "fan-out {count}: subscribers on node pid {}",
-        plane.nodes[node].pid()
-    );
-    // 100 streams per HTTP/2 connection.
-    let connections = count.div_ceil(100);
-    let mut channels = Vec::new();
-    for _ in 0..connections {
-        channels.push(channel(&plane.nodes[node].grpc_uri()).await);
-    }
-    let (sender, mut receipts) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
-    let mut ready = Vec::new();
-    let mut subscribers = tokio::task::JoinSet::new();
-    for i in 0..count {
-        let mut client = HaServiceClient::new(channels[i % connections].clone());
-        let sender = sender.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        ready.push(ready_rx);
-        subscribers.spawn(async move {
-            let mut stream = client
-                .watch_master(pb::WatchMasterRequest { min_epoch: None })
-                .await
-                .expect("watch")
-                .into_inner();
-            let _ = stream.next().await;
-            let _ = ready_tx.send(());
-            loop {
-                match stream.next().await {
-                    Some(Ok(event)) if event.master_id.is_empty() => {}
-                    Some(Ok(event)) => {
-                        let _ = sender.send((event.epoch, Instant::now()));
-                    }
-                    Some(Err(status)) => panic!("subscriber {i}: {status}"),
-                    None => panic!("subscriber {i}: stream ended"),
-                }
-            }
-        });
-    }
-    for r in ready {
-        let _ = r.await;
-    }
-    let subscribed = rss_bytes(plane.nodes[node].pid());
-    let mut to_last = Vec::with_capacity(changes);
-    let mut to_each = Vec::with_capacity(changes * count);
-    let mut promote_to = node;
-    let mut epoch = 0;
-    for _ in 0..changes {
-        // Hand the master role back and forth; the watched node is told of each change either by
-        // its own claim or by its peer's nudge.
-        let mut ha = HaServiceClient::new(channel(&plane.nodes[promote_to].grpc_uri()).await);
-        let mut request = tonic::Request::new(pb::SetStateRequest {
-            mode: pb::HaMode::Master as i32,
-        });
-        request.metadata_mut().insert(
-            haplane::wire::ALLOW_NON_MASTER_METADATA,
-            "true".parse().expect("ascii"),
-        );
-        let changed_at = Instant::now();
-        ha.set_state(request).await.expect("promote");
-        let mut told = Vec::with_capacity(count);
-        while told.len() < count {
-            let Ok(Some((e, at))) = tokio::time::timeout(DEADLINE, receipts.recv()).await else {
-                panic!(
-                    "{} of {count} told of epoch {epoch} after promoting node {promote_to}; states {:?}",
-                    told.len(),
-                    plane.states().await
-                );
-            };
-            if e < epoch {
-                continue; // a late receipt of the previous change
-            }
-            if e > epoch {
-                epoch = e;
-                told.clear();
-            }
-            told.push(at.duration_since(changed_at));
-        }
-        to_last.push(*told.iter().max().expect("receipts"));
-        to_each.extend(told);
-        promote_to = 1 - promote_to;
-    }
-    // Before the plane stops, or every subscriber would see its stream break.
-    subscribers.shutdown().await;
-    let name = |what: &str| format!("fan-out {count}: master change to {what}");
-    row(
-        &name(&format!("last told, p50 ({changes} changes)")),
-        ms(percentile(&mut to_last, 50.0)),
-    );
-    row(
-        &name(&format!("last told, p99 ({changes} changes)")),
-        ms(percentile(&mut to_last, 99.0)),
-    );
-    row(&name("each told, p50"), ms(percentile(&mut to_each, 50.0)));
-    row(&name("each told, p99"), ms(percentile(&mut to_each, 99.0)));
-    row(
-        &format!("fan-out {count}: node memory per subscriber"),
-        format!(
-            "{:.1} KiB",
-            (subscribed.saturating_sub(idle)) as f64 / count as f64 / 1024.0
-        ),
-    );
-}
-
-/// The baseline: a bare tonic server answering GetState with a constant.
-#[derive(Debug, Default)]
-struct BareHa;
-
-type BareStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<pb::MasterEvent, tonic::Status>> + Send>,
->;
-
-#[tonic::async_trait]
-impl pb::ha_service_server::HaService for BareHa {
-    async fn get_state(
-        &self,
-        _request: tonic::Request<pb::GetStateRequest>,
-    ) -> Result<tonic::Response<pb::GetStateResponse>, tonic::Status> {
-        Ok(tonic::Response::new(pb::GetStateResponse {
-            node_id: "bare".into(),
-            state: pb::NodeState::Master as i32,
-            priority: 0,
-            epoch: 1,
-            master_id: "bare".into(),
-            master_uri: "http://127.0.0.1".into(),
-            plane_id: "bare".into(),
-            lease_valid_for_ms: None,
-        }))
-    }
-    async fn list_states(
-        &self,
-        _: tonic::Request<pb::ListStatesRequest>,
-    ) -> Result<tonic::Response<pb::ListStatesResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn set_state(
-        &self,
-        _: tonic::Request<pb::SetStateRequest>,
-    ) -> Result<tonic::Response<pb::SetStateResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn set_priority(
-        &self,
-        _: tonic::Request<pb::SetPriorityRequest>,
-    ) -> Result<tonic::Response<pb::SetPriorityResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn remove_terminated(
-        &self,
-        _: tonic::Request<pb::RemoveTerminatedRequest>,
-    ) -> Result<tonic::Response<pb::RemoveTerminatedResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    type WatchMasterStream = BareStream;
-    type WatchRoleStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<pb::RoleEvent, tonic::Status>> + Send>,
-    >;
-    async fn watch_role(
-        &self,
-        _: tonic::Request<pb::WatchRoleRequest>,
-    ) -> Result<tonic::Response<Self::WatchRoleStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn watch_master(
-        &self,
-        _: tonic::Request<pb::WatchMasterRequest>,
-    ) -> Result<tonic::Response<BareStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn history(
-        &self,
-        _: tonic::Request<pb::HistoryRequest>,
-    ) -> Result<tonic::Response<pb::HistoryResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn nudge(
-        &self,
-        _: tonic::Request<pb::NudgeRequest>,
-    ) -> Result<tonic::Response<pb::NudgeResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-    async fn step_down(
-        &self,
-        _: tonic::Request<pb::StepDownRequest>,
-    ) -> Result<tonic::Response<pb::StepDownResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("bare"))
-    }
-}
-
-/// Runs a baseline server on 127.0.0.1:0, printing `listening on ADDRESS` like haplane does.
-async fn bare_server(kind: &str) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    println!(
-        "bare {kind} listening on {}",
-        listener.local_addr().expect("address")
-    );
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    if kind == "bare-grpc" {
-        tonic::transport::Server::builder()
-            .add_service(pb::ha_service_server::HaServiceServer::new(BareHa))
-            .serve_with_incoming(incoming)
-            .await
-            .expect("serve");
-    } else {
-        let app = axum::Router::new().route(
-            "/v1/server/ha/state",
-            axum::routing::get(|| async { axum::Json("MASTER") }),
-        );
-        let listener = incoming.into_inner();
-        axum::serve(listener, app).await.expect("serve");
-    }
-}
-
-/// Starts this binary as a baseline server process; answers it and its address.
-async fn start_bare(kind: &str) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
-        .arg(kind)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start baseline server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = lines.next_line().await.expect("read").expect("a line");
-    let address = line.rsplit(' ').next().expect("address").to_owned();
-    (child, address)
-}
-
-/// One request of a load: called with the caller's index, resolves when answered.
-type Call = std::sync::Arc<dyn Fn(usize) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
-
-/// Load: `concurrency` callers for `duration`; answers (requests/s, latencies).
-async fn load(call: &Call, concurrency: usize, duration: Duration) -> (f64, Vec<Duration>) {
-    let started = Instant::now();
-    let until = started + duration;
-    let workers = (0..concurrency).map(|worker| {
-        let call = call.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < until {
-                let begin = Instant::now();
-                call(worker).await;
-                latencies.push(begin.elapsed());
-            }
-            latencies
-        })
-    });
-    let mut all = Vec::new();
-    for worker in futures::future::join_all(workers).await {
-        all.extend(worker.expect("worker"));
-    }
-    (all.len() as f64 / started.elapsed().as_secs_f64(), all)
-}
-
-/// GetState over 4 HTTP/2 connections.
-async fn grpc_call(address: &str) -> Call {
-    let mut channels = Vec::new();
-    for _ in 0..4 {
-        channels.push(channel(&format!("http://{address}")).await);
-    }
-    std::sync::Arc::new(move |worker| {
-        let mut client = HaServiceClient::new(channels[worker % channels.len()].clone());
-        Box::pin(async move {
-            client
-                .get_state(pb::GetStateRequest {})
-                .await
-                .expect("GetState");
-        })
-    })
-}
-
-/// GET /v1/server/ha/state over a keep-alive pool.
-fn rest_call(address: &str) -> Call {
-    let http = reqwest::Client::new();
-    let url = format!("http://{address}/v1/server/ha/state");
-    std::sync::Arc::new(move |_| {
-        let request = http.get(&url);
-        Box::pin(async move {
-            let body = request
-                .send()
-                .await
-                .expect("GET")
-                .text()
-                .await
-                .expect("body");
-            assert_eq!(body, "\"MASTER\"");
-        })
-    })
-}
-
-/// The same load against haplane and a bare server, in `rounds` alternating runs (the order
-/// flips each round, so drift on a shared machine hits both) after a warm-up of each; prints
-/// the median requests/s of each, their ratio, the spread of per-round ratios, and latencies.
-async fn side_by_side(what: &str, haplane: Call, bare: Call, rounds: usize, duration: Duration) {
-    let concurrency = 32;
-    let warm_up = Duration::from_secs(1);
-    load(&haplane, concurrency, warm_up).await;
-    load(&bare, concurrency, warm_up).await;
-    let (mut rates, mut bare_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut latencies, mut bare_latencies) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let ((rate, ours), (bare_rate, theirs)) = if round % 2 == 0 {
-            let ours = load(&haplane, concurrency, duration).await;
-            (ours, load(&bare, concurrency, duration).await)
-        } else {
-            let theirs = load(&bare, concurrency, duration).await;
-            (load(&haplane, concurrency, duration).await, theirs)
-        };
-        latencies.extend(ours);
-        bare_latencies.extend(theirs);
-        rates.push(rate);
-        bare_rates.push(bare_rate);
-        ratios.push(rate / bare_rate);
-    }
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let (rate, bare_rate) = (median(&mut rates), median(&mut bare_rates));
-    let what = format!("{what}, {concurrency} in flight");
-    row(
-        &format!("{what}: requests/s haplane / bare (ratio)"),
-        format!("{rate:.0} / {bare_rate:.0} ({:.2})", rate / bare_rate),
-    );
-    ratios.sort_by(f64::total_cmp);
-    row(
-        &format!("{what}: ratio per round, {rounds} rounds of {duration:?}"),
-        format!("{:.2} .. {:.2}", ratios[0], ratios[rounds - 1]),
-    );
-    row(
-        &format!("{what}: p50 haplane / bare"),
-        format!(
-            "{} / {}",
-            ms(percentile(&mut latencies, 50.0)),
-            ms(percentile(&mut bare_latencies, 50.0))
-        ),
-    );
-    row(
-        &format!("{what}: p99 haplane / bare"),
-        format!(
-            "{} / {}",
-            ms(percentile(&mut latencies, 99.0)),
-            ms(percentile(&mut bare_latencies, 99.0))
-        ),
-    );
-}
-
-/// Unary GetState (gRPC) and GET state (REST) against a master, beside bare tonic / axum
-/// servers in their own processes, same load, same run.
-async fn unary(long: bool) {
-    let rounds = if long { 10 } else { 5 };
-    let duration = Duration::from_secs(2);
-    let plane = Plane::start(1, PlaneOptions::defaults()).await;
-    plane.wait_for_master(DEADLINE).await;
-    let node = plane.nodes[0].address.clone();
-    let (_grpc_child, bare_grpc) = start_bare("bare-grpc").await;
-    let (_rest_child, bare_rest) = start_bare("bare-rest").await;
-    side_by_side(
-        "gRPC GetState",
-        grpc_call(&node).await,
-        grpc_call(&bare_grpc).await,
-        rounds,
-        duration,
-    )
-    .await;
-    side_by_side(
-        "REST GET state",
-        rest_call(&node),
-        rest_call(&bare_rest),
-        rounds,
-        duration,
-    )
-    .await;
-}
-
 /// Leadership for users' services: three replicas of the embedded-participant example (poll
 /// 100 ms, timeout 1 s) through kill -9 of the leader and graceful resigns, alternately; the gap
 /// is from the old leader's last unit of work to the new leader's first (units every 10 ms).
@@ -727,8 +356,12 @@ async fn leadership(long: bool) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "fanout-watchers") {
+        fanout::watchers(&args[1..]).await;
+        return;
+    }
     if let Some(kind) = args.first().filter(|a| a.starts_with("bare-")) {
-        bare_server(kind).await;
+        unary::bare_server(kind, &args[1..]).await;
         return;
     }
     let long = args.iter().any(|a| a == "--long");
@@ -737,8 +370,7 @@ async fn main() {
         .find(|a| !a.starts_with("--"))
         .map(String::as_str)
         .unwrap_or("all");
-    println!("| {:<58} | {:>28} |", "figure", "value");
-    println!("|{:-<60}|{:-<30}|", "", "");
+    table_header();
     if matches!(suite, "state" | "all") {
         state(long).await;
     }
@@ -747,8 +379,12 @@ async fn main() {
     }
     if matches!(suite, "fanout" | "all") {
         let changes = if long { 100 } else { 20 };
-        fanout(1_000, changes).await;
-        fanout(10_000, changes).await;
+        fanout::run(fanout::Kind::Grpc, 1_000, changes).await;
+        fanout::run(fanout::Kind::Grpc, 10_000, changes).await;
+        fanout::run(fanout::Kind::Sse, 10_000, changes).await;
+        if long {
+            fanout::run(fanout::Kind::Grpc, 50_000, changes).await;
+        }
     }
     if matches!(suite, "budget" | "all") {
         budget(long, PlaneOptions::fast(), "directory store").await;
@@ -774,7 +410,10 @@ async fn main() {
         );
     }
     if matches!(suite, "unary" | "all") {
-        unary(long).await;
+        unary::run(long).await;
+    }
+    if matches!(suite, "limits" | "all") {
+        limits::run().await;
     }
     if matches!(suite, "switchover" | "all") {
         switchover(

@@ -1,0 +1,246 @@
+//! Fan-out of master changes: `count` watchers of one node, as gRPC `WatchMaster` streams or REST
+//! Server-Sent Events (`/v1/server/ha/watch`), 100 streams per HTTP/2 connection. The watchers run
+//! in a separate process (this binary, `fanout-watchers`) pinned to CPU 0 and the watched node is
+//! pinned to CPU 1, so decoding is not charged to the node. Per master change (SetState on
+//! alternating nodes): the time from the SetState call to the last watcher told and to each one,
+//! by the wall clock both processes share; and the node's memory per watcher.
+
+use crate::{DEADLINE, channel, ms, percentile, row, rss_bytes};
+use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
+use haplane_tests::{Plane, PlaneOptions};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_stream::StreamExt;
+
+/// Streams per HTTP/2 connection from the watcher process.
+const STREAMS_PER_CONNECTION: usize = 100;
+
+/// Microseconds since the Unix epoch: comparable between the two processes on this machine.
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
+
+/// How the watchers watch.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Grpc,
+    Sse,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Grpc => "grpc",
+            Kind::Sse => "sse",
+        }
+    }
+}
+
+/// Pins every thread of `pid` to `cpu`.
+fn pin(pid: u32, cpu: u32) {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux)");
+    assert!(status.success(), "taskset -a -p -c {cpu} {pid}");
+}
+
+/// The fan-out benchmark: `count` watchers of `kind` over `changes` master changes.
+pub async fn run(kind: Kind, count: usize, changes: usize) {
+    let mut options = PlaneOptions::fast();
+    options.extra_args = vec!["--max-watchers".into(), (count + 100).to_string()];
+    let plane = Plane::start(2, options).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let watched = 1 - master;
+    pin(plane.nodes[watched].pid() as u32, 1);
+    pin(plane.nodes[master].pid() as u32, 0);
+    let idle = rss_bytes(plane.nodes[watched].pid());
+    let mut watchers = tokio::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(std::env::current_exe().expect("own path"))
+        .args([
+            "fanout-watchers",
+            kind.name(),
+            &format!("http://{}", plane.nodes[watched].address),
+            &count.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the watcher process");
+    let mut lines = BufReader::new(watchers.stdout.take().expect("stdout")).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(DEADLINE * 3, lines.next_line())
+            .await
+            .expect("the watcher process answers")
+            .expect("read")
+            .expect("the watcher process ended")
+    };
+    assert_eq!(next_line().await, "ready", "watchers subscribed");
+    let subscribed = rss_bytes(plane.nodes[watched].pid());
+
+    let (mut to_last, mut each_p50, mut each_p99) = (Vec::new(), Vec::new(), Vec::new());
+    let mut promote_to = watched;
+    let mut epoch = 0;
+    for _ in 0..changes {
+        let mut ha = HaServiceClient::new(channel(&plane.nodes[promote_to].grpc_uri()).await);
+        let mut request = tonic::Request::new(pb::SetStateRequest {
+            mode: pb::HaMode::Master as i32,
+        });
+        request.metadata_mut().insert(
+            haplane_tests::haplane::wire::ALLOW_NON_MASTER_METADATA,
+            "true".parse().expect("ascii"),
+        );
+        let changed_at = wall_us();
+        ha.set_state(request).await.expect("promote");
+        // "told EPOCH P50 P99 LAST": every watcher has been told of EPOCH.
+        loop {
+            let line = next_line().await;
+            let fields: Vec<u64> = line
+                .strip_prefix("told ")
+                .expect("a told line")
+                .split(' ')
+                .map(|field| field.parse().expect("a number"))
+                .collect();
+            if fields[0] <= epoch {
+                continue;
+            }
+            epoch = fields[0];
+            let since = |at: u64| Duration::from_micros(at.saturating_sub(changed_at));
+            each_p50.push(since(fields[1]));
+            each_p99.push(since(fields[2]));
+            to_last.push(since(fields[3]));
+            break;
+        }
+        promote_to = 1 - promote_to;
+    }
+    let _ = watchers.kill().await;
+    let what = format!(
+        "fan-out, {count} {} watchers",
+        match kind {
+            Kind::Grpc => "WatchMaster",
+            Kind::Sse => "SSE",
+        }
+    );
+    row(
+        &format!("{what}: master change to last told, p50 / p99 ({changes} changes)"),
+        format!(
+            "{} / {}",
+            ms(percentile(&mut to_last, 50.0)),
+            ms(percentile(&mut to_last, 99.0))
+        ),
+    );
+    row(
+        &format!("{what}: to each told, median of per-change p50 / p99 of per-change p99"),
+        format!(
+            "{} / {}",
+            ms(percentile(&mut each_p50, 50.0)),
+            ms(percentile(&mut each_p99, 99.0))
+        ),
+    );
+    row(
+        &format!("{what}: node memory per watcher"),
+        format!(
+            "{:.2} KiB",
+            subscribed.saturating_sub(idle) as f64 / count as f64 / 1024.0
+        ),
+    );
+}
+
+/// The watcher process: `count` watchers of the node at `uri`. Prints `ready` once each has its
+/// first view, then for every epoch all of them have been told of, `told EPOCH P50 P99 LAST`
+/// (wall-clock microseconds of the arrivals).
+pub async fn watchers(args: &[String]) {
+    let [kind, uri, count] = args else {
+        panic!("usage: fanout-watchers grpc|sse URI COUNT");
+    };
+    let count: usize = count.parse().expect("COUNT");
+    let (arrivals, mut received) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+    let (ready, mut ready_count) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let connections = count.div_ceil(STREAMS_PER_CONNECTION);
+    if kind == "grpc" {
+        let mut channels = Vec::new();
+        for _ in 0..connections {
+            channels.push(channel(uri).await);
+        }
+        for i in 0..count {
+            let mut client = HaServiceClient::new(channels[i % connections].clone());
+            let (arrivals, ready) = (arrivals.clone(), ready.clone());
+            tokio::spawn(async move {
+                let mut stream = client
+                    .watch_master(pb::WatchMasterRequest { min_epoch: None })
+                    .await
+                    .expect("watch")
+                    .into_inner();
+                let _ = stream.next().await;
+                let _ = ready.send(());
+                while let Some(event) = stream.next().await {
+                    let event = event.expect("event");
+                    if !event.master_id.is_empty() {
+                        let _ = arrivals.send((event.epoch, wall_us()));
+                    }
+                }
+                panic!("watcher {i}: stream ended");
+            });
+        }
+    } else {
+        let clients: Vec<reqwest::Client> = (0..connections)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .http2_prior_knowledge()
+                    .build()
+                    .expect("client")
+            })
+            .collect();
+        let url = format!("{uri}/v1/server/ha/watch");
+        for i in 0..count {
+            let request = clients[i % connections].get(&url);
+            let (arrivals, ready) = (arrivals.clone(), ready.clone());
+            tokio::spawn(async move {
+                let mut body = request.send().await.expect("watch");
+                let mut text = String::new();
+                let mut first = true;
+                while let Some(chunk) = body.chunk().await.expect("chunk") {
+                    text.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = text.find("\n\n") {
+                        let event: String = text.drain(..end + 2).collect();
+                        let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
+                            continue; // a keep-alive comment
+                        };
+                        if first {
+                            first = false;
+                            let _ = ready.send(());
+                            continue;
+                        }
+                        let view: serde_json::Value =
+                            serde_json::from_str(data.trim()).expect("JSON view");
+                        if view["masterId"].as_str().is_some_and(|id| !id.is_empty()) {
+                            let epoch = view["epoch"].as_u64().expect("epoch");
+                            let _ = arrivals.send((epoch, wall_us()));
+                        }
+                    }
+                }
+                panic!("watcher {i}: stream ended");
+            });
+        }
+    }
+    drop((arrivals, ready));
+    for _ in 0..count {
+        ready_count.recv().await.expect("every watcher subscribes");
+    }
+    println!("ready");
+    let mut by_epoch: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+    while let Some((epoch, at)) = received.recv().await {
+        let told = by_epoch.entry(epoch).or_default();
+        told.push(at);
+        if told.len() == count {
+            told.sort_unstable();
+            let at = |p: usize| told[(told.len() - 1) * p / 100];
+            println!("told {epoch} {} {} {}", at(50), at(99), at(100));
+        }
+    }
+}
