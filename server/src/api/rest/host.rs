@@ -79,7 +79,11 @@ impl HostPolicy {
                 .and_then(|start| host.get(start..))
                 .is_some_and(|end| end.eq_ignore_ascii_case(".localhost"))
             || allowed.names.iter().any(|name| same(name))
-            || allowed.advertised.as_deref().map(host_part).is_some_and(same)
+            || allowed
+                .advertised
+                .as_deref()
+                .map(host_part)
+                .is_some_and(same)
     }
 
     /// Whether a changing request from `origin` may act; `own` is the request's Host.
@@ -96,7 +100,10 @@ impl HostPolicy {
                 .advertised
                 .as_deref()
                 .is_some_and(|advertised| advertised.eq_ignore_ascii_case(authority))
-            || allowed.names.iter().any(|name| name.eq_ignore_ascii_case(host))
+            || allowed
+                .names
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(host))
     }
 }
 

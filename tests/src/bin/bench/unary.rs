@@ -85,7 +85,10 @@ pub(super) async fn run(long: bool) {
             &format!("gRPC GetState, {security}"),
             "bare tonic",
             grpc(node, master_answer_bytes(node, tls).await),
-            grpc(&bare_grpc.address, master_answer_bytes(&bare_grpc.address, tls).await),
+            grpc(
+                &bare_grpc.address,
+                master_answer_bytes(&bare_grpc.address, tls).await,
+            ),
             rounds,
         )
         .await;
@@ -347,7 +350,12 @@ async fn on_cpu<T>(cpu: usize, start: impl Future<Output = T>) -> T {
     let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: as above, with its size.
     let read = unsafe { libc::sched_getaffinity(0, size, &mut previous) };
-    assert_eq!(read, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        read,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: as above.
     let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` is below CPU_SETSIZE (it is a CPU of this machine).
@@ -627,7 +635,10 @@ mod bare {
         ) -> Answer<Self::WatchMasterStream> {
             unimplemented()
         }
-        async fn history(&self, _: tonic::Request<pb::HistoryRequest>) -> Answer<pb::HistoryResponse> {
+        async fn history(
+            &self,
+            _: tonic::Request<pb::HistoryRequest>,
+        ) -> Answer<pb::HistoryResponse> {
             unimplemented()
         }
         async fn nudge(&self, _: tonic::Request<pb::NudgeRequest>) -> Answer<pb::NudgeResponse> {
