@@ -144,14 +144,14 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// gRPC, REST and the console on one router, behind the Host check and (if configured) the
-/// credentials check; starts the managed-state service.
+/// gRPC, REST and the console on one router, behind the credentials check if configured (the
+/// Host check runs before it, in `serve`: see `connection_settings`); starts the managed-state
+/// service.
 fn router(
     settings: &Settings,
     handle: &NodeHandle,
     counting: &Arc<CountingStore>,
     authenticator: Option<Arc<Authenticator>>,
-    node_uri: &str,
     stopped: watch::Receiver<bool>,
 ) -> Result<axum::Router, LaunchError> {
     let core = HaCore::new(
@@ -182,20 +182,21 @@ fn router(
             auth::require_credentials,
         ));
     }
-    // Outermost: a request for a foreign Host is refused before it can count as a failed login.
-    Ok(app.layer(axum::middleware::from_fn_with_state(
-        rest::HostPolicy::new(node_uri, &settings.allowed_hosts),
-        rest::host_guard,
-    )))
+    Ok(app)
 }
 
-/// How connections are served: TLS, keep-alive and the connection limits.
+/// How connections are served: TLS, the Host check, keep-alive and the connection limits.
 fn connection_settings(
     settings: &Settings,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    node_uri: &str,
+    authenticates: bool,
 ) -> serve::ConnectionSettings {
     serve::ConnectionSettings {
         tls,
+        hosts: rest::HostPolicy::new(node_uri, &settings.allowed_hosts),
+        // The credentials check throttles failed logins by the client's address.
+        client_addresses: authenticates,
         // Pings every poll period keep streams alive through proxies; a watcher too busy to
         // answer quickly is not dropped (a dead one only costs a parked task until TCP notices).
         http2_keepalive_interval: settings.poll_period,

@@ -149,17 +149,11 @@ pub async fn start(
     let server = match port {
         None => None,
         Some(port) => {
-            let app = router(
-                settings,
-                &handle,
-                &counting,
-                authenticator,
-                &node_uri,
-                stopped.clone(),
-            )?;
+            let authenticates = authenticator.is_some();
+            let app = router(settings, &handle, &counting, authenticator, stopped.clone())?;
             Some(tokio::spawn(serve::serve(
                 port.listener,
-                connection_settings(settings, port.tls),
+                connection_settings(settings, port.tls, &node_uri, authenticates),
                 // with_state(()) lets axum prepare its routes once instead of per request.
                 app.with_state(()),
                 serve::serving_threads(),

@@ -39,6 +39,7 @@
 //!   is closed at once;
 //! - HTTP/2 clients may open at most `max_streams_per_connection` streams at once.
 
+use crate::api::rest::HostPolicy;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -71,6 +72,13 @@ const MAX_RESERVED_DESCRIPTORS: usize = 1024;
 pub struct ConnectionSettings {
     /// Serve TLS (ALPN h2 and http/1.1) instead of plain HTTP/1.1 and HTTP/2.
     pub tls: Option<TlsAcceptor>,
+    /// Checked for every request before the router sees it: a foreign Host or a cross-site
+    /// change is answered here (one check per request, where a router layer would wrap, box and
+    /// clone every route's service per request).
+    pub hosts: HostPolicy,
+    /// Attach each client's address to its requests (axum's `ConnectInfo`), for the credentials
+    /// check's throttling; without credentials nothing reads it.
+    pub client_addresses: bool,
     /// HTTP/2 pings this often keep streams alive through proxies...
     pub http2_keepalive_interval: Duration,
     /// ...and a connection that leaves one unanswered this long is closed.
@@ -166,6 +174,8 @@ pub async fn serve(
         let (done, finished_rx) = oneshot::channel();
         let thread = ServingThread {
             app: app.clone(),
+            hosts: settings.hosts.clone(),
+            client_addresses: settings.client_addresses,
             http: Arc::clone(&http),
             tls: settings.tls.clone(),
             handshake_timeout: settings.handshake_timeout,

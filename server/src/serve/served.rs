@@ -2,6 +2,7 @@
 //! when the node stops; `tracked` counts each request until its response body ends.
 
 use super::activity::{Activity, BodyReadTimeout, DeadlineBody, TrackedBody};
+use crate::api::rest::HostPolicy;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,6 +20,7 @@ use tower::ServiceExt;
 pub(super) struct Served {
     pub(super) peer: Option<std::net::SocketAddr>,
     pub(super) app: Router,
+    pub(super) hosts: HostPolicy,
     pub(super) http: Arc<auto::Builder<TokioExecutor>>,
     pub(super) idle_timeout: Duration,
     /// How long a connection closed for idleness may take to go.
@@ -43,6 +45,7 @@ impl Served {
             TokioIo::new(io),
             TowerToHyperService::new(tracked(
                 self.app,
+                self.hosts,
                 self.peer,
                 self.body_read_timeout,
                 Arc::clone(&activity),
@@ -99,11 +102,12 @@ impl Served {
     }
 }
 
-/// `app`, counting each request in `activity` until its response body has ended, with the
-/// client's address (`peer`) on each request as axum's `ConnectInfo`, and its body held to
-/// `body_read_timeout` (a REST request whose body is late is answered 408).
+/// `app` behind `hosts`' check, counting each request in `activity` until its response body
+/// has ended, with the client's address (`peer`) on each request as axum's `ConnectInfo`, and
+/// its body held to `body_read_timeout` (a REST request whose body is late is answered 408).
 pub(super) fn tracked<B>(
     app: Router,
+    hosts: HostPolicy,
     peer: Option<std::net::SocketAddr>,
     body_read_timeout: Duration,
     activity: Arc<Activity>,
@@ -120,6 +124,7 @@ where
     tower::service_fn(move |request: http::Request<B>| {
         let in_flight = activity.begin();
         let (mut parts, body) = request.into_parts();
+        let refusal = hosts.refusal(&parts.method, &parts.uri, &parts.headers);
         if let Some(peer) = peer {
             parts.extensions.insert(axum::extract::ConnectInfo(peer));
         }
@@ -142,9 +147,15 @@ where
         } else {
             (Body::new(body), None)
         };
-        let response = app.clone().oneshot(http::Request::from_parts(parts, body));
+        let routed = match refusal {
+            Some(refused) => Err(refused),
+            None => Ok(app.clone().oneshot(http::Request::from_parts(parts, body))),
+        };
         async move {
-            let response = response.await?;
+            let response = match routed {
+                Ok(response) => response.await?,
+                Err(refused) => refused,
+            };
             let response = match late_rest_body {
                 Some(timed_out) if timed_out.load(Ordering::Relaxed) => {
                     request_timeout(body_read_timeout)

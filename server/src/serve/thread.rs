@@ -3,6 +3,7 @@
 
 use super::accept::Slot;
 use super::served::Served;
+use crate::api::rest::HostPolicy;
 use axum::Router;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -21,6 +22,9 @@ pub(super) const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// What one serving thread needs to serve its connections.
 pub(super) struct ServingThread {
     pub(super) app: Router,
+    pub(super) hosts: HostPolicy,
+    /// Whether requests carry the client's address (`ConnectionSettings::client_addresses`).
+    pub(super) client_addresses: bool,
     pub(super) http: Arc<auto::Builder<TokioExecutor>>,
     pub(super) tls: Option<TlsAcceptor>,
     pub(super) handshake_timeout: Duration,
@@ -76,8 +80,12 @@ impl ServingThread {
     ) -> impl Future<Output = ()> + Send + 'static {
         let served = Served {
             // The client's address, for per-address login throttling (`api/auth/`).
-            peer: stream.peer_addr().ok(),
+            peer: self
+                .client_addresses
+                .then(|| stream.peer_addr().ok())
+                .flatten(),
             app: self.app.clone(),
+            hosts: self.hosts.clone(),
             http: Arc::clone(&self.http),
             idle_timeout: self.idle_timeout,
             handshake_timeout: self.handshake_timeout,

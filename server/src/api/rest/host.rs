@@ -2,9 +2,7 @@
 
 use super::error_response;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::Value;
 
@@ -107,59 +105,52 @@ impl HostPolicy {
     }
 }
 
-/// The middleware of [`HostPolicy`].
-pub async fn host_guard(
-    State(policy): State<HostPolicy>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // gRPC: PERMISSION_DENIED; REST: `status` with the JSON error body.
-    let refuse = |status: StatusCode, message: String| {
-        if haplane::wire::is_grpc_request(request.headers()) {
-            tonic::Status::permission_denied(message).into_http::<Body>()
-        } else {
-            error_response(status, &message, Value::Null)
-        }
-    };
-    let host_header = request
-        .headers()
-        .get(header::HOST)
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
-    let authority = request
-        .uri()
-        .authority()
-        .map(|authority| authority.as_str());
-    if let Some(refused) = [authority, host_header]
-        .into_iter()
-        .flatten()
-        .find(|host| !policy.allows_host(host))
-    {
-        return refuse(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "this node does not answer to the host {refused:?}; add it with --allowed-host"
-            ),
-        );
-    }
-    let changes = matches!(
-        *request.method(),
-        axum::http::Method::POST
-            | axum::http::Method::PUT
-            | axum::http::Method::PATCH
-            | axum::http::Method::DELETE
-    );
-    if changes && let Some(origin) = request.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("\u{fffd}");
-        if !policy.allows_origin(origin, host_header.or(authority)) {
+impl HostPolicy {
+    /// The answer refusing a request for a foreign host or a cross-site change, if it is one.
+    /// The server checks every request with it before routing (`serve`), so a refused request
+    /// never reaches the credentials check and cannot count as a failed login.
+    pub fn refusal(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+        // gRPC: PERMISSION_DENIED; REST: `status` with the JSON error body.
+        let refuse = |status: StatusCode, message: String| {
+            Some(if haplane::wire::is_grpc_request(headers) {
+                tonic::Status::permission_denied(message).into_http::<Body>()
+            } else {
+                error_response(status, &message, Value::Null)
+            })
+        };
+        let host_header = headers
+            .get(header::HOST)
+            .map(|value| value.to_str().unwrap_or("\u{fffd}"));
+        let authority = uri.authority().map(|authority| authority.as_str());
+        if let Some(refused) = [authority, host_header]
+            .into_iter()
+            .flatten()
+            .find(|host| !self.allows_host(host))
+        {
             return refuse(
-                StatusCode::FORBIDDEN,
+                StatusCode::MISDIRECTED_REQUEST,
                 format!(
-                    "changes from pages of {origin:?} are refused; add its host with --allowed-host"
+                    "this node does not answer to the host {refused:?}; add it with --allowed-host"
                 ),
             );
         }
+        let changes = matches!(
+            *method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        if changes && let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("\u{fffd}");
+            if !self.allows_origin(origin, host_header.or(authority)) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "changes from pages of {origin:?} are refused; add its host with --allowed-host"
+                    ),
+                );
+            }
+        }
+        None
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

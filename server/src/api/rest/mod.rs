@@ -6,7 +6,7 @@ mod host;
 pub mod metrics;
 mod role;
 
-pub use host::{HostPolicy, host_guard};
+pub use host::HostPolicy;
 
 use crate::clock::millis;
 use crate::service::encoded::LastEncoded;
