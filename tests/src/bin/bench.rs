@@ -293,6 +293,25 @@ async fn budget(long: bool, options: PlaneOptions, label: &str) {
 }
 
 /// Resident memory of a process, from /proc.
+/// CPU time (user + system) the process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from the third on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<u64>().ok())
+    };
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks.
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let total = ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0);
+    Duration::from_secs_f64(total as f64 / per_second)
+}
+
 fn rss_bytes(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -353,9 +372,20 @@ async fn leadership(long: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The watcher process has one core: one thread, so an arrival wakes no other thread.
+    let runtime = if args.first().is_some_and(|a| a == "fanout-watchers") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    runtime.expect("a Tokio runtime").block_on(run(args));
+}
+
+async fn run(args: Vec<String>) {
     if args.first().is_some_and(|a| a == "fanout-watchers") {
         fanout::watchers(&args[1..]).await;
         return;

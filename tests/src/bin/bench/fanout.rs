@@ -5,7 +5,7 @@
 //! alternating nodes): the time from the SetState call to the last watcher told and to each one,
 //! by the wall clock both processes share; and the node's memory per watcher.
 
-use crate::{DEADLINE, channel, ms, percentile, row, rss_bytes};
+use crate::{DEADLINE, channel, cpu_time, ms, percentile, row, rss_bytes};
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane_tests::{Plane, PlaneOptions};
 use std::process::Stdio;
@@ -53,10 +53,11 @@ fn pin(pid: u32, cpu: u32) {
 pub async fn run(kind: Kind, count: usize, changes: usize) {
     let mut options = PlaneOptions::fast();
     options.extra_args = vec!["--max-watchers".into(), (count + 100).to_string()];
-    let plane = Plane::start(2, options).await;
+    // Started on CPU 1 alone, so each node sizes its serving threads for the one core it has;
+    // then the node that is not watched moves to CPU 0.
+    let plane = crate::unary::on_cpu(1, Plane::start(2, options)).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let watched = 1 - master;
-    pin(plane.nodes[watched].pid() as u32, 1);
     pin(plane.nodes[master].pid() as u32, 0);
     let idle = rss_bytes(plane.nodes[watched].pid());
     let mut watchers = tokio::process::Command::new("taskset")
@@ -82,6 +83,9 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
     };
     assert_eq!(next_line().await, "ready", "watchers subscribed");
     let subscribed = rss_bytes(plane.nodes[watched].pid());
+    let watcher_pid = watchers.id().expect("the watcher process runs");
+    let node_cpu_before = cpu_time(plane.nodes[watched].pid() as u32);
+    let watchers_cpu_before = cpu_time(watcher_pid);
 
     let (mut to_last, mut each_p50, mut each_p99) = (Vec::new(), Vec::new(), Vec::new());
     let mut promote_to = watched;
@@ -118,6 +122,8 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
         }
         promote_to = 1 - promote_to;
     }
+    let node_cpu = cpu_time(plane.nodes[watched].pid() as u32) - node_cpu_before;
+    let watchers_cpu = cpu_time(watcher_pid) - watchers_cpu_before;
     let _ = watchers.kill().await;
     let what = format!(
         "fan-out, {count} {} watchers",
@@ -140,6 +146,16 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
             "{} / {}",
             ms(percentile(&mut each_p50, 50.0)),
             ms(percentile(&mut each_p99, 99.0))
+        ),
+    );
+    // Where the time goes: the watched node's CPU (the fan-out itself, plus its share of the
+    // election) against the watcher process's (decoding), per change.
+    row(
+        &format!("{what}: CPU per change, watched node / watcher process"),
+        format!(
+            "{} / {}",
+            ms(node_cpu / changes as u32),
+            ms(watchers_cpu / changes as u32)
         ),
     );
     row(

@@ -344,7 +344,7 @@ fn load_average() -> String {
 
 /// Runs `start` with every thread of this process on `cpu` alone, so the processes it starts
 /// inherit that CPU; gives the threads their previous CPUs back after.
-async fn on_cpu<T>(cpu: usize, start: impl Future<Output = T>) -> T {
+pub(super) async fn on_cpu<T>(cpu: usize, start: impl Future<Output = T>) -> T {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity only writes into it.
     let mut previous: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::cpu_set_t>();
