@@ -22,18 +22,18 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct HostPolicy(std::sync::Arc<Allowed>);
 
-/// What a [`HostPolicy`] accepts; shared, since axum clones the policy for every request.
+/// What a [`HostPolicy`] accepts; shared by every serving thread and connection that checks it.
+/// Names compare case-insensitively, so they are kept as given.
 #[derive(Debug)]
 struct Allowed {
-    /// The `--allowed-host` names (host parts, lower-case).
+    /// The `--allowed-host` names (host parts).
     names: Vec<String>,
-    /// The advertised URI's authority, lower-case.
+    /// The advertised URI's authority.
     advertised: Option<String>,
     any: bool,
 }
 
 /// The host part of an authority (`name:port`, `[v6]:port`, `name`), without a trailing dot.
-/// Hosts compare case-insensitively (`eq_ignore_ascii_case`), so it is not lower-cased here.
 fn host_part(authority: &str) -> &str {
     let host = match authority.strip_prefix('[') {
         Some(bracketed) => bracketed
@@ -52,36 +52,40 @@ impl HostPolicy {
     pub fn new(advertised_uri: &str, extra: &[String]) -> Self {
         let advertised = advertised_uri.parse::<http::Uri>().ok().and_then(|uri| {
             uri.authority()
-                .map(|authority| authority.as_str().to_ascii_lowercase())
+                .map(|authority| authority.as_str().to_owned())
         });
         Self(std::sync::Arc::new(Allowed {
             any: extra.iter().any(|name| name == "*"),
             names: extra
                 .iter()
-                .map(|name| host_part(name).to_ascii_lowercase())
+                .map(|name| host_part(name).to_owned())
                 .collect(),
             advertised,
         }))
     }
 
+    /// Whether `host` is one of the `--allowed-host` names.
+    fn is_allowed_name(&self, host: &str) -> bool {
+        self.0
+            .names
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(host))
+    }
+
     fn allows_host(&self, authority: &str) -> bool {
         let host = host_part(authority);
         let allowed = &self.0;
-        let same = |name: &str| name.eq_ignore_ascii_case(host);
         allowed.any
             || host.parse::<std::net::IpAddr>().is_ok()
             || !host.contains('.')
             || host
-                .len()
-                .checked_sub(".localhost".len())
-                .and_then(|start| host.get(start..))
-                .is_some_and(|end| end.eq_ignore_ascii_case(".localhost"))
-            || allowed.names.iter().any(|name| same(name))
+                .rsplit_once('.')
+                .is_some_and(|(_, last)| last.eq_ignore_ascii_case("localhost"))
+            || self.is_allowed_name(host)
             || allowed
                 .advertised
                 .as_deref()
-                .map(host_part)
-                .is_some_and(same)
+                .is_some_and(|advertised| host_part(advertised).eq_ignore_ascii_case(host))
     }
 
     /// Whether a changing request from `origin` may act; `own` is the request's Host.
@@ -91,21 +95,15 @@ impl HostPolicy {
             // `null` (sandboxed frames, file: pages) or garbage.
             return allowed.any;
         };
-        let host = host_part(authority);
         allowed.any
             || own.is_some_and(|own| own.eq_ignore_ascii_case(authority))
             || allowed
                 .advertised
                 .as_deref()
                 .is_some_and(|advertised| advertised.eq_ignore_ascii_case(authority))
-            || allowed
-                .names
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(host))
+            || self.is_allowed_name(host_part(authority))
     }
-}
 
-impl HostPolicy {
     /// The answer refusing a request for a foreign host or a cross-site change, if it is one.
     /// The server checks every request with it before routing (`serve`), so a refused request
     /// never reaches the credentials check and cannot count as a failed login.
