@@ -224,10 +224,7 @@ pub fn routes(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let watch_route = watch_master::WatchRoute {
-        core: core.clone(),
-        frames: Default::default(),
-    };
+    let watch_core = core.clone();
     Ok(
         tonic::service::Routes::new(HaServiceServer::new(GrpcService { core }))
             .add_service(haplane::pb::entity_service_server::EntityServiceServer::new(entities))
@@ -237,7 +234,7 @@ pub fn routes(
             .into_axum_router()
             .route(
                 watch_master::PATH,
-                axum::routing::post(watch_master::serve).with_state(watch_route),
+                axum::routing::post(watch_master::serve).with_state(watch_core),
             ),
     )
 }

@@ -40,18 +40,12 @@ fn grpc_frame(message: &impl Message) -> Bytes {
     frame.freeze()
 }
 
-/// The state the route needs.
-#[derive(Clone)]
-pub(super) struct WatchRoute {
-    pub(super) core: HaCore,
-    pub(super) frames: Arc<LastEncoded<Bytes>>,
-}
+/// Each view's frame, encoded once for every stream of this process (keyed by the view's
+/// identity: see `service::encoded`).
+static FRAMES: LastEncoded<Bytes> = LastEncoded::new();
 
 /// Serves one `WatchMaster` call.
-pub(super) async fn serve(
-    State(route): State<WatchRoute>,
-    request: axum::extract::Request,
-) -> Response {
+pub(super) async fn serve(State(core): State<HaCore>, request: axum::extract::Request) -> Response {
     let body = match axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES).await {
         Ok(body) => body,
         Err(err) => return status_only(Status::invalid_argument(format!("request body: {err}"))),
@@ -60,14 +54,13 @@ pub(super) async fn serve(
         Ok(request) => request.min_epoch.unwrap_or(0),
         Err(status) => return status_only(status),
     };
-    let watcher = match route.core.count_watcher() {
+    let watcher = match core.count_watcher() {
         Ok(watcher) => watcher,
         Err(full) => return status_only(Status::from(full)),
     };
-    let events = master_events(&route.core, min_epoch, watcher);
+    let events = master_events(&core, min_epoch, watcher);
     let mut response = Response::new(Body::new(EventBody {
         events: Box::pin(events),
-        frames: route.frames,
         ended: false,
     }));
     response.headers_mut().insert(
@@ -112,7 +105,6 @@ fn trailers(status: Status) -> HeaderMap {
 /// stream (the node shutting down).
 struct EventBody<S> {
     events: Pin<Box<S>>,
-    frames: Arc<LastEncoded<Bytes>>,
     ended: bool,
 }
 
@@ -131,10 +123,9 @@ where
             return Poll::Ready(None);
         }
         let frame = match std::task::ready!(self.events.as_mut().poll_next(cx)) {
-            Some(Ok(view)) => Frame::data(
-                self.frames
-                    .get(&view, |view| grpc_frame(&pb::MasterEvent::from(view))),
-            ),
+            Some(Ok(view)) => {
+                Frame::data(FRAMES.get(&view, |view| grpc_frame(&pb::MasterEvent::from(view))))
+            }
             Some(Err(err)) => {
                 self.ended = true;
                 Frame::trailers(trailers(Status::from(err)))
