@@ -39,16 +39,6 @@ impl Kind {
     }
 }
 
-/// Pins every thread of `pid` to `cpu`.
-fn pin(pid: u32, cpu: u32) {
-    let status = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("taskset (util-linux)");
-    assert!(status.success(), "taskset -a -p -c {cpu} {pid}");
-}
-
 /// The fan-out benchmark: `count` watchers of `kind` over `changes` master changes.
 pub async fn run(kind: Kind, count: usize, changes: usize) {
     let mut options = PlaneOptions::fast();
@@ -58,7 +48,7 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
     let plane = crate::unary::on_cpu(1, Plane::start(2, options)).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let watched = 1 - master;
-    pin(plane.nodes[master].pid() as u32, 0);
+    crate::unary::pin(plane.nodes[master].pid() as u32, 0);
     let idle = rss_bytes(plane.nodes[watched].pid());
     let mut watchers = tokio::process::Command::new("taskset")
         .args(["-c", "0"])

@@ -356,19 +356,31 @@ pub(super) async fn on_cpu<T>(cpu: usize, start: impl Future<Output = T>) -> T {
         "sched_getaffinity: {}",
         std::io::Error::last_os_error()
     );
-    // SAFETY: as above.
-    let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (it is a CPU of this machine).
-    unsafe { libc::CPU_SET(cpu, &mut only) };
-    set_threads_affinity(&only);
+    let own = std::process::id();
+    set_threads_affinity(own, &only_cpu(cpu));
     let started = start.await;
-    set_threads_affinity(&previous);
+    set_threads_affinity(own, &previous);
     started
 }
 
-/// Sets the CPUs of every thread of this process.
-fn set_threads_affinity(cpus: &libc::cpu_set_t) {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+/// Moves every thread of the process `pid` to `cpu` alone.
+pub(super) fn pin(pid: u32, cpu: usize) {
+    set_threads_affinity(pid, &only_cpu(cpu));
+}
+
+/// The CPU set holding `cpu` alone.
+fn only_cpu(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data, valid when zeroed.
+    let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (it is a CPU of this machine).
+    unsafe { libc::CPU_SET(cpu, &mut only) };
+    only
+}
+
+/// Sets the CPUs of every thread of the process `pid`.
+fn set_threads_affinity(pid: u32, cpus: &libc::cpu_set_t) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|err| panic!("read /proc/{pid}/task: {err}"));
     for task in tasks.flatten() {
         let Some(tid) = task.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
             continue;
