@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
+# A C compiler: rustc links through cc, and the node's allocator (libmimalloc-sys) compiles C.
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
