@@ -171,19 +171,15 @@ async fn watch_entities(
     };
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let changes = state.watch(prefix, start_seq).await?;
-    Ok(super::sse_with_ids(
-        "change",
-        watcher.hold(changes),
-        |change| {
-            json!({
-                "seq": change.seq,
-                "id": change.id.as_str(),
-                "deleted": change.entity.is_none(),
-                "entity": change.entity.as_deref().map(entity_json),
-            })
-        },
-        |change| Some(change.seq.to_string()),
-    ))
+    Ok(super::sse::response(watcher.hold(changes), |change| {
+        let json = json!({
+            "seq": change.seq,
+            "id": change.id.as_str(),
+            "deleted": change.entity.is_none(),
+            "entity": change.entity.as_deref().map(entity_json),
+        });
+        super::sse::render("change", &json.to_string(), Some(&change.seq.to_string()))
+    }))
 }
 
 /// The entity routes; writes pass Brooklyn's non-master guard of `core`.

@@ -5,6 +5,7 @@ pub mod entities;
 mod host;
 pub mod metrics;
 mod role;
+mod sse;
 
 pub use host::HostPolicy;
 
@@ -16,7 +17,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
@@ -25,8 +25,6 @@ use haplane::{HaMode, MasterRef, MasterView, NodeState};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::Duration;
-use tokio_stream::StreamExt;
 use tower::ServiceExt;
 
 /// Largest request body accepted (413 beyond).
@@ -389,54 +387,12 @@ async fn watch_sse(State(core): State<HaCore>) -> Response {
     };
     // Each view's JSON is rendered once for every watcher of this process (the view's identity
     // is the key, see service::encoded).
-    static RENDERED: LastEncoded<std::sync::Arc<str>> = LastEncoded::new();
-    sse("master", master_events(&core, 0, watcher), |view| {
-        RENDERED.get(view, |view| view_json(view).to_string().into())
-    })
-}
-
-/// Server-Sent Events: each item as an `event` of JSON (`json` renders it: a `Value`, or text
-/// rendered already), then `end` with the error that closed the stream; a keep-alive comment
-/// every second.
-pub(super) fn sse<T, S, J>(
-    event: &'static str,
-    items: S,
-    json: impl Fn(&T) -> J + Send + 'static,
-) -> Response
-where
-    S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
-    J: std::fmt::Display,
-{
-    sse_with_ids(event, items, json, |_| None)
-}
-
-/// `sse`, with each event's `id:` from `id` (what a reconnecting `EventSource` sends back as
-/// `Last-Event-ID`).
-pub(super) fn sse_with_ids<T, S, J>(
-    event: &'static str,
-    items: S,
-    json: impl Fn(&T) -> J + Send + 'static,
-    id: impl Fn(&T) -> Option<String> + Send + 'static,
-) -> Response
-where
-    S: tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static,
-    J: std::fmt::Display,
-{
-    let events = items.map(move |item| {
-        Ok::<Event, std::convert::Infallible>(match item {
-            Ok(item) => {
-                let sent = Event::default().event(event).data(json(&item).to_string());
-                match id(&item) {
-                    Some(id) => sent.id(id),
-                    None => sent,
-                }
-            }
-            Err(err) => Event::default().event("end").data(err.to_string()),
+    static RENDERED: LastEncoded<Bytes> = LastEncoded::new();
+    sse::response(master_events(&core, 0, watcher), |view| {
+        RENDERED.get(view, |view| {
+            sse::render("master", &view_json(view).to_string(), None)
         })
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
-        .into_response()
+    })
 }
 
 /// The web console, embedded in the binary.

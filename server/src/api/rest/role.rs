@@ -32,5 +32,7 @@ pub(super) async fn watch_role_sse(State(core): State<HaCore>) -> Response {
         Ok(watcher) => watcher,
         Err(full) => return watchers_full(&full),
     };
-    sse("role", core.role_events(watcher), role_json)
+    sse::response(core.role_events(watcher), |role| {
+        sse::render("role", &role_json(role).to_string(), None)
+    })
 }
