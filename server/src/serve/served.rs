@@ -189,7 +189,10 @@ where
             Some(refused) => Err(refused),
             None => Ok(app.clone().oneshot(http::Request::from_parts(parts, body))),
         };
-        async move {
+        // Boxed: hyper keeps each HTTP/2 stream's task sized for this future even after the
+        // response is sent, and a watch stream lives as long as its watcher. Unboxed, the
+        // routing future (the request's parts, the router's) made each watch's task ~900 bytes.
+        Box::pin(async move {
             let response = match routed {
                 Ok(response) => response.await?,
                 Err(refused) => refused,
@@ -205,7 +208,7 @@ where
                 body,
                 _in_flight: in_flight,
             }))
-        }
+        })
     })
 }
 
