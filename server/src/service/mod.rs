@@ -15,7 +15,6 @@ use crate::service::error::ServiceError;
 use crate::service::watch_relay::ThreadRelays;
 use crate::store::counting::{CountingStore, RequestCounts};
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -283,9 +282,9 @@ impl HaCore {
         self.inner.node.watch_view()
     }
 
-    /// A counter that changes after each change of master, notified on the calling thread
-    /// (see `watch_relay`); read the view itself from `watch_master`.
-    pub fn master_wakeups(&self) -> watch::Receiver<u64> {
+    /// Notified after each change of master and of the stop, on the calling thread (see
+    /// `watch_relay`); read the view itself from `watch_master`.
+    pub fn master_wakeups(&self) -> Arc<tokio::sync::Notify> {
         self.inner
             .relays
             .for_this_thread(&self.inner.node.watch_view(), &self.inner.stopped)
@@ -390,10 +389,13 @@ impl HaCore {
 /// The stream is polled by the connection's own stream task; there is no task or channel per
 /// watcher, every watcher shares the one `Arc` the node published, and the one wake-up (of a view
 /// change or the stop) comes from the serving thread's relay (`watch_relay`), awaited through a
-/// reused future rather than a new one per change.
+/// future kept inside the stream rather than boxed beside it.
 pub fn master_events(core: &HaCore, min_epoch: u64, watcher: WatcherGuard) -> MasterEvents {
+    let relay = core.master_wakeups();
     MasterEvents {
-        wakeups: tokio_stream::wrappers::WatchStream::new(core.master_wakeups()),
+        wakeup: Arc::clone(&relay).notified_owned(),
+        relay,
+        read_now: true,
         views: core.watch_master(),
         stopped: core.stopped(),
         min_epoch,
@@ -403,43 +405,52 @@ pub fn master_events(core: &HaCore, min_epoch: u64, watcher: WatcherGuard) -> Ma
     }
 }
 
-/// The stream `master_events` answers.
-pub struct MasterEvents {
-    wakeups: tokio_stream::wrappers::WatchStream<u64>,
-    views: watch::Receiver<Arc<MasterView>>,
-    stopped: watch::Receiver<bool>,
-    min_epoch: u64,
-    last_sent: Option<Arc<MasterView>>,
-    ended: bool,
-    _watcher: WatcherGuard,
+pin_project_lite::pin_project! {
+    /// The stream `master_events` answers.
+    pub struct MasterEvents {
+        #[pin]
+        wakeup: tokio::sync::futures::OwnedNotified,
+        relay: Arc<tokio::sync::Notify>,
+        // True until the first view is read: it is sent without waiting for a change.
+        read_now: bool,
+        views: watch::Receiver<Arc<MasterView>>,
+        stopped: watch::Receiver<bool>,
+        min_epoch: u64,
+        last_sent: Option<Arc<MasterView>>,
+        ended: bool,
+        _watcher: WatcherGuard,
+    }
 }
 
 impl Stream for MasterEvents {
     type Item = Result<Arc<MasterView>, ServiceError>;
 
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
         let shutting_down = || ServiceError::Unavailable("node is shutting down".to_owned());
-        while !self.ended {
-            // A wake-up counts from before the view is read: a change after the read wakes again.
-            let Some(_) = std::task::ready!(Pin::new(&mut self.wakeups).poll_next(cx)) else {
-                self.ended = true;
-                return Poll::Ready(Some(Err(shutting_down())));
-            };
-            let view = Arc::clone(&self.views.borrow());
-            let is_new = self
+        let mut this = self.project();
+        while !*this.ended {
+            if !*this.read_now {
+                std::task::ready!(this.wakeup.as_mut().poll(cx));
+            }
+            *this.read_now = false;
+            // Armed before the view is read: a change after the read completes the new future.
+            this.wakeup.set(Arc::clone(this.relay).notified_owned());
+            let view = Arc::clone(&this.views.borrow());
+            let is_new = this
                 .last_sent
                 .as_ref()
                 .is_none_or(|last| last.master_differs(&view));
-            if is_new && view.epoch >= self.min_epoch {
-                self.last_sent = Some(Arc::clone(&view));
+            if is_new && view.epoch >= *this.min_epoch {
+                *this.last_sent = Some(Arc::clone(&view));
                 return Poll::Ready(Some(Ok(view)));
             }
-            if *self.stopped.borrow() {
-                self.ended = true;
+            // The last view is sent first; then a stop, or a node whose view has gone, ends it.
+            if *this.stopped.borrow() || this.views.has_changed().is_err() {
+                *this.ended = true;
                 return Poll::Ready(Some(Err(shutting_down())));
             }
         }

@@ -8,34 +8,37 @@
 //! ones, which run in order: every stream queues its frame, then each connection writes once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-/// One relay per thread that asked, each a counter bumped after every change of the upstream.
+/// One relay per thread that asked, each notified (`notify_waiters`) after every change of the
+/// upstream and of `stopped`, and once more when the upstream closes.
 #[derive(Debug, Default)]
 pub struct ThreadRelays {
-    relays: Mutex<HashMap<ThreadId, watch::Receiver<u64>>>,
+    relays: Mutex<HashMap<ThreadId, Arc<Notify>>>,
 }
 
 impl ThreadRelays {
-    /// A receiver that changes after each change of `upstream` and of `stopped`, notified by a
-    /// task on the calling thread's runtime (started on the first call from this thread). It
-    /// closes when `upstream` does. Must be called within a Tokio runtime.
+    /// The calling thread's relay of `upstream` and `stopped`, notified by a task on that
+    /// thread's runtime (started on the first call from this thread). A watcher takes
+    /// `notified_owned()` before it reads the upstream, so a change after the read wakes it.
+    /// Must be called within a Tokio runtime.
     pub fn for_this_thread<T: Send + Sync + 'static>(
         &self,
         upstream: &watch::Receiver<T>,
         stopped: &watch::Receiver<bool>,
-    ) -> watch::Receiver<u64> {
+    ) -> Arc<Notify> {
         let mut relays = self
             .relays
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        relays
+        let relay = relays
             .entry(std::thread::current().id())
             .or_insert_with(|| {
-                let (sender, receiver) = watch::channel(0u64);
+                let relay = Arc::new(Notify::new());
                 let (mut upstream, mut stopped) = (upstream.clone(), stopped.clone());
+                let notify = Arc::clone(&relay);
                 tokio::spawn(async move {
                     let mut stop_closed = false;
                     loop {
@@ -46,12 +49,14 @@ impl ThreadRelays {
                                 continue;
                             }
                         }
-                        sender.send_modify(|count| *count = count.wrapping_add(1));
+                        notify.notify_waiters();
                     }
+                    // The upstream closed: its watchers find that out when woken.
+                    notify.notify_waiters();
                 });
-                receiver
-            })
-            .clone()
+                relay
+            });
+        Arc::clone(relay)
     }
 }
 
@@ -60,27 +65,31 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn relays_each_change_and_closes_with_the_upstream() {
+    async fn relays_each_change_and_the_close_of_the_upstream() {
         let (upstream, receiver) = watch::channel(0);
         let (stop, stopped) = watch::channel(false);
         let relays = ThreadRelays::default();
-        let mut wakeups = relays.for_this_thread(&receiver, &stopped);
-        let mut again = relays.for_this_thread(&receiver, &stopped);
-        upstream.send_replace(1);
-        wakeups.changed().await.unwrap();
-        again.changed().await.unwrap();
-        assert_eq!(*wakeups.borrow_and_update(), 1);
-        upstream.send_replace(2);
-        wakeups.changed().await.unwrap();
-        assert_eq!(*wakeups.borrow_and_update(), 2);
-        stop.send_replace(true);
-        wakeups.changed().await.unwrap();
-        assert_eq!(*wakeups.borrow_and_update(), 3, "the stop wakes too");
+        let relay = relays.for_this_thread(&receiver, &stopped);
+        assert!(
+            Arc::ptr_eq(&relay, &relays.for_this_thread(&receiver, &stopped)),
+            "one relay per thread"
+        );
+        let woken = |relay: &Arc<Notify>| {
+            let next = Arc::clone(relay).notified_owned();
+            tokio::time::timeout(std::time::Duration::from_secs(10), next)
+        };
+        for change in [
+            Box::new(|| upstream.send_replace(1)) as Box<dyn Fn() -> i32>,
+            Box::new(|| i32::from(stop.send_replace(true))),
+        ] {
+            let next = woken(&relay);
+            change();
+            next.await.expect("woken by the change");
+        }
+        let next = woken(&relay);
         drop(stop);
-        upstream.send_replace(3);
-        wakeups.changed().await.unwrap();
-        assert_eq!(*wakeups.borrow_and_update(), 4);
         drop(upstream);
-        assert!(wakeups.changed().await.is_err());
+        next.await.expect("woken when the upstream closes");
+        assert!(receiver.has_changed().is_err());
     }
 }
