@@ -409,6 +409,17 @@ async fn run(args: Vec<String>) {
     }
     if matches!(suite, "fanout" | "all") {
         let changes = if long { 100 } else { 20 };
+        // `HAPLANE_FANOUT=grpc:10000` (or `sse:N`) runs that one case.
+        if let Ok(only) = std::env::var("HAPLANE_FANOUT") {
+            let (kind, count) = only.split_once(':').expect("HAPLANE_FANOUT=grpc|sse:COUNT");
+            let kind = match kind {
+                "sse" => fanout::Kind::Sse,
+                "grpc" => fanout::Kind::Grpc,
+                other => panic!("HAPLANE_FANOUT: {other} is not grpc or sse"),
+            };
+            fanout::run(kind, count.parse().expect("a watcher count"), changes).await;
+            return;
+        }
         fanout::run(fanout::Kind::Grpc, 1_000, changes).await;
         fanout::run(fanout::Kind::Grpc, 10_000, changes).await;
         fanout::run(fanout::Kind::Sse, 10_000, changes).await;
