@@ -78,16 +78,18 @@ mod tests {
             let next = Arc::clone(relay).notified_owned();
             tokio::time::timeout(std::time::Duration::from_secs(10), next)
         };
-        for change in [
-            Box::new(|| upstream.send_replace(1)) as Box<dyn Fn() -> i32>,
-            Box::new(|| i32::from(stop.send_replace(true))),
-        ] {
-            let next = woken(&relay);
-            change();
-            next.await.expect("woken by the change");
-        }
         let next = woken(&relay);
+        upstream.send_replace(1);
+        next.await.expect("woken by a change of the upstream");
+        let next = woken(&relay);
+        stop.send_replace(true);
+        next.await.expect("woken by the stop");
         drop(stop);
+        let next = woken(&relay);
+        upstream.send_replace(2);
+        next.await
+            .expect("still woken by the upstream after the stop channel closed");
+        let next = woken(&relay);
         drop(upstream);
         next.await.expect("woken when the upstream closes");
         assert!(receiver.has_changed().is_err());

@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 
 /// At most this long without an event or a keep-alive comment.
-pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(1);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 /// The keep-alive comment (what axum's `KeepAlive` sends).
 const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
