@@ -1,17 +1,19 @@
 //! Fan-out of master changes: `count` watchers of one node, as gRPC `WatchMaster` streams or REST
 //! Server-Sent Events (`/v1/server/ha/watch`), 100 streams per HTTP/2 connection. The watchers run
-//! in a separate process (this binary, `fanout-watchers`) pinned to CPU 0 and the watched node is
-//! pinned to CPU 1, so decoding is not charged to the node. Per master change (SetState on
+//! in a separate process (this binary, `fanout-watchers`, a lean client on the `h2` crate that
+//! decodes every event whole) pinned to CPU 0 and the watched node is pinned to CPU 1, so
+//! decoding is not charged to the node. Per master change (SetState on
 //! alternating nodes): the time from the SetState call to the last watcher told and to each one,
 //! by the wall clock both processes share; and the node's memory per watcher.
 
 use crate::{DEADLINE, channel, cpu_time, ms, percentile, row, rss_bytes};
+use bytes::Bytes;
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane_tests::{Plane, PlaneOptions};
+use prost::Message;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_stream::StreamExt;
 
 /// Streams per HTTP/2 connection from the watcher process.
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -41,7 +43,9 @@ impl Kind {
 
 /// The fan-out benchmark: `count` watchers of `kind` over `changes` master changes.
 pub async fn run(kind: Kind, count: usize, changes: usize) {
-    let mut options = PlaneOptions::fast();
+    // The production timings: a node sends HTTP/2 keep-alive pings every poll period, and the
+    // tests' 100 ms would make those pings (and their answers) ten times what a deployment sees.
+    let mut options = PlaneOptions::defaults();
     options.extra_args = vec!["--max-watchers".into(), (count + 100).to_string()];
     // Started on CPU 1 alone, so each node sizes its serving threads for the one core it has;
     // then the node that is not watched moves to CPU 0.
@@ -185,9 +189,53 @@ struct SseView {
     master_id: String,
 }
 
+/// One HTTP/2 connection of the watcher process to `uri` (`http://HOST:PORT`), on the `h2` crate
+/// directly: a lean subscriber, so that the watchers' own cost (on the other core) is mostly
+/// decoding, not a client stack's layers.
+async fn connect(uri: &str) -> h2::client::SendRequest<Bytes> {
+    let address = uri.strip_prefix("http://").expect("a plain http:// URI");
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the node");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    let (send, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            panic!("watcher connection failed: {err}");
+        }
+    });
+    send
+}
+
+/// Opens one stream on `connection`: `request`, then `body` if it is not empty.
+async fn open(
+    connection: &h2::client::SendRequest<Bytes>,
+    request: http::Request<()>,
+    body: Bytes,
+) -> h2::RecvStream {
+    let mut ready = connection.clone().ready().await.expect("a stream slot");
+    let (response, mut send) = ready
+        .send_request(request, body.is_empty())
+        .expect("send the request");
+    if !body.is_empty() {
+        send.send_data(body, true).expect("send the request body");
+    }
+    let response = response.await.expect("a response");
+    assert_eq!(response.status(), http::StatusCode::OK, "watch opened");
+    response.into_body()
+}
+
+/// The next chunk of `body`, its flow-control capacity given back; `None` at its end.
+async fn next_chunk(body: &mut h2::RecvStream) -> Option<Bytes> {
+    let chunk = body.data().await?.expect("a chunk");
+    let _ = body.flow_control().release_capacity(chunk.len());
+    Some(chunk)
+}
+
 /// The watcher process: `count` watchers of the node at `uri`. Prints `ready` once each has its
 /// first view, then for every epoch all of them have been told of, `told EPOCH P50 P99 LAST`
-/// (wall-clock microseconds of the arrivals).
+/// (wall-clock microseconds of the arrivals). Every event is decoded whole: a gRPC one into a
+/// `MasterEvent`, an SSE one's JSON into the fields it carries.
 pub async fn watchers(args: &[String]) {
     let [kind, uri, count] = args else {
         panic!("usage: fanout-watchers grpc|sse URI COUNT");
@@ -202,74 +250,77 @@ pub async fn watchers(args: &[String]) {
         tally.lock().expect("a tally").told(epoch, at);
     };
     let (ready, mut ready_count) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let connections = count.div_ceil(STREAMS_PER_CONNECTION);
-    if kind == "grpc" {
-        let mut channels = Vec::new();
-        for _ in 0..connections {
-            channels.push(channel(uri).await);
-        }
-        for i in 0..count {
-            let mut client = HaServiceClient::new(channels[i % connections].clone());
-            let (told, ready) = (told.clone(), ready.clone());
-            tokio::spawn(async move {
-                let mut stream = client
-                    .watch_master(pb::WatchMasterRequest { min_epoch: None })
-                    .await
-                    .expect("watch")
-                    .into_inner();
-                let _ = stream.next().await;
-                let _ = ready.send(());
-                while let Some(event) = stream.next().await {
-                    let event = event.expect("event");
-                    if !event.master_id.is_empty() {
-                        told(event.epoch);
-                    }
-                }
-                panic!("watcher {i}: stream ended");
-            });
-        }
-    } else {
-        let clients: Vec<reqwest::Client> = (0..connections)
-            .map(|_| {
-                reqwest::Client::builder()
-                    .http2_prior_knowledge()
-                    .build()
-                    .expect("client")
-            })
-            .collect();
-        let url = format!("{uri}/v1/server/ha/watch");
-        for i in 0..count {
-            let request = clients[i % connections].get(&url);
-            let (told, ready) = (told.clone(), ready.clone());
-            tokio::spawn(async move {
-                let mut body = request.send().await.expect("watch");
-                let mut text = Vec::new();
-                let mut first = true;
-                while let Some(chunk) = body.chunk().await.expect("chunk") {
-                    text.extend_from_slice(&chunk);
-                    while let Some(end) = text.windows(2).position(|pair| pair == b"\n\n") {
-                        let event = std::str::from_utf8(&text[..end]).expect("UTF-8 events");
-                        // No `data:` line: a keep-alive comment.
-                        let view = match event.lines().find_map(|l| l.strip_prefix("data:")) {
-                            Some(_) if first => {
-                                first = false;
-                                let _ = ready.send(());
-                                None
-                            }
-                            Some(data) => {
-                                Some(serde_json::from_str::<SseView>(data).expect("a JSON view"))
-                            }
-                            None => None,
+    let mut connections = Vec::new();
+    for _ in 0..count.div_ceil(STREAMS_PER_CONNECTION) {
+        connections.push(connect(uri).await);
+    }
+    let grpc = kind == "grpc";
+    for i in 0..count {
+        let connection = connections[i % connections.len()].clone();
+        let (told, ready) = (told.clone(), ready.clone());
+        let (request, body) = if grpc {
+            let request = http::Request::post(format!("{uri}/haplane.v1.HaService/WatchMaster"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .expect("a request");
+            // The message, uncompressed, after its 5-byte prefix.
+            let message = pb::WatchMasterRequest { min_epoch: None }.encode_to_vec();
+            let mut framed = vec![0];
+            framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&message);
+            (request, Bytes::from(framed))
+        } else {
+            let request = http::Request::get(format!("{uri}/v1/server/ha/watch"))
+                .body(())
+                .expect("a request");
+            (request, Bytes::new())
+        };
+        tokio::spawn(async move {
+            let mut body = open(&connection, request, body).await;
+            let mut pending = bytes::BytesMut::new();
+            let mut first = true;
+            while let Some(chunk) = next_chunk(&mut body).await {
+                pending.extend_from_slice(&chunk);
+                // Each whole event in what has arrived: its epoch if it names a master.
+                loop {
+                    let told_of = if grpc {
+                        let Some(length) = pending
+                            .get(1..5)
+                            .map(|prefix| u32::from_be_bytes(prefix.try_into().expect("4")))
+                        else {
+                            break;
                         };
-                        text.drain(..end + 2);
-                        if let Some(view) = view.filter(|view| !view.master_id.is_empty()) {
-                            told(view.epoch);
+                        let end = 5 + length as usize;
+                        if pending.len() < end {
+                            break;
                         }
+                        let message = pending.split_to(end);
+                        let event = pb::MasterEvent::decode(&message[5..]).expect("a MasterEvent");
+                        (!event.master_id.is_empty()).then_some(event.epoch)
+                    } else {
+                        let Some(end) = pending.windows(2).position(|pair| pair == b"\n\n") else {
+                            break;
+                        };
+                        let event = pending.split_to(end + 2);
+                        let event = std::str::from_utf8(&event).expect("UTF-8 events");
+                        // No `data:` line: a keep-alive comment.
+                        let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
+                            continue;
+                        };
+                        let view: SseView = serde_json::from_str(data).expect("a JSON view");
+                        (!view.master_id.is_empty()).then_some(view.epoch)
+                    };
+                    if first {
+                        first = false;
+                        let _ = ready.send(());
+                    } else if let Some(epoch) = told_of {
+                        told(epoch);
                     }
                 }
-                panic!("watcher {i}: stream ended");
-            });
-        }
+            }
+            panic!("watcher {i}: stream ended");
+        });
     }
     drop(ready);
     for _ in 0..count {
