@@ -67,6 +67,8 @@ where
 
 /// A connection's requests in flight, and since when it has had none.
 pub(super) struct Activity {
+    /// A number for the connection, unique in this process (its watchers' wake-up group).
+    pub(super) number: u64,
     pub(super) opened: Instant,
     pub(super) in_flight: AtomicUsize,
     /// When the last request ended, in milliseconds since `opened`.
@@ -77,7 +79,9 @@ pub(super) struct Activity {
 
 impl Activity {
     pub(super) fn new() -> Self {
+        static OPENED: AtomicU64 = AtomicU64::new(0);
         Self {
+            number: OPENED.fetch_add(1, Ordering::Relaxed),
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_ended_ms: AtomicU64::new(0),

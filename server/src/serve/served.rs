@@ -3,6 +3,7 @@
 
 use super::activity::{Activity, BodyReadTimeout, DeadlineBody, TrackedBody};
 use crate::api::rest::HostPolicy;
+use crate::service::watch_relay::on_connection;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -192,7 +193,7 @@ where
         // Boxed: hyper keeps each HTTP/2 stream's task sized for this future even after the
         // response is sent, and a watch stream lives as long as its watcher. Unboxed, the
         // routing future (the request's parts, the router's) made each watch's task ~900 bytes.
-        Box::pin(async move {
+        Box::pin(on_connection(activity.number, async move {
             let response = match routed {
                 Ok(response) => response.await?,
                 Err(refused) => refused,
@@ -208,7 +209,7 @@ where
                 body,
                 _in_flight: in_flight,
             }))
-        })
+        }))
     })
 }
 
