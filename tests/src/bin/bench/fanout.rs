@@ -82,6 +82,9 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
     let watchers_cpu_before = cpu_time(watcher_pid);
 
     let (mut to_last, mut each_p50, mut each_p99) = (Vec::new(), Vec::new(), Vec::new());
+    // The same, split by what the change does to the watched node: promoting it sends one event;
+    // demoting it sends two, "no master" as it steps down and then the new master.
+    let (mut promoting, mut demoting) = (Vec::new(), Vec::new());
     let mut promote_to = watched;
     let mut epoch = 0;
     for _ in 0..changes {
@@ -112,6 +115,11 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
             each_p50.push(since(fields[1]));
             each_p99.push(since(fields[2]));
             to_last.push(since(fields[3]));
+            if promote_to == watched {
+                promoting.push(since(fields[3]));
+            } else {
+                demoting.push(since(fields[3]));
+            }
             break;
         }
         promote_to = 1 - promote_to;
@@ -132,6 +140,16 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
             "{} / {}",
             ms(percentile(&mut to_last, 50.0)),
             ms(percentile(&mut to_last, 99.0))
+        ),
+    );
+    row(
+        &format!("{what}: to last told, changes promoting / demoting the watched node, p50 / p99"),
+        format!(
+            "{} / {}, {} / {}",
+            ms(percentile(&mut promoting, 50.0)),
+            ms(percentile(&mut promoting, 99.0)),
+            ms(percentile(&mut demoting, 50.0)),
+            ms(percentile(&mut demoting, 99.0))
         ),
     );
     row(
