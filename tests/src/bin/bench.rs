@@ -45,6 +45,15 @@ fn ms(duration: Duration) -> String {
     format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
 }
 
+/// `samples`' p50 and p99 (it sorts them), as "P50 ms / P99 ms".
+fn p50_p99(samples: &mut [Duration]) -> String {
+    format!(
+        "{} / {}",
+        ms(percentile(samples, 50.0)),
+        ms(percentile(samples, 99.0))
+    )
+}
+
 fn row(name: &str, value: String) {
     println!("| {name:<58} | {value:>28} |");
 }

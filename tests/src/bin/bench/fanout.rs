@@ -6,7 +6,7 @@
 //! alternating nodes): the time from the SetState call to the last watcher told and to each one,
 //! by the wall clock both processes share; and the node's memory per watcher.
 
-use crate::{DEADLINE, channel, cpu_time, ms, percentile, row, rss_bytes};
+use crate::{DEADLINE, channel, cpu_time, ms, p50_p99, percentile, row, rss_bytes};
 use bytes::Bytes;
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane_tests::{Plane, PlaneOptions};
@@ -136,21 +136,11 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
     );
     row(
         &format!("{what}: master change to last told, p50 / p99 ({changes} changes)"),
-        format!(
-            "{} / {}",
-            ms(percentile(&mut to_last, 50.0)),
-            ms(percentile(&mut to_last, 99.0))
-        ),
+        p50_p99(&mut to_last),
     );
     row(
         &format!("{what}: to last told, changes promoting / demoting the watched node, p50 / p99"),
-        format!(
-            "{} / {}, {} / {}",
-            ms(percentile(&mut promoting, 50.0)),
-            ms(percentile(&mut promoting, 99.0)),
-            ms(percentile(&mut demoting, 50.0)),
-            ms(percentile(&mut demoting, 99.0))
-        ),
+        format!("{}, {}", p50_p99(&mut promoting), p50_p99(&mut demoting)),
     );
     row(
         &format!("{what}: to each told, median of per-change p50 / p99 of per-change p99"),

@@ -3,7 +3,7 @@
 //! For each: how far the node let it go, how the rest was refused, the node's memory, and the
 //! GetState latency during it against before it. Figures are printed, never asserted.
 
-use crate::{DEADLINE, channel, ms, percentile, row, rss_bytes};
+use crate::{DEADLINE, channel, p50_p99, row, rss_bytes};
 use haplane_tests::haplane::pb::{self, ha_service_client::HaServiceClient};
 use haplane_tests::{Plane, PlaneOptions};
 use std::sync::Arc;
@@ -60,9 +60,8 @@ async fn under_load<F: Future<Output = ()>>(uri: &str, what: &str, phase: F) {
     row(
         &format!("limits: GetState p50 / p99 (errors) while {what}"),
         format!(
-            "{} / {} ({errors} of {})",
-            ms(percentile(&mut latencies, 50.0)),
-            ms(percentile(&mut latencies, 99.0)),
+            "{} ({errors} of {})",
+            p50_p99(&mut latencies),
             latencies.len() + errors
         ),
     );
