@@ -600,6 +600,14 @@ impl Plane {
     }
 }
 
+/// A gRPC frame: compression flag (none), big-endian length, payload.
+pub fn grpc_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
 /// Metadata that lets SetState / SetPriority act on a non-master.
 pub fn allow_non_master<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

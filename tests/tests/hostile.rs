@@ -3,21 +3,13 @@
 //! Each gets a precise error (never INTERNAL / 5xx), and the node keeps serving.
 
 use haplane_tests::haplane::pb;
-use haplane_tests::{Plane, PlaneOptions};
+use haplane_tests::{Plane, PlaneOptions, grpc_frame};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A gRPC frame: compression flag, big-endian length, payload.
-fn grpc_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
 
 #[tokio::test]
 async fn malformed_input_gets_precise_errors_and_the_node_keeps_serving() {

@@ -421,12 +421,8 @@ async fn run(args: Vec<String>) {
         // `HAPLANE_FANOUT=grpc:10000` (or `sse:N`) runs that one case.
         if let Ok(only) = std::env::var("HAPLANE_FANOUT") {
             let (kind, count) = only.split_once(':').expect("HAPLANE_FANOUT=grpc|sse:COUNT");
-            let kind = match kind {
-                "sse" => fanout::Kind::Sse,
-                "grpc" => fanout::Kind::Grpc,
-                other => panic!("HAPLANE_FANOUT: {other} is not grpc or sse"),
-            };
-            fanout::run(kind, count.parse().expect("a watcher count"), changes).await;
+            let count = count.parse().expect("a watcher count");
+            fanout::run(fanout::Kind::named(kind), count, changes).await;
             return;
         }
         fanout::run(fanout::Kind::Grpc, 1_000, changes).await;

@@ -39,6 +39,14 @@ impl Kind {
             Kind::Sse => "sse",
         }
     }
+
+    /// The kind `name` names (`grpc` or `sse`), as the watcher process and `HAPLANE_FANOUT` take it.
+    pub fn named(name: &str) -> Kind {
+        [Kind::Grpc, Kind::Sse]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .unwrap_or_else(|| panic!("{name} is not grpc or sse"))
+    }
 }
 
 /// The fan-out benchmark: `count` watchers of `kind` over `changes` master changes.
@@ -89,13 +97,9 @@ pub async fn run(kind: Kind, count: usize, changes: usize) {
     let mut epoch = 0;
     for _ in 0..changes {
         let mut ha = HaServiceClient::new(channel(&plane.nodes[promote_to].grpc_uri()).await);
-        let mut request = tonic::Request::new(pb::SetStateRequest {
+        let request = haplane_tests::allow_non_master(pb::SetStateRequest {
             mode: pb::HaMode::Master as i32,
         });
-        request.metadata_mut().insert(
-            haplane_tests::haplane::wire::ALLOW_NON_MASTER_METADATA,
-            "true".parse().expect("ascii"),
-        );
         let changed_at = wall_us();
         ha.set_state(request).await.expect("promote");
         // "told EPOCH P50 P99 LAST": every watcher has been told of EPOCH.
@@ -262,7 +266,11 @@ pub async fn watchers(args: &[String]) {
     for _ in 0..count.div_ceil(STREAMS_PER_CONNECTION) {
         connections.push(connect(uri).await);
     }
-    let grpc = kind == "grpc";
+    let grpc = matches!(Kind::named(kind), Kind::Grpc);
+    // The one WatchMasterRequest every gRPC watcher sends.
+    let watch_request = Bytes::from(haplane_tests::grpc_frame(
+        &pb::WatchMasterRequest { min_epoch: None }.encode_to_vec(),
+    ));
     for i in 0..count {
         let connection = connections[i % connections.len()].clone();
         let (told, ready) = (told.clone(), ready.clone());
@@ -272,12 +280,7 @@ pub async fn watchers(args: &[String]) {
                 .header("te", "trailers")
                 .body(())
                 .expect("a request");
-            // The message, uncompressed, after its 5-byte prefix.
-            let message = pb::WatchMasterRequest { min_epoch: None }.encode_to_vec();
-            let mut framed = vec![0];
-            framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-            framed.extend_from_slice(&message);
-            (request, Bytes::from(framed))
+            (request, watch_request.clone())
         } else {
             let request = http::Request::get(format!("{uri}/v1/server/ha/watch"))
                 .body(())
