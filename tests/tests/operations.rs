@@ -318,7 +318,7 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
     })
     .await;
     assert!(
-        banner_text.contains("not the master") && banner_text.contains("n1"),
+        banner_text.contains("not the master") && banner_text.contains(&plane.nodes[master].id),
         "{banner_text}"
     );
     // ...and links to the master's console.
@@ -348,7 +348,7 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
         row.attr("data-node-id").await.ok().flatten()
     })
     .await;
-    assert_eq!(highlighted, "n1");
+    assert_eq!(highlighted, plane.nodes[master].id);
     assert!(
         !browser
             .find(Locator::Id("banner"))
