@@ -11,6 +11,11 @@ use tokio::process::{Child, ChildStdout, Command};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Taken by every test here, so they run one at a time: Chromium, HAProxy and the Python tools
+/// are heavy enough on a 2-core CI machine to starve another test's plane of the store writes
+/// that keep its master's lease, and a master that loses its lease rightly reports FAILED.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A child process killed when the test ends, with its stdout read line by line.
 struct Tool {
     child: Child,
@@ -69,6 +74,7 @@ async fn output(program: &std::path::Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn grpcurl_lists_describes_calls_and_health_checks() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let plane = Plane::start(2, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let grpcurl = tool("grpcurl");
@@ -113,6 +119,7 @@ async fn grpcurl_lists_describes_calls_and_health_checks() {
 
 #[tokio::test]
 async fn a_generated_python_client_reads_the_plane_and_sees_a_failover() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut plane = Plane::start(3, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let standby = (master + 1) % 3;
@@ -152,6 +159,7 @@ async fn a_generated_python_client_reads_the_plane_and_sees_a_failover() {
 
 #[tokio::test]
 async fn curl_on_the_sse_endpoint_receives_the_master_then_a_change() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut plane = Plane::start(2, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let standby = 1 - master;
@@ -177,7 +185,17 @@ async fn curl_on_the_sse_endpoint_receives_the_master_then_a_change() {
 
 #[tokio::test]
 async fn haproxy_routes_every_request_to_the_master_and_follows_a_failover() {
-    let mut plane = Plane::start(3, PlaneOptions::fast()).await;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Every answer through the proxy must come from the master, so the master must keep its
+    // lease throughout: a 3 s timeout (lease 2.25 s) rides out a loaded CI machine, where the
+    // fast 1 s timeout (lease 750 ms) once let a new master's renewal land late (it reported
+    // FAILED, as it must, and the proxy still sent it requests until its next check).
+    let options = PlaneOptions {
+        poll_period: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_secs(3),
+        ..PlaneOptions::fast()
+    };
+    let mut plane = Plane::start(3, options).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let port = free_port();
     let check_interval = Duration::from_millis(200);
@@ -262,6 +280,7 @@ async fn haproxy_routes_every_request_to_the_master_and_follows_a_failover() {
 
 #[tokio::test]
 async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     use fantoccini::{ClientBuilder, Locator};
     let plane = Plane::start(3, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
@@ -508,6 +527,7 @@ async fn the_console_shows_the_plane_and_changes_a_priority_in_chromium() {
 
 #[tokio::test]
 async fn each_node_tells_its_own_role_and_only_the_master_a_lease() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut plane = Plane::start(2, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let standby = 1 - master;
@@ -553,6 +573,7 @@ async fn each_node_tells_its_own_role_and_only_the_master_a_lease() {
 
 #[tokio::test]
 async fn a_python_sidecar_on_the_generated_client_works_only_while_its_node_leads() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut plane = Plane::start(2, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let standby = 1 - master;
