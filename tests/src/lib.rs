@@ -162,6 +162,16 @@ impl PlaneOptions {
         }
     }
 
+    /// Poll 100 ms, timeout 3 s (lease 2.25 s): for tests that need one master to keep its lease
+    /// through seconds of work on a loaded CI machine, where a 750 ms lease can lapse (the master
+    /// then rightly reports FAILED and a later epoch begins). A crash failover takes ~3 s.
+    pub fn steady() -> Self {
+        Self {
+            heartbeat_timeout: Duration::from_secs(3),
+            ..Self::fast()
+        }
+    }
+
     /// The production defaults: poll 1 s, timeout 10 s.
     pub fn defaults() -> Self {
         Self {
@@ -298,13 +308,18 @@ impl Drop for Node {
 /// Arguments for a quick single node: a free loopback port, poll 100 ms, timeout 1 s, its
 /// directory store at `store`, then `extra` (last, so a caller may append a flag's value).
 pub fn quick_node_args(store: &Path, extra: &[&str]) -> Vec<String> {
+    node_args(store, "1s", extra)
+}
+
+/// `quick_node_args` with another heartbeat timeout (a `haplane` duration such as "10s").
+pub fn node_args(store: &Path, heartbeat_timeout: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "--bind",
         "127.0.0.1:0",
         "--poll-period",
         "100ms",
         "--heartbeat-timeout",
-        "1s",
+        heartbeat_timeout,
     ]
     .iter()
     .map(|s| s.to_string())

@@ -184,7 +184,8 @@ async fn persist_disabled_runs_a_standalone_master_and_rebind_needs_a_plane() {
 #[tokio::test]
 async fn the_operator_client_reads_and_hands_over() {
     use haplane_tests::{Plane, PlaneOptions};
-    let plane = Plane::start(2, PlaneOptions::fast()).await;
+    // Steady timings: the master must stay the same node across several CLI processes.
+    let plane = Plane::start(2, PlaneOptions::steady()).await;
     let master = plane.wait_for_master(Duration::from_secs(20)).await;
     let endpoints = format!(
         "{},{}",
@@ -246,7 +247,8 @@ async fn the_operator_client_reads_and_hands_over() {
 #[tokio::test]
 async fn node_targeted_commands_reach_the_named_node_and_changes_need_confirmation() {
     use haplane_tests::{Plane, PlaneOptions};
-    let plane = Plane::start(3, PlaneOptions::fast()).await;
+    // Steady timings: the claim history is checked exactly, so no lease may lapse under load.
+    let plane = Plane::start(3, PlaneOptions::steady()).await;
     let master = plane.wait_for_master(Duration::from_secs(20)).await;
     let others: Vec<usize> = (0..3).filter(|&i| i != master).collect();
     let (a, b) = (others[0], others[1]);

@@ -228,7 +228,8 @@ async fn back_to_back_promotions_each_take_effect() {
 
 #[tokio::test]
 async fn a_demoted_master_hands_over_and_does_not_win_again() {
-    let mut plane = Plane::new(PlaneOptions::fast());
+    // Steady timings: `mid` must hold its lease through the whole watch below.
+    let mut plane = Plane::new(PlaneOptions::steady());
     plane
         .start_nodes(vec![
             ("top".into(), args(&["--priority", "10"])),

@@ -90,9 +90,10 @@ async fn promoting_a_standby_while_the_master_is_slow_never_makes_two_masters() 
 /// the master it knows (it used to publish "no master", stranding the clients it served).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_standby_whose_store_is_out_keeps_naming_the_master() {
+    // Steady timings: "no failover" needs the master's lease to hold through the outage.
     let options = PlaneOptions {
         per_node_faults: true,
-        ..PlaneOptions::fast()
+        ..PlaneOptions::steady()
     };
     let plane = Plane::start(3, options).await;
     let master = plane.wait_for_master(DEADLINE).await;
@@ -102,8 +103,9 @@ async fn a_standby_whose_store_is_out_keeps_naming_the_master() {
         plane.nodes[standby].id.clone(),
         plane.nodes[standby].grpc_uri(),
     )]);
+    // Out for twice the heartbeat timeout.
     plane.set_faults(&plane.nodes[standby].id, "outage = true\n");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(plane.options.heartbeat_timeout * 2).await;
     plane.set_faults(&plane.nodes[standby].id, "");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let samples = sampler.finish().await;

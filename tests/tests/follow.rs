@@ -53,7 +53,12 @@ fn record_views(client: &Client) -> Arc<Mutex<Vec<MasterView>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_of_a_standby_that_loses_its_store_keeps_the_master() {
-    let plane = Plane::start(3, plane_options()).await;
+    // Steady timings: "the master never changed" needs its lease to hold through the outage.
+    let steady = PlaneOptions {
+        per_node_faults: true,
+        ..PlaneOptions::steady()
+    };
+    let plane = Plane::start(3, steady).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let master_id = plane.nodes[master].id.clone();
     let epoch = plane.nodes[master].state().await.epoch;

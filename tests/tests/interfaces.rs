@@ -11,8 +11,9 @@ use tokio_stream::StreamExt;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A three-node plane whose master is `n1` (lowest id); returns it with (master, standby).
+/// Steady timings: the tests count on epoch 1 and one master across many requests.
 async fn plane() -> (Plane, usize, usize) {
-    let plane = Plane::start(3, PlaneOptions::fast()).await;
+    let plane = Plane::start(3, PlaneOptions::steady()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     assert_eq!(plane.nodes[master].id, "n1");
     (plane, master, 1)
@@ -380,7 +381,7 @@ async fn rest_reads_match_brooklyn() {
     let metrics = json(&body);
     assert_eq!(metrics["state"], "MASTER");
     assert_eq!(metrics["pollPeriodMs"], 100);
-    assert_eq!(metrics["heartbeatTimeoutMs"], 1000);
+    assert_eq!(metrics["heartbeatTimeoutMs"], 3000);
     let history = metrics["stateHistory"].as_array().unwrap();
     assert_eq!(history.last().unwrap()["state"], "MASTER");
 

@@ -79,9 +79,11 @@ async fn three_replicas_never_work_at_once_through_crashes_pauses_outages_and_re
     for (fault, ended) in faults {
         let gap = gap_after(&history, ended);
         println!("{fault}: epoch {ended} -> next, gap {gap} ms");
+        // 3 s of slack: a loaded two-core CI machine can stall a replica for a second or more.
+        let slack = Duration::from_secs(3);
         let bound = match fault {
-            "resign" => POLL + Duration::from_secs(1),
-            _ => TIMEOUT + POLL * 2 + Duration::from_secs(1),
+            "resign" => POLL + slack,
+            _ => TIMEOUT + POLL * 2 + slack,
         };
         assert!(
             u128::from(gap) <= bound.as_millis(),

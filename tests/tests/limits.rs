@@ -9,7 +9,7 @@
 use haplane_tests::haplane::pb::{
     self, entity_service_client::EntityServiceClient, ha_service_client::HaServiceClient,
 };
-use haplane_tests::{eventually, haplane_binary, quick_node_args, try_state_at};
+use haplane_tests::{eventually, haplane_binary, node_args, try_state_at};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -36,7 +36,9 @@ impl LimitedNode {
         let dir = tempfile::tempdir().unwrap();
         let mut flags = vec!["--node-id", "limits", "--pid-file", "pid"];
         flags.extend(extra);
-        let args = quick_node_args(&dir.path().join("store"), &flags);
+        // A 10 s timeout: these tests load one node hard on purpose, and what they check is how
+        // it sheds that load, so its master lease must not lapse meanwhile.
+        let args = node_args(&dir.path().join("store"), "10s", &flags);
         let script = match descriptors {
             Some(limit) => format!("ulimit -n {limit} && exec \"$0\" launch \"$@\""),
             None => "exec \"$0\" launch \"$@\"".to_owned(),

@@ -76,7 +76,9 @@ async fn a_client_of_the_master_alone_is_told_of_the_new_master_without_polling(
 
 #[tokio::test]
 async fn master_channel_calls_follow_the_master_through_a_failover() {
-    let mut plane = Plane::start(3, PlaneOptions::fast()).await;
+    // Steady timings: every answer must come from a master, so the new master must keep its
+    // lease on a loaded machine (with a 750 ms lease one could lapse and rightly answer FAILED).
+    let mut plane = Plane::start(3, PlaneOptions::steady()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let client = Client::connect([plane.nodes[(master + 1) % 3].grpc_uri()], options())
         .await
@@ -87,7 +89,13 @@ async fn master_channel_calls_follow_the_master_through_a_failover() {
     let killed_at = Instant::now() + Duration::from_millis(500);
     let mut killed = false;
     let mut pushed_at = None;
-    while answers.len() < 400 {
+    // Calls every 10 ms until two seconds after the push.
+    let give_up = Instant::now() + DEADLINE;
+    while pushed_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(2)) {
+        assert!(
+            Instant::now() < give_up,
+            "the new master was pushed within {DEADLINE:?}"
+        );
         if !killed && Instant::now() >= killed_at {
             plane.nodes[master].kill9().await;
             killed = true;
@@ -103,7 +111,7 @@ async fn master_channel_calls_follow_the_master_through_a_failover() {
         answers.push((Instant::now(), answer));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pushed_at = pushed_at.expect("the new master was pushed during the loop");
+    let pushed_at = pushed_at.expect("the loop ends only after the push");
     let mut failures = 0;
     for (at, answer) in &answers {
         match answer {
@@ -175,14 +183,12 @@ async fn sdk_entity_writes_survive_a_crash_failover_exactly_once() {
 
 #[tokio::test]
 async fn the_entity_writes_example_creates_updates_by_version_and_deletes() {
+    // Built before the plane starts, so the build does not load the machine under it.
+    let example = haplane_tests::sdk_example_binary("entity_writes");
     let plane = Plane::start(2, PlaneOptions::fast()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let uris: Vec<String> = plane.nodes.iter().map(|node| node.grpc_uri()).collect();
-    let run = || {
-        tokio::process::Command::new(haplane_tests::sdk_example_binary("entity_writes"))
-            .args(&uris)
-            .output()
-    };
+    let run = || tokio::process::Command::new(&example).args(&uris).output();
     let out = run().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

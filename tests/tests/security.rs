@@ -242,9 +242,18 @@ async fn curl(args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
+    // Built before the plane starts, so the build does not load the machine under it.
+    let example_binary = sdk_example_binary("tls_and_auth");
     let moto = MotoServer::start().await;
     moto.create_bucket("secure").await;
-    let mut plane = Plane::new(PlaneOptions::fast().on_s3("s3://secure/plane", &moto.endpoint));
+    // The S3 tests' timings (a 1 s start-up grace for t1's priority to count, a 2.25 s lease on
+    // moto's latency): t1 must stay master through the TLS and credential checks.
+    let timings = PlaneOptions {
+        poll_period: Duration::from_millis(500),
+        heartbeat_timeout: Duration::from_secs(3),
+        ..PlaneOptions::fast()
+    };
+    let mut plane = Plane::new(timings.on_s3("s3://secure/plane", &moto.endpoint));
     let certs = certificate(plane.dir.path());
     let users = plane.dir.path().join("users");
     std::fs::write(
@@ -309,7 +318,7 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
     // The SDK's TLS-and-auth example reads the plane with the CA file and the credentials from
     // its environment, and fails with a wrong password.
     let example = |password: &str| {
-        Command::new(sdk_example_binary("tls_and_auth"))
+        Command::new(&example_binary)
             .args([&cacert, &uri(&plane.nodes[1])])
             .env("HAPLANE_USER", "ops")
             .env("HAPLANE_PASSWORD", password)

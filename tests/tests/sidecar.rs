@@ -26,6 +26,8 @@ fn start_sidecar(node_uri: &str, units: &PathBuf, log: &PathBuf) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_never_work_at_once_through_a_crash_a_pause_and_a_stop() {
+    // Built before the plane starts, so the build does not load the machine under it.
+    sdk_example_binary("sidecar_job");
     let mut plane = Plane::start(3, PlaneOptions::fast()).await;
     plane.wait_for_master(Duration::from_secs(20)).await;
     let units: Vec<PathBuf> = (0..3)

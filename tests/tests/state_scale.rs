@@ -14,10 +14,12 @@ use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Steady timings: these tests write hundreds of entries to one master and expect every write
+/// acknowledged.
 fn options(extra: &[&str]) -> PlaneOptions {
     PlaneOptions {
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        ..PlaneOptions::fast()
+        ..PlaneOptions::steady()
     }
 }
 
