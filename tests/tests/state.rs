@@ -186,6 +186,113 @@ async fn rest_entities_take_versions_and_idempotency_keys() {
     assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
 }
 
+#[tokio::test]
+async fn an_idempotency_key_names_one_write_and_another_write_with_it_is_refused() {
+    let plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let mut client = entities(&plane.nodes[master].grpc_uri()).await.unwrap();
+    let first = client
+        .put(put("keys/a", r#"{"n":1}"#, "k"))
+        .await
+        .unwrap()
+        .into_inner();
+    // Another entity, or a delete, under the same key: refused, naming both writes, and nothing
+    // is written (answering the first write's outcome would acknowledge a write never applied).
+    let other = client
+        .put(put("keys/b", r#"{"n":1}"#, "k"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::InvalidArgument, "{other}");
+    assert!(
+        other.message().contains("put of keys/a") && other.message().contains("put of keys/b"),
+        "{other}"
+    );
+    let missing = client
+        .get(pb::GetRequest {
+            id: "keys/b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing}");
+    let delete = client
+        .delete(pb::DeleteRequest {
+            id: "keys/a".into(),
+            expected_version: None,
+            idempotency_key: "k".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(delete.code(), tonic::Code::InvalidArgument, "{delete}");
+    assert!(delete.message().contains("delete of keys/a"), "{delete}");
+    // The write the key names is still answered as a retry.
+    let retried = client
+        .put(put("keys/a", r#"{"n":1}"#, "k"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.seq, first.seq);
+    assert_eq!(retried.entity.unwrap().version, 1);
+    // Two writes sent at once under one key (often in one group-committed entry): exactly one
+    // is applied.
+    let mut pairs = Vec::new();
+    for i in 0..10 {
+        let key = format!("pair{i}");
+        let (mut left, mut right) = (client.clone(), client.clone());
+        let (a, b) = (format!("pairs/{i}a"), format!("pairs/{i}b"));
+        pairs.push(tokio::spawn(async move {
+            let (left, right) = tokio::join!(
+                left.put(put(&a, "{}", &key)),
+                right.put(put(&b, "{}", &key))
+            );
+            (a, left.map(|_| ()), b, right.map(|_| ()))
+        }));
+    }
+    for pair in pairs {
+        let (a, left, b, right) = pair.await.unwrap();
+        let (applied, refused) = match (left, right) {
+            (Ok(()), Err(refusal)) => (a, (b, refusal)),
+            (Err(refusal), Ok(())) => (b, (a, refusal)),
+            other => panic!("one of {a} and {b} must be applied: {other:?}"),
+        };
+        assert_eq!(
+            refused.1.code(),
+            tonic::Code::InvalidArgument,
+            "{}",
+            refused.1
+        );
+        let read = |id: String| {
+            let mut client = client.clone();
+            async move { client.get(pb::GetRequest { id }).await }
+        };
+        assert_eq!(
+            read(applied)
+                .await
+                .unwrap()
+                .into_inner()
+                .entity
+                .unwrap()
+                .version,
+            1
+        );
+        assert_eq!(
+            read(refused.0).await.unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+    }
+    // REST: the same refusal as 400.
+    let http = reqwest::Client::new();
+    let reused = http
+        .put(plane.nodes[master].url("/v1/entities/keys/c"))
+        .header("Idempotency-Key", "k")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 400);
+    let body = reused.text().await.unwrap();
+    assert!(body.contains("put of keys/a"), "{body}");
+}
+
 /// Writes `count` entities `w/<i>`, each with its own idempotency key, retrying each against
 /// whichever node is master until it is acknowledged. Returns the acknowledged indices.
 async fn write_through_failovers(uris: Vec<String>, count: usize) -> Vec<usize> {

@@ -118,12 +118,22 @@ impl StateService {
         let mut waiting = Vec::new();
         for Pending { write, answer } in batch {
             if let Some(key) = &write.idempotency_key {
-                if let Some(outcome) = state.retried(key, write.attributes.as_ref()) {
-                    let _ = answer.send(Ok(outcome));
+                if let Some(earlier) = state.recorded(key) {
+                    let outcome = match key_reused(key, &earlier.id, earlier.version > 0, &write) {
+                        Some(refusal) => Err(refusal),
+                        None => Ok(state.retried(earlier, write.attributes.as_ref())),
+                    };
+                    let _ = answer.send(outcome);
                     continue;
                 }
                 if let Some(&index) = keyed.get(key) {
-                    waiting.push((answer, index));
+                    let earlier: &Op = &ops[index];
+                    match key_reused(key, &earlier.id, earlier.put.is_some(), &write) {
+                        Some(refusal) => {
+                            let _ = answer.send(Err(refusal));
+                        }
+                        None => waiting.push((answer, index)),
+                    }
                     continue;
                 }
             }
@@ -390,6 +400,32 @@ impl StateService {
 }
 
 /// Whether `write` may apply to an entity at version `current` (0: absent).
+/// The refusal for `write` sent with `key` when the key already names another write: a put or a
+/// delete (`earlier_put`) of `earlier_id`. A key names one write, so answering the earlier
+/// write's outcome would acknowledge a write that was never applied.
+fn key_reused(
+    key: &str,
+    earlier_id: &EntityId,
+    earlier_put: bool,
+    write: &Write,
+) -> Option<ServiceError> {
+    if *earlier_id == write.id && earlier_put == write.attributes.is_some() {
+        return None;
+    }
+    let kind = |put: bool| if put { "put" } else { "delete" };
+    Some(ServiceError::InvalidArgument {
+        field: "idempotency key".into(),
+        message: format!(
+            "{key:?} already names a {} of {}, not this {} of {}; a retry repeats its write, \
+             another write needs another key",
+            kind(earlier_put),
+            earlier_id.as_str(),
+            kind(write.attributes.is_some()),
+            write.id.as_str()
+        ),
+    })
+}
+
 fn precondition(write: &Write, current: u64) -> Result<(), ServiceError> {
     if let Some(expected) = write.expected_version
         && expected != current

@@ -225,15 +225,19 @@ impl EntityState {
         self.entities.get(id).map_or(0, |e| e.version)
     }
 
-    /// The answer for a retry of a write recorded under `key`: the recorded seq and version;
-    /// the entity as it is now if still at that version, else as the retry itself describes it
-    /// (a retry repeats its request).
+    /// What the keyed write recorded under `key` did, if it is still remembered.
+    pub fn recorded(&self, key: &str) -> Option<&Recorded> {
+        self.outcomes.get(key)
+    }
+
+    /// The answer for a retry of the write `recorded`: the recorded seq and version; the entity
+    /// as it is now if still at that version, else as the retry itself describes it (a retry
+    /// repeats its request).
     pub fn retried(
         &self,
-        key: &str,
+        recorded: &Recorded,
         attributes: Option<&serde_json::Map<String, serde_json::Value>>,
-    ) -> Option<WriteOutcome> {
-        let recorded = self.outcomes.get(key)?;
+    ) -> WriteOutcome {
         let entity = (recorded.version > 0).then(|| match self.entities.get(&recorded.id) {
             Some(now) if now.version == recorded.version => Entity::clone(now),
             _ => Entity {
@@ -243,10 +247,10 @@ impl EntityState {
                 updated_epoch: recorded.epoch,
             },
         });
-        Some(WriteOutcome {
+        WriteOutcome {
             seq: recorded.seq,
             entity,
-        })
+        }
     }
 }
 
@@ -433,12 +437,14 @@ pub(crate) mod tests {
         assert_eq!(state.outcomes.len(), 3);
         // A retry of k1 answers version 1, which "a" no longer is: the entity as the retry
         // describes it. A retry of k3 (a delete) answers no entity.
-        let retried = state.retried("k1", Some(&attributes(1))).unwrap();
+        let retried = state.retried(state.recorded("k1").unwrap(), Some(&attributes(1)));
         assert_eq!(retried.seq, 2);
         let entity = retried.entity.unwrap();
         assert_eq!((entity.version, entity.attributes), (1, attributes(1)));
-        assert_eq!(state.retried("k3", None).unwrap().entity, None);
-        assert!(state.retried("unknown", None).is_none());
+        let deleted = state.recorded("k3").unwrap();
+        assert_eq!((deleted.id.as_str(), deleted.version), ("b", 0));
+        assert_eq!(state.retried(deleted, None).entity, None);
+        assert!(state.recorded("unknown").is_none());
     }
 
     #[test]
@@ -465,7 +471,11 @@ pub(crate) mod tests {
         );
         state.apply(&entry).unwrap();
         assert_eq!(
-            state.retried("old1", None).unwrap().entity.unwrap().version,
+            state
+                .retried(state.recorded("old1").unwrap(), None)
+                .entity
+                .unwrap()
+                .version,
             1
         );
         state
