@@ -82,6 +82,24 @@ async fn an_unusable_persistence_directory_is_a_clear_start_up_error() {
 }
 
 #[tokio::test]
+async fn an_unwritable_pid_file_fails_the_start_before_the_node_joins_the_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let pid_file = dir.path().join("missing-dir").join("pid.txt");
+    let mut argv = node_args(dir.path(), &["--node-id", "early", "--pid-file"]);
+    argv.push(pid_file.display().to_string());
+    let (code, output) = launch(dir.path(), "x", &argv).await.exited();
+    assert_eq!(code, Some(1));
+    assert!(output.contains("missing-dir"), "{output}");
+    // Nothing of the node reached the store: no heartbeat record for peers to see go silent.
+    let records = store.join("nodes");
+    let written: Vec<_> = std::fs::read_dir(&records)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "records written: {written:?}");
+}
+
+#[tokio::test]
 async fn flags_beat_environment_which_beats_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("haplane.toml");

@@ -214,8 +214,16 @@ fn connection_settings(
 pub async fn launch(settings: Settings) -> Result<(), LaunchError> {
     let (stop_sender, stop) = watch::channel(false);
     stop_on_signal(stop_sender);
-    let running = start(&settings, true, stop).await?;
+    // Before the node joins the plane: an unwritable PID file is a start-up error, not a node
+    // that peers saw join (and perhaps elected) and then watch go silent.
     write_pid_file(&settings.pid_file)?;
+    let running = match start(&settings, true, stop).await {
+        Ok(running) => running,
+        Err(err) => {
+            let _ = std::fs::remove_file(&settings.pid_file);
+            return Err(err);
+        }
+    };
     println!(
         "haplane {} listening on {} (advertised as {}), store {}, state {}",
         running.node_id,
