@@ -203,6 +203,8 @@ async fn an_idempotency_key_names_one_write_and_another_write_with_it_is_refused
         .await
         .unwrap_err();
     assert_eq!(other.code(), tonic::Code::InvalidArgument, "{other}");
+    let bad_request = tonic_types::StatusExt::get_details_bad_request(&other).expect("BadRequest");
+    assert_eq!(bad_request.field_violations[0].field, "idempotency key");
     assert!(
         other.message().contains("put of keys/a") && other.message().contains("put of keys/b"),
         "{other}"

@@ -158,17 +158,20 @@ impl From<ServiceError> for tonic::Status {
     }
 }
 
-/// A status with `err`'s `ErrorInfo` detail, if it has one.
+/// A status with `err`'s `ErrorInfo` detail, if it has one, and for an invalid argument a
+/// `google.rpc.BadRequest` naming the field, so generated clients can point at it.
 fn with_info(code: tonic::Code, message: String, err: &ServiceError) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
-    match err.error_info() {
-        Some((reason, metadata)) => tonic::Status::with_error_details(
-            code,
-            message,
-            ErrorDetails::with_error_info(reason, haplane::wire::ERROR_DOMAIN, metadata),
-        ),
-        None => tonic::Status::new(code, message),
-    }
+    let details = match (err, err.error_info()) {
+        (_, Some((reason, metadata))) => {
+            ErrorDetails::with_error_info(reason, haplane::wire::ERROR_DOMAIN, metadata)
+        }
+        (ServiceError::InvalidArgument { field, message }, None) => {
+            ErrorDetails::with_bad_request_violation(field, message)
+        }
+        _ => return tonic::Status::new(code, message),
+    };
+    tonic::Status::with_error_details(code, message, details)
 }
 
 #[cfg(test)]
@@ -179,9 +182,17 @@ mod tests {
     fn caller_mistakes_map_to_client_errors() {
         let invalid = ServiceError::from(InvalidValue::new("mode", "bad"));
         assert_eq!(invalid.http_status(), 400);
+        let status = tonic::Status::from(invalid);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let bad_request =
+            tonic_types::StatusExt::get_details_bad_request(&status).expect("a BadRequest detail");
         assert_eq!(
-            tonic::Status::from(invalid).code(),
-            tonic::Code::InvalidArgument
+            bad_request
+                .field_violations
+                .iter()
+                .map(|v| (v.field.as_str(), v.description.as_str()))
+                .collect::<Vec<_>>(),
+            [("mode", "bad")]
         );
         let not_master = ServiceError::NotMaster {
             master: MasterRef::from_wire("a".into(), "http://a".into()),
