@@ -210,15 +210,22 @@ impl Settings {
     /// with an explicit `--advertise-uri`.
     fn check_advertised_address(&self) -> Result<(), ConfigError> {
         let advertised_host = match &self.advertise_uri {
-            // `validate` has checked the scheme; an unparsable URI names no address to refuse.
-            Some(uri) => uri
-                .parse::<http::Uri>()
-                .ok()
-                .and_then(|uri| {
-                    uri.host()
-                        .map(|host| host.trim_matches(['[', ']']).to_owned())
-                })
-                .unwrap_or_default(),
+            // `validate` has checked the scheme and trimmed trailing `/`.
+            Some(uri) => match uri.parse::<http::Uri>() {
+                Ok(parsed) if parsed.path() == "/" && parsed.query().is_none() => parsed
+                    .host()
+                    .filter(|host| !host.is_empty())
+                    .map(|host| host.trim_matches(['[', ']']).to_owned())
+                    .ok_or_else(|| {
+                        config_error("advertise-uri", format!("{uri:?} names no host"))
+                    })?,
+                _ => {
+                    return Err(config_error(
+                        "advertise-uri",
+                        format!("{uri:?} is not of the form http(s)://host[:port]"),
+                    ));
+                }
+            },
             None if self.bind.ip().is_unspecified() => {
                 return Err(config_error(
                     "advertise-uri",
@@ -288,6 +295,11 @@ impl Settings {
                 "advertise-uri",
                 format!("{uri:?} must start with http:// or https://"),
             ));
+        }
+        // One spelling per endpoint: peers and clients key members by URI, and
+        // `http://a:8081/` names the same node as `http://a:8081`.
+        if let Some(uri) = &mut self.advertise_uri {
+            uri.truncate(uri.trim_end_matches('/').len());
         }
         self.check_advertised_address()?;
         match (self.persist, self.ha_mode) {

@@ -285,5 +285,20 @@ fn an_unspecified_address_is_never_advertised() {
     .unwrap();
     assert_eq!(s.bind.port(), 8081);
     assert!(load(&["--advertise-uri", "http://[::1]:8081"]).is_ok());
+    for bad in [
+        "http://",
+        "http://:8081",
+        "http://a:8081/path",
+        "http://a:8081?x=1",
+        "http://a b",
+    ] {
+        let err = load(&["--advertise-uri", bad]).unwrap_err();
+        assert_eq!(err.flag, "advertise-uri", "{bad}");
+    }
+    let trailing = load(&["--advertise-uri", "http://ha-1.example:8081//"]).unwrap();
+    assert_eq!(
+        trailing.advertise_uri.as_deref(),
+        Some("http://ha-1.example:8081")
+    );
     assert!(load(&["--advertise-uri", "https://10.0.0.5"]).is_ok());
 }
