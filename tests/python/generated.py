@@ -1,6 +1,7 @@
 """The Python client generated from proto/ with grpcio-tools, into a temporary folder, for the
 scripts beside this one."""
 
+import shutil
 import sys
 import tempfile
 
@@ -17,5 +18,11 @@ def load(root: str):
     if status != 0:
         raise RuntimeError(f"protoc failed with {status}")
     sys.path.insert(0, out)
-    from haplane.v1 import ha_pb2, ha_pb2_grpc  # generated just above
+    try:
+        from haplane.v1 import ha_pb2, ha_pb2_grpc  # generated just above
+    finally:
+        # Imported (or failed): the folder is not needed again, and a script killed at the end
+        # of its test would leave it behind.
+        sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
     return ha_pb2, ha_pb2_grpc
