@@ -399,10 +399,9 @@ impl StateService {
     }
 }
 
-/// Whether `write` may apply to an entity at version `current` (0: absent).
-/// The refusal for `write` sent with `key` when the key already names another write: a put or a
-/// delete (`earlier_put`) of `earlier_id`. A key names one write, so answering the earlier
-/// write's outcome would acknowledge a write that was never applied.
+/// `None` when `write`, sent with `key`, is the write the key already names (a put or a delete,
+/// `earlier_put`, of `earlier_id`); else the refusal. A key names one write: answering another
+/// write with the earlier one's outcome would acknowledge a write that was never applied.
 fn key_reused(
     key: &str,
     earlier_id: &EntityId,
@@ -426,6 +425,7 @@ fn key_reused(
     })
 }
 
+/// Whether `write` may apply to an entity at version `current` (0: absent).
 fn precondition(write: &Write, current: u64) -> Result<(), ServiceError> {
     if let Some(expected) = write.expected_version
         && expected != current
