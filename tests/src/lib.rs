@@ -172,6 +172,18 @@ impl PlaneOptions {
         }
     }
 
+    /// Poll 500 ms, timeout 3 s: for planes on moto. The start-up grace (2 polls) of 1 s covers
+    /// first heartbeats that launching nodes against moto on a busy machine spreads over more
+    /// than 200 ms (so priorities decide the first election), and the 2.25 s lease rides out
+    /// moto's latency.
+    pub fn for_moto() -> Self {
+        Self {
+            poll_period: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(3),
+            ..Self::fast()
+        }
+    }
+
     /// The production defaults: poll 1 s, timeout 10 s.
     pub fn defaults() -> Self {
         Self {

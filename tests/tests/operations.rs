@@ -187,15 +187,10 @@ async fn curl_on_the_sse_endpoint_receives_the_master_then_a_change() {
 async fn haproxy_routes_every_request_to_the_master_and_follows_a_failover() {
     let _turn = ONE_AT_A_TIME.lock().await;
     // Every answer through the proxy must come from the master, so the master must keep its
-    // lease throughout: a 3 s timeout (lease 2.25 s) rides out a loaded CI machine, where the
+    // lease throughout: steady timings (lease 2.25 s) ride out a loaded CI machine, where the
     // fast 1 s timeout (lease 750 ms) once let a new master's renewal land late (it reported
     // FAILED, as it must, and the proxy still sent it requests until its next check).
-    let options = PlaneOptions {
-        poll_period: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_secs(3),
-        ..PlaneOptions::fast()
-    };
-    let mut plane = Plane::start(3, options).await;
+    let mut plane = Plane::start(3, PlaneOptions::steady()).await;
     let master = plane.wait_for_master(DEADLINE).await;
     let port = free_port();
     let check_interval = Duration::from_millis(200);

@@ -68,14 +68,7 @@ async fn launch_refuses_a_server_that_ignores_conditional_writes() {
 async fn election_failover_and_hand_over_work_on_s3() {
     let moto = MotoServer::start().await;
     moto.create_bucket("plane").await;
-    // A start-up grace (2 polls) of 1 s: launching three nodes against moto on a busy machine
-    // spreads their first heartbeats over more than the fast profile's 200 ms.
-    let options = PlaneOptions {
-        poll_period: Duration::from_millis(500),
-        heartbeat_timeout: Duration::from_secs(3),
-        ..PlaneOptions::fast()
-    };
-    let mut plane = Plane::new(options.on_s3("s3://plane/prod", &moto.endpoint));
+    let mut plane = Plane::new(PlaneOptions::for_moto().on_s3("s3://plane/prod", &moto.endpoint));
     plane
         .start_nodes(vec![
             ("n1".into(), vec![]),

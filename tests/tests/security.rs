@@ -246,14 +246,8 @@ async fn tls_and_auth_end_to_end_on_s3_with_secrets_kept_out_of_logs() {
     let example_binary = sdk_example_binary("tls_and_auth");
     let moto = MotoServer::start().await;
     moto.create_bucket("secure").await;
-    // The S3 tests' timings (a 1 s start-up grace for t1's priority to count, a 2.25 s lease on
-    // moto's latency): t1 must stay master through the TLS and credential checks.
-    let timings = PlaneOptions {
-        poll_period: Duration::from_millis(500),
-        heartbeat_timeout: Duration::from_secs(3),
-        ..PlaneOptions::fast()
-    };
-    let mut plane = Plane::new(timings.on_s3("s3://secure/plane", &moto.endpoint));
+    // t1 must win by priority and stay master through the TLS and credential checks.
+    let mut plane = Plane::new(PlaneOptions::for_moto().on_s3("s3://secure/plane", &moto.endpoint));
     let certs = certificate(plane.dir.path());
     let users = plane.dir.path().join("users");
     std::fs::write(
