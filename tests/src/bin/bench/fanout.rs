@@ -193,7 +193,7 @@ impl Tally {
     }
 }
 
-/// The view fields an SSE watcher reads (the whole JSON view is parsed).
+/// The view fields an SSE watcher reads (the whole JSON view is parsed, the others skipped).
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SseView {
@@ -244,6 +244,34 @@ async fn next_chunk(body: &mut h2::RecvStream) -> Option<Bytes> {
     Some(chunk)
 }
 
+/// The first whole event in `unread` (a gRPC frame, or SSE text up to its blank line) and what
+/// follows it; `None` until one has arrived whole.
+fn next_event(unread: &[u8], grpc: bool) -> Option<(&[u8], &[u8])> {
+    let end = if grpc {
+        let prefix = unread.get(1..5)?;
+        5 + u32::from_be_bytes(prefix.try_into().expect("4")) as usize
+    } else {
+        memchr::memmem::find(unread, b"\n\n")? + 2
+    };
+    (unread.len() >= end).then(|| unread.split_at(end))
+}
+
+/// A whole event decoded: a gRPC frame into a `MasterEvent`, an SSE event's `data:` line as the
+/// JSON view. The epoch if it names a master (`Some(None)` if not); `None` for an SSE comment.
+fn decode(event: &[u8], grpc: bool) -> Option<Option<u64>> {
+    let (epoch, master_id) = if grpc {
+        let event = pb::MasterEvent::decode(&event[5..]).expect("a MasterEvent");
+        (event.epoch, event.master_id)
+    } else {
+        let data = event
+            .split(|byte| *byte == b'\n')
+            .find_map(|line| line.strip_prefix(b"data:"))?;
+        let view: SseView = serde_json::from_slice(data).expect("a JSON view");
+        (view.epoch, view.master_id)
+    };
+    Some((!master_id.is_empty()).then_some(epoch))
+}
+
 /// The watcher process: `count` watchers of the node at `uri`. Prints `ready` once each has its
 /// first view, then for every epoch all of them have been told of, `told EPOCH P50 P99 LAST`
 /// (wall-clock microseconds of the arrivals). Every event is decoded whole: a gRPC one into a
@@ -289,38 +317,24 @@ pub async fn watchers(args: &[String]) {
         };
         tokio::spawn(async move {
             let mut body = open(&connection, request, body).await;
+            // The part of an event that arrived without its end, if any.
             let mut pending = bytes::BytesMut::new();
             let mut first = true;
             while let Some(chunk) = next_chunk(&mut body).await {
-                pending.extend_from_slice(&chunk);
-                // Each whole event in what has arrived: its epoch if it names a master.
-                loop {
-                    let told_of = if grpc {
-                        let Some(length) = pending
-                            .get(1..5)
-                            .map(|prefix| u32::from_be_bytes(prefix.try_into().expect("4")))
-                        else {
-                            break;
-                        };
-                        let end = 5 + length as usize;
-                        if pending.len() < end {
-                            break;
-                        }
-                        let message = pending.split_to(end);
-                        let event = pb::MasterEvent::decode(&message[5..]).expect("a MasterEvent");
-                        (!event.master_id.is_empty()).then_some(event.epoch)
-                    } else {
-                        let Some(end) = pending.windows(2).position(|pair| pair == b"\n\n") else {
-                            break;
-                        };
-                        let event = pending.split_to(end + 2);
-                        let event = std::str::from_utf8(&event).expect("UTF-8 events");
-                        // No `data:` line: a keep-alive comment.
-                        let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
-                            continue;
-                        };
-                        let view: SseView = serde_json::from_str(data).expect("a JSON view");
-                        (!view.master_id.is_empty()).then_some(view.epoch)
+                // Events are read in place from the chunk, copied only when one spans two.
+                let joined;
+                let mut unread: &[u8] = if pending.is_empty() {
+                    &chunk
+                } else {
+                    pending.extend_from_slice(&chunk);
+                    joined = pending.split().freeze();
+                    &joined
+                };
+                while let Some((event, rest)) = next_event(unread, grpc) {
+                    unread = rest;
+                    // `None` for a keep-alive comment.
+                    let Some(told_of) = decode(event, grpc) else {
+                        continue;
                     };
                     if first {
                         first = false;
@@ -329,6 +343,7 @@ pub async fn watchers(args: &[String]) {
                         told(epoch);
                     }
                 }
+                pending.extend_from_slice(unread);
             }
             panic!("watcher {i}: stream ended");
         });
