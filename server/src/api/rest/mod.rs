@@ -365,9 +365,7 @@ pub(crate) fn view_json(view: &MasterView) -> Value {
     })
 }
 
-/// Server-Sent Events: the WatchMaster stream for curl and browsers.
 /// Past the node's cap on open watches: 503 with `Retry-After`, and everyone else keeps theirs.
-/// 503 with `Retry-After` for a watch past the cap.
 pub(super) fn watchers_full(full: &crate::service::WatchersFull) -> Response {
     let mut response = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -380,6 +378,7 @@ pub(super) fn watchers_full(full: &crate::service::WatchersFull) -> Response {
     response
 }
 
+/// Server-Sent Events: the WatchMaster stream for curl and browsers.
 async fn watch_sse(State(core): State<HaCore>) -> Response {
     let watcher = match core.count_watcher() {
         Ok(watcher) => watcher,
