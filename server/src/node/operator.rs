@@ -114,12 +114,18 @@ impl Runtime {
         }
         let now = self.clock.now();
         let snapshot = self.snapshot.borrow().clone();
+        let mut nodes = self.election.summaries(wall_clock_ms(), now);
+        // Our own row says what we report now: the election still says MASTER until the next
+        // poll fences a lease that ran out during the scan, or a step-down it has not handled.
+        if let Some(own) = nodes.first_mut() {
+            own.record.status = snapshot.effective_state(now);
+        }
         Ok(Listing {
             plane_id: self.plane_id.clone(),
             own_id: self.options.election.node_id.to_string(),
-            master: snapshot.master,
+            master: snapshot.master_at(now).cloned(),
             epoch: self.election.epoch(),
-            nodes: self.election.summaries(wall_clock_ms(), now),
+            nodes,
         })
     }
 

@@ -7,8 +7,8 @@ use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::election::Lease;
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeState};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 
@@ -43,11 +43,23 @@ impl Snapshot {
         crate::election::lease_allows_acting(self.state, self.standalone, self.lease, now)
     }
 
-    /// The error for a master-only request on this node, naming the master it knows.
+    /// The error for a master-only request on this node, naming the master it knows (never
+    /// itself: a node that refuses does not act, whatever its last snapshot names).
     pub fn not_master(&self) -> NodeError {
         NodeError::NotMaster {
-            master: self.master.clone(),
+            master: self
+                .master
+                .clone()
+                .filter(|master| master.id != self.node_id),
         }
+    }
+
+    /// The master to name at `now`: the one this snapshot knows, but this node itself only while
+    /// it may act as master (not once its lease lapsed, nor while it waits out a predecessor's).
+    pub fn master_at(&self, now: Instant) -> Option<&MasterRef> {
+        self.master
+            .as_ref()
+            .filter(|master| master.id != self.node_id || self.may_act_as_master(now))
     }
 
     /// The state to report at `now`: a master whose lease lapsed (the loop is stuck on the store)
@@ -72,16 +84,25 @@ impl Snapshot {
     }
 }
 
-/// Publishes snapshots, and lets a switchover's step-down take effect for every reader at once,
-/// without waiting for the runtime loop (which may be in the middle of slow store calls): a
-/// master snapshot of an epoch a peer asked us to leave is never published again. Both sides
-/// decide under the channel's lock, so a snapshot the loop built before the request cannot
-/// overwrite the step-down.
+/// Publishes snapshots and the master view, and lets a switchover's step-down take effect for
+/// every reader at once, without waiting for the runtime loop (which may be in the middle of slow
+/// store calls): a master snapshot of an epoch a peer asked us to leave is never published again.
+/// Both sides decide under the channel's lock, so a snapshot the loop built before the request
+/// cannot overwrite the step-down.
+///
+/// The view watchers see names this node only while it may act as master: the loop proposes a
+/// view after each poll and command, and `show_view` shows it with this node's own part read off
+/// the snapshot at that instant. It runs again on a step-down and whenever the role changes
+/// without a new snapshot (a lease that ran out while the loop waits on the store, or a waiting
+/// master's acting start: `follow_role`).
 #[derive(Debug, Clone)]
 pub(super) struct Publisher {
     pub(super) sender: Arc<watch::Sender<Snapshot>>,
     /// The highest epoch a peer asked us to step down from (0: none).
     pub(super) step_down_from: Arc<AtomicU64>,
+    pub(super) view: Arc<watch::Sender<Arc<MasterView>>>,
+    /// The view the loop last proposed, before `shown` reads this node's part off the snapshot.
+    pub(super) proposed: Arc<Mutex<Arc<MasterView>>>,
 }
 
 impl Publisher {
@@ -100,8 +121,39 @@ impl Publisher {
         previous
     }
 
+    /// Proposes `view` as the master view and shows it at `now`.
+    pub(super) fn publish_view(&self, view: MasterView, now: Instant) {
+        *self
+            .proposed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(view);
+        self.show_view(now);
+    }
+
+    /// Shows the proposed view as the snapshot has it at `now`; watchers wake only on a change
+    /// of master. Decided under the view channel's lock, so that of two callers the later
+    /// snapshot is shown last (the snapshot's lock is only ever taken inside the view's).
+    pub(super) fn show_view(&self, now: Instant) {
+        self.view.send_if_modified(|current| {
+            let proposed = Arc::clone(
+                &self
+                    .proposed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let shown = shown(proposed, &self.sender.borrow(), now);
+            if Arc::ptr_eq(current, &shown) {
+                return false;
+            }
+            let changed = current.master_differs(&shown);
+            *current = shown;
+            changed
+        });
+    }
+
     /// A peer asks us to leave `epoch`: whether we now surely do not act as master in it or
-    /// any older one (false when we are master of a newer epoch than the asker knows).
+    /// any older one (false when we are master of a newer epoch than the asker knows). Readers
+    /// and watchers see the step-down before the answer leaves.
     pub(super) fn step_down(&self, epoch: Epoch, now: Instant) -> bool {
         let mut stopped = false;
         self.sender.send_modify(|current| {
@@ -115,7 +167,50 @@ impl Publisher {
             }
             stopped = !current.may_act_as_master(now);
         });
+        self.show_view(now);
         stopped
+    }
+}
+
+/// `proposed` as watchers may see it at `now`: this node named master only while `snapshot`
+/// lets it act, and its own member status the state it reports then.
+fn shown(proposed: Arc<MasterView>, snapshot: &Snapshot, now: Instant) -> Arc<MasterView> {
+    let own_name_stale = proposed
+        .master
+        .as_ref()
+        .is_some_and(|master| master.id == snapshot.node_id && !snapshot.may_act_as_master(now));
+    let own_status = snapshot.effective_state(now);
+    let own_status_stale = proposed
+        .members
+        .iter()
+        .any(|member| member.node_id == snapshot.node_id && member.status != own_status);
+    if !own_name_stale && !own_status_stale {
+        return proposed;
+    }
+    let mut view = MasterView::clone(&proposed);
+    if own_name_stale {
+        view.master = None;
+    }
+    for member in &mut view.members {
+        if member.node_id == snapshot.node_id {
+            member.status = own_status;
+        }
+    }
+    Arc::new(view)
+}
+
+/// Shows the master view anew at every change of this node's role that comes without a new
+/// snapshot, until the node stops: so watchers stop being told this node is master when its
+/// lease runs out while the loop waits on a hung store call.
+pub(super) async fn follow_role(
+    publisher: Publisher,
+    roles: impl futures::Stream<Item = super::Role>,
+    clock: Arc<dyn crate::clock::Clock>,
+) {
+    use futures::StreamExt;
+    let mut roles = std::pin::pin!(roles);
+    while roles.next().await.is_some() {
+        publisher.show_view(clock.now());
     }
 }
 
@@ -143,8 +238,8 @@ impl Runtime {
     /// the state history.
     pub(super) fn publish(&self) {
         let now = self.clock.now();
-        // A master still waiting out its predecessor's lease names itself already: it starts
-        // acting at an instant no publish marks, and its answers must then name it.
+        // A master still waiting out its predecessor's lease proposes itself already: it starts
+        // acting at an instant no publish marks, and `follow_role` shows it named from then.
         let waiting = self.election.state() == NodeState::Master
             && self
                 .election
@@ -211,10 +306,6 @@ impl Runtime {
             members: self.election.members(now),
         };
         // Shared, not copied, by every watcher: a change of master reaches thousands of streams.
-        self.view.send_if_modified(|current| {
-            let changed = current.master_differs(&view);
-            *current = Arc::new(view);
-            changed
-        });
+        self.publisher.publish_view(view, now);
     }
 }

@@ -3,7 +3,7 @@
 //! Every store call goes through `Runtime::bounded`.
 
 use super::handle::{Command, NodeCounters, NodeHandle};
-use super::publish::{Publisher, Snapshot, StateChange};
+use super::publish::{Publisher, Snapshot, StateChange, follow_role};
 use super::{NodeOptions, StartError};
 use crate::clock::Clock;
 use crate::election::{Decision, Election, Lease};
@@ -34,7 +34,6 @@ pub(super) struct Runtime {
     pub(super) plane_id: String,
     pub(super) snapshot: watch::Receiver<Snapshot>,
     pub(super) publisher: Publisher,
-    pub(super) view: watch::Sender<Arc<MasterView>>,
     pub(super) history: Arc<Mutex<VecDeque<StateChange>>>,
     pub(super) counters: Arc<NodeCounters>,
     /// Set by the managed-state service; written into each record.
@@ -76,11 +75,13 @@ pub async fn start(
         follower_state: election.follower_state(),
         master_state_seq: 0,
     });
+    let (view, view_rx) = watch::channel(Arc::new(MasterView::default()));
     let publisher = Publisher {
         sender: Arc::new(snapshot),
         step_down_from: Arc::new(AtomicU64::new(0)),
+        view: Arc::new(view),
+        proposed: Arc::default(),
     };
-    let (view, view_rx) = watch::channel(Arc::new(MasterView::default()));
     let mut runtime = Runtime {
         election,
         options,
@@ -89,7 +90,6 @@ pub async fn start(
         plane_id: String::new(),
         snapshot: snapshot_rx.clone(),
         publisher: publisher.clone(),
-        view,
         history: Arc::new(Mutex::new(VecDeque::new())),
         counters: Arc::new(NodeCounters::default()),
         state_seq: Arc::new(AtomicU64::new(0)),
@@ -112,7 +112,15 @@ pub async fn start(
         state_damage: Arc::default(),
         state_ready: Arc::default(),
     };
-    let task = tokio::spawn(runtime.run(command_rx, shutdown));
+    let follow = tokio::spawn(follow_role(
+        handle.publisher.clone(),
+        handle.role_changes(),
+        Arc::clone(&handle.clock),
+    ));
+    let task = tokio::spawn(async move {
+        runtime.run(command_rx, shutdown).await;
+        follow.abort();
+    });
     Ok((handle, task))
 }
 

@@ -124,7 +124,27 @@ impl Plane {
             .collect()
     }
 
+    /// The nodes that name themselves master: in the view their watchers are told, or in the
+    /// master their answers name (`GetState`'s `master_id`).
+    fn named_by_themselves(&self) -> Vec<usize> {
+        let now = TokioClock.now();
+        (0..self.nodes.len())
+            .filter(|&index| {
+                let (handle, _) = &self.nodes[index];
+                let (own_id, answers_name_self) = handle.read_snapshot(|snapshot| {
+                    let named = snapshot.master_at(now).map(|master| master.id.clone());
+                    (
+                        snapshot.node_id.clone(),
+                        named == Some(snapshot.node_id.clone()),
+                    )
+                });
+                answers_name_self || handle.watch_view().borrow().master_id() == own_id
+            })
+            .collect()
+    }
+
     /// Lets `span` of virtual time pass, checking after every `SAMPLE` that at most one node
+    /// acts, and that a node names itself master (to watchers or in answers) only while it
     /// acts; returns the last sample.
     async fn run_for(&self, span: Duration) -> Vec<usize> {
         let mut acting = self.acting();
@@ -134,6 +154,11 @@ impl Plane {
             passed += SAMPLE;
             acting = self.acting();
             assert!(acting.len() <= 1, "nodes {acting:?} act as master at once");
+            let named = self.named_by_themselves();
+            assert!(
+                named.iter().all(|index| acting.contains(index)),
+                "nodes {named:?} name themselves master; acting: {acting:?}"
+            );
         }
         acting
     }
@@ -211,6 +236,10 @@ async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
     // No time passes between the request and the check: the loop has not run.
     assert!(plane.nodes[only].0.step_down(epoch));
     assert!(plane.acting().is_empty());
+    assert!(
+        plane.named_by_themselves().is_empty(),
+        "watchers are told before the answer leaves"
+    );
     assert_ne!(plane.state(only), NodeState::Master);
     // A step-down from an older epoch than ours is declined once we master a newer one.
     plane.until_sole_master(only).await;
@@ -230,6 +259,27 @@ async fn a_promotion_moves_the_master_without_overlap() {
     plane.run_for(TIMEOUT * 2).await;
     assert_eq!(plane.acting(), [second]);
     assert_eq!(plane.master_id(first), "second");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_asked_to_step_down_tells_its_watchers_before_its_stalled_loop_runs() {
+    let (plane, first, second) = Plane::master_and_standby().await;
+    // First's loop hangs in its store calls: only the step-down request itself can tell its
+    // watchers, before second (whose store answers) claims. `run_for` checks every 10 ms.
+    plane.nodes[first].1.stall(true);
+    plane.run_for(POLL + SAMPLE).await;
+    assert_eq!(plane.acting(), [first], "its lease outlasts a poll");
+    let handle = plane.nodes[second].0.clone();
+    let promotion = tokio::spawn(async move { handle.set_mode(HaMode::Master).await });
+    plane.until_sole_master(second).await;
+    promotion.await.unwrap().unwrap();
+    assert_eq!(plane.named_by_themselves(), [second]);
+    plane.nodes[first].1.stall(false);
+    plane
+        .run_until(TIMEOUT * 5, "first follows", |plane| {
+            plane.master_id(first) == "second"
+        })
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -317,4 +367,28 @@ async fn the_role_stream_ends_a_stalled_masters_leadership_by_its_lease_before_a
         *lost_at <= last_lease,
         "told at {lost_at:?}, lease to {last_lease:?}: {lost:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listing_reports_this_node_as_it_stands_when_the_answer_is_built() {
+    let (plane, first, _) = Plane::master_and_standby().await;
+    // Between two polls (half a poll after one renewed the lease), first's store turns slow,
+    // each call still inside the 375 ms operation timeout: the listing's scan (a list, then the
+    // record reads) outlasts the 750 ms lease, and the election fences only at its next poll,
+    // after the answer.
+    let mut snapshots = plane.nodes[first].0.watch_snapshot();
+    snapshots.borrow_and_update();
+    snapshots.changed().await.unwrap();
+    plane.nodes[first].1.slow_down(Duration::from_millis(360));
+    tokio::time::sleep(POLL / 2).await;
+    let listing = plane.nodes[first].0.list().await.unwrap();
+    assert!(plane.acting().is_empty(), "the lease outlived the scan");
+    let own = &listing.nodes[0].record;
+    assert_eq!(own.node_id.as_str(), "first");
+    assert_ne!(
+        own.status,
+        NodeState::Master,
+        "listed MASTER while not acting"
+    );
+    assert_eq!(listing.master, None, "named itself master while not acting");
 }

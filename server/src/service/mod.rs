@@ -199,7 +199,7 @@ impl HaCore {
             node_id: snapshot.node_id.clone(),
             priority: snapshot.priority,
             epoch: snapshot.epoch,
-            master: snapshot.master.clone(),
+            master: snapshot.master_at(now).cloned(),
             plane_id: snapshot.plane_id.clone(),
             lease_valid_for: snapshot.role(now).lease_left(now),
         })

@@ -1,16 +1,17 @@
 //! An in-memory `Store` for unit tests of the node runtime under paused time: one shared map,
-//! seen through views that each have their own switch to stall every call (a node whose store
-//! hangs while its peers' still answers).
+//! seen through views that each have their own switches to stall or slow every call (a node
+//! whose store hangs or crawls while its peers' still answers).
 
 use super::{Key, PutMode, Store, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// How long each call takes.
-const CALL_TIME: std::time::Duration = std::time::Duration::from_micros(200);
+/// How long each call takes unless slowed down, in microseconds.
+const CALL_TIME_MICROS: u64 = 200;
 
 /// A view of one shared in-memory map.
 #[derive(Debug, Default)]
@@ -18,6 +19,8 @@ pub struct MemoryStore {
     objects: Arc<Mutex<BTreeMap<String, Bytes>>>,
     /// While set, every call through this view waits forever (its caller's timeout ends it).
     stalled: AtomicBool,
+    /// How long each call through this view takes, in microseconds (0: `CALL_TIME_MICROS`).
+    call_time_micros: AtomicU64,
 }
 
 impl MemoryStore {
@@ -26,7 +29,14 @@ impl MemoryStore {
         Self {
             objects: Arc::clone(&self.objects),
             stalled: AtomicBool::new(false),
+            call_time_micros: AtomicU64::new(0),
         }
+    }
+
+    /// Makes every call through this view take `call_time` (a slow store that still answers).
+    pub fn slow_down(&self, call_time: Duration) {
+        let micros = u64::try_from(call_time.as_micros()).unwrap_or(u64::MAX);
+        self.call_time_micros.store(micros, Ordering::SeqCst);
     }
 
     /// Stalls (or resumes) every call through this view.
@@ -34,14 +44,18 @@ impl MemoryStore {
         self.stalled.store(stalled, Ordering::SeqCst);
     }
 
-    /// Every call takes `CALL_TIME` (of paused, virtual time in the runtime tests): a store
+    /// Every call takes `CALL_TIME_MICROS` (of paused, virtual time in the runtime tests): a store
     /// that answered in no time at all would give a write and the read after it the same start
     /// instant, and the lease rule renews only on a read begun after the write began.
     async fn answer(&self) {
         if self.stalled.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
-        tokio::time::sleep(CALL_TIME).await;
+        let micros = match self.call_time_micros.load(Ordering::SeqCst) {
+            0 => CALL_TIME_MICROS,
+            slowed => slowed,
+        };
+        tokio::time::sleep(Duration::from_micros(micros)).await;
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
