@@ -29,11 +29,11 @@
 
 use crate::app::{self, LaunchError, RunningNode};
 use crate::config::{LaunchArgs, Settings};
-use crate::node::Role;
+use crate::node::{NodeHandle, Role};
 use haplane::{Epoch, HaMode, NodeId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Settings of a participant; `start` validates them as `haplane launch` validates its flags.
@@ -155,10 +155,10 @@ impl Participant {
         }
     }
 
-    /// Whether this participant leads now.
+    /// Whether this participant leads now (read off the node at this instant, not off the
+    /// relayed `leadership`, which a step-down reaches a task switch later).
     pub fn is_leader(&self) -> bool {
-        let leadership = *self.leadership.borrow();
-        leadership.leads_at(now())
+        self.running.handle.role().leader
     }
 
     /// This node's role (leader, epoch, lease end) now and every change of it, a leader's
@@ -171,12 +171,14 @@ impl Participant {
     pub async fn leader(&self) -> LeaderTerm {
         let mut leadership = self.leadership.clone();
         loop {
-            let now = now();
-            let current = *leadership.borrow_and_update();
-            if current.leads_at(now) {
+            // Marked seen before the role is read, so a change after the read wakes us.
+            leadership.borrow_and_update();
+            let role = self.running.handle.role();
+            if role.leader {
                 return LeaderTerm {
-                    epoch: current.epoch,
+                    epoch: role.epoch,
                     leadership,
+                    role_now: RoleNow::of(&self.running.handle),
                 };
             }
             if leadership.changed().await.is_err() {
@@ -205,16 +207,30 @@ impl Participant {
     }
 }
 
-/// Now, on the clock the node's leases are on (tokio's: paused in tests).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-/// One term of leadership: its epoch, and the means to know when it ends.
+/// One term of leadership: its epoch, and the means to know when it ends. Each check reads the
+/// node's role at that instant; the relayed `leadership` only wakes `lost`.
 #[derive(Debug, Clone)]
 pub struct LeaderTerm {
     epoch: Epoch,
     leadership: watch::Receiver<Role>,
+    role_now: RoleNow,
+}
+
+/// Reads the node's role at the instant of the call.
+#[derive(Clone)]
+struct RoleNow(std::sync::Arc<dyn Fn() -> Role + Send + Sync>);
+
+impl RoleNow {
+    fn of(node: &NodeHandle) -> Self {
+        let node = node.clone();
+        Self(std::sync::Arc::new(move || node.role()))
+    }
+}
+
+impl std::fmt::Debug for RoleNow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoleNow")
+    }
 }
 
 impl LeaderTerm {
@@ -227,19 +243,21 @@ impl LeaderTerm {
     /// Whether the term still holds now: the participant leads in this epoch and its lease has
     /// not run out. Check it before each piece of leader-only work.
     pub fn is_valid(&self) -> bool {
-        let leadership = *self.leadership.borrow();
-        leadership.epoch == self.epoch && leadership.leads_at(now())
+        let role = (self.role_now.0)();
+        role.epoch == self.epoch && role.leader
     }
 
     /// Resolves when the term ends: the participant stops leading, moves to another epoch, or
     /// its lease runs out unrenewed, whichever comes first, never after the lease's end.
     pub async fn lost(&mut self) {
         loop {
-            let leadership = *self.leadership.borrow_and_update();
-            if leadership.epoch != self.epoch || !leadership.leads_at(now()) {
+            self.leadership.borrow_and_update();
+            if !self.is_valid() {
                 return;
             }
-            let expiry = leadership.valid_until.map(tokio::time::Instant::from_std);
+            let expiry = (self.role_now.0)()
+                .valid_until
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 changed = self.leadership.changed() => if changed.is_err() {
                     return;
@@ -258,6 +276,7 @@ impl LeaderTerm {
 mod tests {
     use super::*;
     use haplane::NodeState;
+    use std::time::Instant;
 
     fn leading_until(until: Instant) -> Role {
         Role {
@@ -268,14 +287,31 @@ mod tests {
         }
     }
 
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    /// A term whose node's role is `node`'s (each check leads only within its lease, as
+    /// `NodeHandle::role` reads it), woken by `leadership`.
+    fn term(node: watch::Receiver<Role>, leadership: watch::Receiver<Role>) -> LeaderTerm {
+        LeaderTerm {
+            epoch: 3,
+            leadership,
+            role_now: RoleNow(std::sync::Arc::new(move || {
+                let role = *node.borrow();
+                Role {
+                    leader: role.leads_at(now()),
+                    ..role
+                }
+            })),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_term_ends_by_its_lease_even_while_the_leadership_says_leader() {
         let end = now() + Duration::from_millis(750);
         let (sender, leadership) = watch::channel(leading_until(end));
-        let mut term = LeaderTerm {
-            epoch: 3,
-            leadership,
-        };
+        let mut term = term(leadership.clone(), leadership);
         assert!(term.is_valid());
         term.lost().await;
         assert_eq!(now(), end);
@@ -292,5 +328,28 @@ mod tests {
         });
         assert!(!term.is_valid());
         term.lost().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_down_ends_the_term_before_the_relayed_leadership_hears_of_it() {
+        let lease = leading_until(now() + Duration::from_secs(5));
+        let (node, node_role) = watch::channel(lease);
+        let (_relay, relayed) = watch::channel(lease);
+        let mut term = term(node_role, relayed);
+        assert!(term.is_valid());
+        // The node stepped down for a switchover: a peer may lead as soon as it was answered.
+        node.send_replace(Role {
+            state: NodeState::HotStandby,
+            leader: false,
+            epoch: 3,
+            valid_until: None,
+        });
+        assert!(
+            !term.is_valid(),
+            "valid while the relay lags behind the node"
+        );
+        let started = now();
+        term.lost().await;
+        assert_eq!(now(), started, "lost waits for the relay");
     }
 }
