@@ -124,6 +124,23 @@ async fn master_mode_refuses_to_start_beside_a_live_master() {
 }
 
 #[tokio::test]
+async fn a_second_process_under_a_live_nodes_id_refuses_to_start() {
+    let plane = Plane::start(1, PlaneOptions::fast()).await;
+    let master = plane.wait_for_master(DEADLINE).await;
+    let id = plane.nodes[master].id.clone();
+    let epoch = plane.nodes[master].state().await.epoch;
+    // Two processes under one id would each take the other's claims for their own.
+    for mode in [&[][..], &["--ha-mode", "master"][..]] {
+        let (code, output) = plane.launch(&id, &args(mode)).await.exited();
+        assert_ne!(code, Some(0), "{mode:?}");
+        assert!(output.contains("is in use"), "{mode:?}: {output}");
+    }
+    let state = plane.nodes[master].state().await;
+    assert!(is(&state, NodeState::Master));
+    assert_eq!(state.epoch, epoch, "no claim was made under the shared id");
+}
+
+#[tokio::test]
 async fn master_mode_starts_after_a_crashed_master() {
     let mut plane = Plane::start(1, PlaneOptions::fast()).await;
     plane.wait_for_master(DEADLINE).await;

@@ -21,6 +21,7 @@ impl Runtime {
         }
         self.load_or_create_plane().await?;
         self.load_claims().await.map_err(|e| self.store_error(e))?;
+        self.check_node_id_unused().await?;
         self.write_record().await.map_err(|e| self.store_error(e))?;
         self.scan_members().await.map_err(|e| self.store_error(e))?;
         // Proving a record silent takes a read begun a full timeout after it was first seen.
@@ -81,6 +82,72 @@ impl Runtime {
         }
         self.publish();
         Ok(())
+    }
+
+    /// Refuses to start while another process runs under this node id: two processes under
+    /// one id would each take the other's claims for their own (docs/behaviour.md §1). A record
+    /// of ours that does not say TERMINATED was left by a process that did not stop gracefully,
+    /// or by one still running: it is read again every poll until it has been silent for a
+    /// heartbeat timeout, and a change means that process runs. A process of this host that is
+    /// gone is known dead at once.
+    async fn check_node_id_unused(&mut self) -> Result<(), StartError> {
+        let Some(first) = self.read_own_record().await? else {
+            return Ok(());
+        };
+        if first.status == NodeState::Terminated || self.ran_here_and_is_gone(&first) {
+            return Ok(());
+        }
+        let deadline = self.clock.now() + self.options.election.heartbeat_timeout;
+        tracing::info!(
+            pid = first.pid,
+            hostname = %first.hostname,
+            "this node id's record was left running; waiting to see it silent before joining"
+        );
+        loop {
+            tokio::time::sleep(self.options.poll_period).await;
+            let began = self.clock.now();
+            let Some(now) = self.read_own_record().await? else {
+                return Ok(());
+            };
+            if now.status == NodeState::Terminated {
+                return Ok(());
+            }
+            if now.heartbeat != first.heartbeat || now.started_at_ms != first.started_at_ms {
+                // Not written by us: we have written nothing yet.
+                return Err(StartError::Refused(Refusal::NodeIdInUse {
+                    node_id: now.node_id.to_string(),
+                    pid: now.pid,
+                    hostname: now.hostname,
+                }));
+            }
+            if began >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// This node id's record as the store holds it, if there is one (an unreadable one counts
+    /// as none: it is skipped and counted, as a scan skips it).
+    async fn read_own_record(&mut self) -> Result<Option<haplane::NodeRecord>, StartError> {
+        let key = layout::node(&self.options.election.node_id).map_err(|e| self.store_error(e))?;
+        match self.bounded(self.store.get(&key)).await {
+            Ok(body) => Ok(self.parse_record(&key, &body)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(self.store_error(err)),
+        }
+    }
+
+    /// Whether `record` was written by a process of this host that no longer runs.
+    fn ran_here_and_is_gone(&self, record: &haplane::NodeRecord) -> bool {
+        if record.hostname != self.options.election.hostname || record.pid == 0 {
+            return false;
+        }
+        let Ok(pid) = libc::pid_t::try_from(record.pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+        let rc = unsafe { libc::kill(pid, 0) };
+        rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     }
 
     /// Refuses to start, publishing TERMINATED first so that peers do not wait for this node.

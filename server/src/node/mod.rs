@@ -26,7 +26,7 @@ mod runtime;
 #[cfg(test)]
 mod tests;
 
-pub use handle::{Listing, NodeCounters, NodeHandle};
+pub use handle::{Guard, Listing, NodeCounters, NodeHandle};
 pub use peers::{PeerError, Peers};
 pub use publish::{Snapshot, StateChange};
 pub use role::Role;
@@ -119,6 +119,14 @@ pub enum Refusal {
     CleanWhileLive,
     #[error("could not tell whether the current master is live")]
     MasterLivenessUnknown,
+    #[error(
+        "--node-id {node_id} is in use: its record is still being written (pid {pid} on {hostname}); stop that process or choose another id"
+    )]
+    NodeIdInUse {
+        node_id: String,
+        pid: u32,
+        hostname: String,
+    },
     #[error("--persist rebind: {store} holds no plane to rebind to")]
     NothingToRebind { store: String },
 }
