@@ -24,6 +24,24 @@ async fn failovers(url: String) -> Option<u64> {
 }
 
 #[tokio::test]
+async fn a_standalone_node_is_live_and_ready_without_polls_or_a_record() {
+    let mut plane = Plane::new(PlaneOptions::fast());
+    let solo = plane
+        .add("solo", &["--ha-mode".into(), "disabled".into()])
+        .await;
+    // Past two heartbeat timeouts and a poll: a polling node that never polled would be unlive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for path in ["/livez", "/readyz"] {
+        let (status, body) = probe(plane.nodes[solo].url(path)).await;
+        assert_eq!(
+            (status, &body["ok"]),
+            (200, &Value::Bool(true)),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn probes_answer_with_codes_and_a_failover_is_counted_once() {
     let mut plane = Plane::start(
         1,

@@ -21,7 +21,8 @@ impl Check {
 
 impl HaCore {
     /// Live: not stopped, and the node loop began a poll within two heartbeat timeouts (its store
-    /// calls are bounded, so a loop that stops polling is stuck).
+    /// calls are bounded, so a loop that stops polling is stuck). A standalone node (HA disabled,
+    /// or no store) neither polls nor writes a record: those checks pass for it.
     pub fn liveness(&self) -> Vec<Check> {
         let bound = self.inner.heartbeat_timeout * 2 + self.inner.poll_period;
         let last_poll = NodeCounters::read(&self.inner.node.counters.last_poll);
@@ -30,8 +31,21 @@ impl HaCore {
                 "running",
                 (!self.is_up()).then(|| "the node is stopping".to_owned()),
             ),
-            Check::new("node loop", self.stale("no poll", last_poll, bound)),
+            Check::new(
+                "node loop",
+                self.polls()
+                    .then(|| self.stale("no poll", last_poll, bound))
+                    .flatten(),
+            ),
         ]
+    }
+
+    /// Whether this node polls the store (and writes its record): every node but a standalone one.
+    fn polls(&self) -> bool {
+        !self
+            .inner
+            .node
+            .read_snapshot(|snapshot| snapshot.standalone)
     }
 
     /// Ready: live, joined a plane, its record written within the heartbeat timeout (the store is
@@ -52,11 +66,15 @@ impl HaCore {
         ));
         checks.push(Check::new(
             "store",
-            self.stale(
-                "no heartbeat written",
-                written,
-                self.inner.heartbeat_timeout,
-            ),
+            self.polls()
+                .then(|| {
+                    self.stale(
+                        "no heartbeat written",
+                        written,
+                        self.inner.heartbeat_timeout,
+                    )
+                })
+                .flatten(),
         ));
         checks.push(Check::new(
             "state",
