@@ -142,6 +142,19 @@ fn store_location(persist: PersistMode, given: &LaunchArgs) -> Result<StoreLocat
     })
 }
 
+/// Whether `uri`'s port, if it names one, is a port a client can connect to (1-65535): `http::Uri`
+/// accepts any text after the host's `:`.
+fn has_usable_port(uri: &http::Uri) -> bool {
+    let authority = uri.authority().map_or("", http::uri::Authority::as_str);
+    // An IPv6 host is bracketed; a port comes after the bracket.
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, rest)| rest);
+    after_host
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_ok_and(|port| port != 0))
+}
+
 impl Settings {
     /// Merges flags/env (`args`) over the config file over defaults, and validates.
     pub fn load(args: LaunchArgs) -> Result<Self, ConfigError> {
@@ -212,13 +225,19 @@ impl Settings {
         let advertised_host = match &self.advertise_uri {
             // `validate` has checked the scheme and trimmed trailing `/`.
             Some(uri) => match uri.parse::<http::Uri>() {
-                Ok(parsed) if parsed.path() == "/" && parsed.query().is_none() => parsed
-                    .host()
-                    .filter(|host| !host.is_empty())
-                    .map(|host| host.trim_matches(['[', ']']).to_owned())
-                    .ok_or_else(|| {
-                        config_error("advertise-uri", format!("{uri:?} names no host"))
-                    })?,
+                Ok(parsed)
+                    if parsed.path() == "/"
+                        && parsed.query().is_none()
+                        && has_usable_port(&parsed) =>
+                {
+                    parsed
+                        .host()
+                        .filter(|host| !host.is_empty())
+                        .map(|host| host.trim_matches(['[', ']']).to_owned())
+                        .ok_or_else(|| {
+                            config_error("advertise-uri", format!("{uri:?} names no host"))
+                        })?
+                }
                 _ => {
                     return Err(config_error(
                         "advertise-uri",

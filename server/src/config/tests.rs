@@ -291,6 +291,11 @@ fn an_unspecified_address_is_never_advertised() {
         "http://a:8081/path",
         "http://a:8081?x=1",
         "http://a b",
+        "http://a:99999",
+        "http://a:abc",
+        "http://a:0",
+        "http://[::1]:x",
+        "http://a:",
     ] {
         let err = load(&["--advertise-uri", bad]).unwrap_err();
         assert_eq!(err.flag, "advertise-uri", "{bad}");
