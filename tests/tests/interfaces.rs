@@ -451,16 +451,14 @@ async fn rest_writes_follow_the_non_master_guard_and_reject_bad_input() {
             "priority",
         ),
         ("/v1/server/ha/states/clear/node", "", "nodeId"),
-        (
-            "/v1/server/ha/states/clear/node",
-            "nodeId=..%2Fx",
-            "node_id",
-        ),
+        // Named as the form spells it, not as the proto does (`node_id`).
+        ("/v1/server/ha/states/clear/node", "nodeId=..%2Fx", "nodeId"),
     ] {
         let (status, body) = post(m, path, form, &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {form}: {body}");
         let error = json(&body);
         assert_eq!(error["error"], 400);
+        assert_eq!(error["parameter"], parameter, "{body}");
         assert!(
             error["message"].as_str().unwrap().contains(parameter),
             "{body}"

@@ -546,7 +546,7 @@ async fn lists_come_in_pages_that_cover_a_prefix_once_over_grpc_rest_and_the_sdk
     assert_eq!(last["nextPageToken"], serde_json::Value::Null);
     for (query, parameter) in [
         ("pageSize=many", "pageSize"),
-        ("pageToken=../x", "page_token"),
+        ("pageToken=../x", "pageToken"),
     ] {
         let refused = get(query.into()).await;
         assert_eq!(refused.status(), 400, "{query}");

@@ -55,14 +55,30 @@ impl IntoResponse for ServiceError {
             ServiceError::InvalidArgument {
                 ref field,
                 ref message,
-            } => error_response(
-                status,
-                &format!("invalid parameter {field}: {message}"),
-                json!({ "parameter": field }),
-            ),
+            } => {
+                let parameter = rest_spelling(field);
+                error_response(
+                    status,
+                    &format!("invalid parameter {parameter}: {message}"),
+                    json!({ "parameter": parameter }),
+                )
+            }
             other => error_response(status, &other.to_string(), Value::Null),
         }
     }
+}
+
+/// A field as the REST shim spells its parameters (`node_id` → `nodeId`); the service names
+/// fields as the proto does.
+fn rest_spelling(field: &str) -> String {
+    let mut words = field.split('_');
+    let mut spelled = words.next().unwrap_or_default().to_owned();
+    for word in words {
+        let mut letters = word.chars();
+        spelled.extend(letters.next().map(|first| first.to_ascii_uppercase()));
+        spelled.push_str(letters.as_str());
+    }
+    spelled
 }
 
 fn bad_parameter(parameter: &str, message: &str) -> ServiceError {
