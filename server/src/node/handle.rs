@@ -18,13 +18,25 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 /// Requests the runtime loop carries out in order with its polls.
 #[derive(Debug)]
 pub(super) enum Command {
-    SetMode(HaMode, Reply<NodeState>),
-    SetPriority(i64, Reply<i64>),
+    /// The mode, and whether only an acting master may change it (`Guard`).
+    SetMode(HaMode, Guard, Reply<NodeState>),
+    SetPriority(i64, Guard, Reply<i64>),
     List(Reply<Listing>),
     RemoveTerminated(Option<NodeId>, Reply<Vec<String>>),
     /// A peer asked us to leave `epoch` (switchover); readers already see us stepped down.
     StepDown(Epoch),
     Nudge,
+}
+
+/// Who may have a change carried out: Brooklyn's guard lets a change through on the master, or
+/// anywhere with the explicit override. The guard is checked again when the loop carries the
+/// change out, since the node may have been deposed while the request waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Only while this node acts as master.
+    MasterOnly,
+    /// On any node (the override was given).
+    AnyNode,
 }
 
 /// `ListStates`: the plane as this node sees it.
@@ -142,13 +154,13 @@ impl NodeHandle {
     }
 
     /// Changes the HA mode; answers the previous state.
-    pub async fn set_mode(&self, mode: HaMode) -> Result<NodeState, NodeError> {
-        self.ask(|reply| Command::SetMode(mode, reply)).await
+    pub async fn set_mode(&self, mode: HaMode, guard: Guard) -> Result<NodeState, NodeError> {
+        self.ask(|reply| Command::SetMode(mode, guard, reply)).await
     }
 
     /// Changes the priority; answers the previous one.
-    pub async fn set_priority(&self, priority: i64) -> Result<i64, NodeError> {
-        self.ask(|reply| Command::SetPriority(priority, reply))
+    pub async fn set_priority(&self, priority: i64, guard: Guard) -> Result<i64, NodeError> {
+        self.ask(|reply| Command::SetPriority(priority, guard, reply))
             .await
     }
 

@@ -2,7 +2,7 @@
 //! down first), a peer's step-down request, listing the plane, removing records.
 
 use super::NodeError;
-use super::handle::Listing;
+use super::handle::{Guard, Listing};
 use super::runtime::Runtime;
 use crate::clock::wall_clock_ms;
 use crate::election::ModeChange;
@@ -11,13 +11,19 @@ use haplane::{Epoch, HaMode, MasterClaim, MasterRef, NodeId, NodeState};
 use std::time::Duration;
 
 impl Runtime {
-    pub(super) async fn set_mode(&mut self, mode: HaMode) -> Result<NodeState, NodeError> {
+    pub(super) async fn set_mode(
+        &mut self,
+        mode: HaMode,
+        guard: Guard,
+    ) -> Result<NodeState, NodeError> {
         if mode == HaMode::Master && !self.election.is_standalone() {
             // A master deposed a moment ago by another node's promotion may not have seen the
-            // newer claim yet; without this probe it would answer "already master" and do nothing.
+            // newer claim yet; without this probe it would answer "already master" and do nothing
+            // (or, let through as master, promote itself: the guard is checked after it).
             self.probe_claims().await?;
             self.publish();
         }
+        self.check_guard(guard)?;
         let now = self.clock.now();
         let previous = self.snapshot.borrow().effective_state(now);
         let change = self
@@ -39,6 +45,29 @@ impl Runtime {
             ModeChange::Claim { .. } => self.promote().await?,
         }
         Ok(previous)
+    }
+
+    pub(super) async fn set_priority(
+        &mut self,
+        priority: i64,
+        guard: Guard,
+    ) -> Result<i64, NodeError> {
+        self.check_guard(guard)?;
+        let previous = self.election.set_priority(priority);
+        if !self.election.is_standalone() {
+            self.write_record().await?;
+        }
+        Ok(previous)
+    }
+
+    /// A change let through because this node was master is refused if it no longer acts
+    /// (deposed, or its lease ran out, while the request waited for the loop).
+    fn check_guard(&self, guard: Guard) -> Result<(), NodeError> {
+        let acting = self.snapshot.borrow().may_act_as_master(self.clock.now());
+        if guard == Guard::MasterOnly && !acting {
+            return Err(self.not_master());
+        }
+        Ok(())
     }
 
     /// Operator promotion (switchover): ask the master that may be acting to step down, then
@@ -137,9 +166,9 @@ impl Runtime {
         node: Option<NodeId>,
         terminated_age: Duration,
     ) -> Result<Vec<String>, NodeError> {
-        if !self.election.may_act_as_master(self.clock.now()) {
-            return Err(self.not_master());
-        }
+        // Checked again before each delete and before the answer: the scan and the deletes are
+        // store calls, which the lease may not outlast.
+        self.check_guard(Guard::MasterOnly)?;
         self.scan_members().await?;
         let now = self.clock.now();
         let targets = match node {
@@ -158,6 +187,7 @@ impl Runtime {
         };
         let mut removed = Vec::new();
         for id in targets {
+            self.check_guard(Guard::MasterOnly)?;
             match self.bounded(self.store.delete(&layout::node(&id)?)).await {
                 Ok(()) | Err(StoreError::NotFound { .. }) => {
                     tracing::info!(node_id = %id, "removed node record");
@@ -167,6 +197,7 @@ impl Runtime {
                 Err(err) => return Err(err.into()),
             }
         }
+        self.check_guard(Guard::MasterOnly)?;
         Ok(removed)
     }
 

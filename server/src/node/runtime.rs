@@ -234,20 +234,12 @@ impl Runtime {
 
     pub(super) async fn handle(&mut self, command: Command) {
         match command {
-            Command::SetMode(mode, reply) => {
-                let result = self.set_mode(mode).await;
+            Command::SetMode(mode, guard, reply) => {
+                let result = self.set_mode(mode, guard).await;
                 let _ = reply.send(result);
             }
-            Command::SetPriority(priority, reply) => {
-                let previous = self.election.set_priority(priority);
-                let result = if self.election.is_standalone() {
-                    Ok(previous)
-                } else {
-                    self.write_record()
-                        .await
-                        .map(|()| previous)
-                        .map_err(Into::into)
-                };
+            Command::SetPriority(priority, guard, reply) => {
+                let result = self.set_priority(priority, guard).await;
                 let _ = reply.send(result);
             }
             Command::List(reply) => {

@@ -3,7 +3,7 @@
 //! switchover and the lease rule run in milliseconds without processes. After every 10 ms of
 //! (virtual) time the tests check that at most one node acts as master.
 
-use super::{NodeHandle, NodeOptions, PeerError, Peers, PersistMode, start};
+use super::{Guard, NodeError, NodeHandle, NodeOptions, PeerError, Peers, PersistMode, start};
 use crate::clock::{Clock, TokioClock};
 use crate::election::ElectionConfig;
 use crate::store::memory::MemoryStore;
@@ -253,7 +253,8 @@ async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
 async fn a_promotion_moves_the_master_without_overlap() {
     let (plane, first, second) = Plane::master_and_standby().await;
     let handle = plane.nodes[second].0.clone();
-    let promotion = tokio::spawn(async move { handle.set_mode(HaMode::Master).await });
+    let promotion =
+        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
     plane.until_sole_master(second).await;
     promotion.await.unwrap().unwrap();
     plane.run_for(TIMEOUT * 2).await;
@@ -270,7 +271,8 @@ async fn a_master_asked_to_step_down_tells_its_watchers_before_its_stalled_loop_
     plane.run_for(POLL + SAMPLE).await;
     assert_eq!(plane.acting(), [first], "its lease outlasts a poll");
     let handle = plane.nodes[second].0.clone();
-    let promotion = tokio::spawn(async move { handle.set_mode(HaMode::Master).await });
+    let promotion =
+        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
     plane.until_sole_master(second).await;
     promotion.await.unwrap().unwrap();
     assert_eq!(plane.named_by_themselves(), [second]);
@@ -280,6 +282,43 @@ async fn a_master_asked_to_step_down_tells_its_watchers_before_its_stalled_loop_
             plane.master_id(first) == "second"
         })
         .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_let_through_as_master_is_refused_once_the_node_no_longer_acts() {
+    let (plane, first, second) = Plane::master_and_standby().await;
+    let handle = plane.nodes[second].0.clone();
+    let promotion =
+        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
+    plane.until_sole_master(second).await;
+    promotion.await.unwrap().unwrap();
+    // What the service's guard let through on `first` while it was master reaches its loop
+    // after the switchover: `set-state MASTER` must not become a promotion, nor a priority
+    // change be acknowledged as the master's.
+    let promote = plane.nodes[first]
+        .0
+        .set_mode(HaMode::Master, Guard::MasterOnly)
+        .await;
+    assert!(
+        matches!(promote, Err(NodeError::NotMaster { .. })),
+        "{promote:?}"
+    );
+    let priority = plane.nodes[first]
+        .0
+        .set_priority(50, Guard::MasterOnly)
+        .await;
+    assert!(
+        matches!(priority, Err(NodeError::NotMaster { .. })),
+        "{priority:?}"
+    );
+    plane.run_for(TIMEOUT * 2).await;
+    assert_eq!(plane.acting(), [second]);
+    assert_eq!(
+        plane.nodes[first]
+            .0
+            .read_snapshot(|snapshot| snapshot.priority),
+        10
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -312,7 +351,8 @@ async fn a_demoted_master_is_seen_to_stop_before_its_stalled_store_call_returns(
     // The demotion's record write hangs: readers must see the node stop acting before it.
     plane.nodes[only].1.stall(true);
     let handle = plane.nodes[only].0.clone();
-    let demotion = tokio::spawn(async move { handle.set_mode(HaMode::HotStandby).await });
+    let demotion =
+        tokio::spawn(async move { handle.set_mode(HaMode::HotStandby, Guard::AnyNode).await });
     tokio::time::sleep(SAMPLE).await;
     assert!(
         plane.acting().is_empty(),
@@ -391,4 +431,21 @@ async fn a_listing_reports_this_node_as_it_stands_when_the_answer_is_built() {
         "listed MASTER while not acting"
     );
     assert_eq!(listing.master, None, "named itself master while not acting");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_removal_whose_scan_outlasts_the_lease_is_not_acknowledged() {
+    let (plane, first, _) = Plane::master_and_standby().await;
+    // As in the listing test: the removal's scan outlasts the lease.
+    let mut snapshots = plane.nodes[first].0.watch_snapshot();
+    snapshots.borrow_and_update();
+    snapshots.changed().await.unwrap();
+    plane.nodes[first].1.slow_down(Duration::from_millis(360));
+    tokio::time::sleep(POLL / 2).await;
+    let removal = plane.nodes[first].0.remove_terminated(None).await;
+    assert!(plane.acting().is_empty(), "the lease outlived the scan");
+    assert!(
+        matches!(removal, Err(NodeError::NotMaster { .. })),
+        "acknowledged while not acting: {removal:?}"
+    );
 }

@@ -10,7 +10,7 @@ pub mod watch_relay;
 
 pub use role::RoleView;
 
-use crate::node::{Listing, NodeHandle, Snapshot, StateChange};
+use crate::node::{Guard, Listing, NodeHandle, Snapshot, StateChange};
 use crate::service::error::ServiceError;
 use crate::service::watch_relay::ThreadRelays;
 use crate::store::counting::{CountingStore, RequestCounts};
@@ -25,6 +25,17 @@ use tokio_stream::Stream;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Access {
     pub allow_non_master: bool,
+}
+
+impl Access {
+    /// The guard the node checks again when it carries the change out.
+    fn guard(self) -> Guard {
+        if self.allow_non_master {
+            Guard::AnyNode
+        } else {
+            Guard::MasterOnly
+        }
+    }
 }
 
 /// This node as `GetState` answers it.
@@ -256,13 +267,17 @@ impl HaCore {
     /// `SetState`: answers the previous state.
     pub async fn set_state(&self, mode: HaMode, access: Access) -> Result<NodeState, ServiceError> {
         self.check_write_access(access)?;
-        Ok(self.inner.node.set_mode(mode).await?)
+        Ok(self.inner.node.set_mode(mode, access.guard()).await?)
     }
 
     /// `SetPriority`: answers the previous priority.
     pub async fn set_priority(&self, priority: i64, access: Access) -> Result<i64, ServiceError> {
         self.check_write_access(access)?;
-        Ok(self.inner.node.set_priority(priority).await?)
+        Ok(self
+            .inner
+            .node
+            .set_priority(priority, access.guard())
+            .await?)
     }
 
     /// `RemoveTerminated`: master only, whatever the access override says.
