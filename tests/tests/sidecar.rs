@@ -1,9 +1,11 @@
 //! Leader-only work beside a node: three `haplane` nodes, each with the SDK's example sidecar
 //! (`sdk/examples/sidecar_job.rs`, `LocalRole` over `WatchRole`) recording every unit of work.
-//! Through kill -9 of the leading node, SIGSTOP of the next past the timeout (its sidecar hears
-//! nothing and must stop by the lease it was given) and a graceful stop, no two sidecars' spans
-//! of work overlap and epochs increase.
+//! Through kill -9 of the leading node, a switchover (the promoted node acts only after the lease
+//! its predecessor reported to its sidecar), SIGSTOP of the leader past the timeout (its sidecar
+//! hears nothing and must stop by the lease it was given) and a graceful stop, no two sidecars'
+//! spans of work overlap and epochs increase.
 
+use haplane_tests::haplane::pb;
 use haplane_tests::spans::{gap_after, spans, violations, working_after};
 use haplane_tests::{Plane, PlaneOptions, sdk_example_binary};
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ fn start_sidecar(node_uri: &str, units: &PathBuf, log: &PathBuf) -> Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sidecars_never_work_at_once_through_a_crash_a_pause_and_a_stop() {
+async fn sidecars_never_work_at_once_through_a_crash_a_switchover_a_pause_and_a_stop() {
     // Built before the plane starts, so the build does not load the machine under it.
     sdk_example_binary("sidecar_job");
     let mut plane = Plane::start(3, PlaneOptions::fast()).await;
@@ -45,20 +47,31 @@ async fn sidecars_never_work_at_once_through_a_crash_a_pause_and_a_stop() {
     let crashed = epoch;
     let (second, epoch) = working_after(&units, epoch).await;
 
-    // Frozen: the node neither renews nor speaks; its sidecar must stop by the last lease.
-    plane.nodes[second].sigstop();
-    let paused = epoch;
-    let (third, epoch) = working_after(&units, epoch).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    plane.nodes[second].sigcont();
+    // The operator promotes the other live node while second's sidecar works on its lease.
+    let third = 3 - first - second;
+    plane.nodes[third]
+        .client()
+        .await
+        .set_state(haplane_tests::allow_non_master(pb::SetStateRequest {
+            mode: pb::HaMode::Master as i32,
+        }))
+        .await
+        .expect("promote");
+    let switched = epoch;
+    let (promoted, epoch) = working_after(&units, epoch).await;
+    assert_eq!(promoted, third, "the promoted node's sidecar works next");
 
-    plane.nodes[third].sigterm();
+    // Frozen: the node neither renews nor speaks; its sidecar must stop by the last lease.
+    plane.nodes[third].sigstop();
+    let paused = epoch;
+    let (next, epoch) = working_after(&units, epoch).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    plane.nodes[third].sigcont();
+
+    plane.nodes[next].sigterm();
     let stopped = epoch;
-    let (fourth, _) = working_after(&units, epoch).await;
-    assert_eq!(
-        fourth, second,
-        "the resumed node is the only one left to lead"
-    );
+    let (last, _) = working_after(&units, epoch).await;
+    assert_eq!(last, third, "the resumed node is the only one left to lead");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let text: Vec<(String, String)> = units
@@ -76,10 +89,15 @@ async fn sidecars_never_work_at_once_through_a_crash_a_pause_and_a_stop() {
         .iter()
         .map(|log| std::fs::read_to_string(log).unwrap_or_default())
         .collect();
-    assert!(history.len() >= 4, "{history:#?}\n{log_text}");
+    assert!(history.len() >= 5, "{history:#?}\n{log_text}");
     let found = violations(&history);
     assert!(found.is_empty(), "{found:#?}\n{history:#?}\n{log_text}");
-    for (fault, ended) in [("kill -9", crashed), ("SIGSTOP", paused), ("stop", stopped)] {
+    for (fault, ended) in [
+        ("kill -9", crashed),
+        ("switchover", switched),
+        ("SIGSTOP", paused),
+        ("stop", stopped),
+    ] {
         println!(
             "{fault}: epoch {ended} -> next, gap {} ms",
             gap_after(&history, ended)

@@ -120,6 +120,12 @@ impl Election {
         self.fenced_at = Some(now);
     }
 
+    /// Our next claim, if won, acts only from `until` on: the predecessor stepped down but
+    /// reported its lease to role watchers that may act on it until then.
+    pub fn wait_out(&mut self, until: Instant) {
+        self.wait_out_until = Some(self.wait_out_until.map_or(until, |known| known.max(until)));
+    }
+
     /// Our claim was created by a call that ended at `now`: we are master. `predecessor_stopped`
     /// says whether we know the previous master cannot be acting (it released, was silent for a
     /// timeout, or answered our step-down request). If not, we act only a full timeout after the
@@ -133,8 +139,7 @@ impl Election {
         self.claimant_absent = None;
         self.sit_out_through = None;
         if !predecessor_stopped {
-            let until = now + self.cfg.heartbeat_timeout;
-            self.wait_out_until = Some(self.wait_out_until.map_or(until, |w| w.max(until)));
+            self.wait_out(now + self.cfg.heartbeat_timeout);
         }
         match lease_until {
             Some(until) if now < until => {

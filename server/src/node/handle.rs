@@ -1,8 +1,8 @@
 //! The handle the service layer holds: reads of the published snapshot and view, and commands
 //! the runtime loop carries out in order with its polls.
 
-use super::NodeError;
 use super::publish::{Publisher, Snapshot, StateChange};
+use super::{NodeError, Role, StepDownAnswer};
 use crate::clock::Clock;
 use crate::election::NodeSummary;
 use haplane::{Epoch, HaMode, MasterRef, MasterView, NodeId, NodeState};
@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -114,6 +114,9 @@ pub struct NodeHandle {
     pub(super) state_damage: Arc<std::sync::Mutex<Option<String>>>,
     /// Whether the managed state is ready for this node's role (loaded; fenced on a master).
     pub(super) state_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The latest lease end reported to a role watcher (`promise_role`), which a switchover's
+    /// successor waits out; taken by both sides so that no report slips past a step-down.
+    pub(super) promised_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl NodeHandle {
@@ -176,10 +179,10 @@ impl NodeHandle {
     }
 
     /// A peer asks this node to step down from `epoch` so that it can take over; answers at
-    /// once, without waiting for the loop, whether this node no longer acts as master (true) or
-    /// declines (false: it is master of a newer epoch than the asker knows). The loop then
-    /// records the step-down in the store.
-    pub fn step_down(&self, epoch: Epoch) -> bool {
+    /// once, without waiting for the loop, whether this node no longer acts as master (or
+    /// declines: it is master of a newer epoch than the asker knows), and how long the leases it
+    /// reported to role watchers still run. The loop then records the step-down in the store.
+    pub fn step_down(&self, epoch: Epoch) -> StepDownAnswer {
         let stopped = self.publisher.step_down(epoch, self.clock.now());
         if stopped && self.commands.try_send(Command::StepDown(epoch)).is_err() {
             tracing::warn!(
@@ -187,7 +190,34 @@ impl NodeHandle {
                 "step-down not queued for the loop; readers see it already"
             );
         }
-        stopped
+        // Read after the step-down is published: a report made before it is recorded here, one
+        // made after it says leader=false (both under this lock, see `promise_role`).
+        let promised = self.promises().map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(self.clock.now())
+        });
+        StepDownAnswer { stopped, promised }
+    }
+
+    /// This node's role now, as reported to a role watcher (a sidecar), with the instant it was
+    /// read: a leader's lease end is recorded as promised, for `step_down` to answer.
+    pub fn promise_role(&self) -> (Role, Instant) {
+        let mut promised = self.promises_lock();
+        let now = self.clock.now();
+        let role = self.read_snapshot(|snapshot| snapshot.role(now));
+        if let Some(until) = role.valid_until.filter(|_| role.leader) {
+            *promised = Some(promised.map_or(until, |known| known.max(until)));
+        }
+        (role, now)
+    }
+
+    fn promises_lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.promised_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn promises(&self) -> Option<Instant> {
+        *self.promises_lock()
     }
 
     /// The managed-state position this node has applied (and publishes).

@@ -27,7 +27,7 @@ mod runtime;
 mod tests;
 
 pub use handle::{Guard, Listing, NodeCounters, NodeHandle};
-pub use peers::{PeerError, Peers};
+pub use peers::{PeerError, Peers, StepDownAnswer};
 pub use publish::{Snapshot, StateChange};
 pub use role::Role;
 pub use runtime::{hostname, start};

@@ -1,9 +1,9 @@
 //! Operator commands carried out by the loop: mode changes (promotion asks the master to step
 //! down first), a peer's step-down request, listing the plane, removing records.
 
-use super::NodeError;
 use super::handle::{Guard, Listing};
 use super::runtime::Runtime;
+use super::{NodeError, StepDownAnswer};
 use crate::clock::wall_clock_ms;
 use crate::election::ModeChange;
 use crate::store::{StoreError, layout};
@@ -72,19 +72,29 @@ impl Runtime {
 
     /// Operator promotion (switchover): ask the master that may be acting to step down, then
     /// claim the next epoch; re-read and retry once if a concurrent claim took it. A master that
-    /// does not answer is waited out after the claim (`Election::claim_won`), never overlapped.
+    /// does not answer is waited out after the claim (`Election::claim_won`), never overlapped;
+    /// one that does, but reported its lease to role watchers (sidecars), is waited out until a
+    /// safety margin after that lease's end, since they may act on it until then.
     pub(super) async fn promote(&mut self) -> Result<(), NodeError> {
         for _ in 0..2 {
             self.probe_claims().await?;
-            let predecessor_stopped = match self.election.active_master(self.clock.now()) {
+            let predecessor = match self.election.active_master(self.clock.now()) {
                 Some(master) if master.node_id != self.options.election.node_id => {
                     self.ask_to_step_down(&master).await
                 }
-                _ => true,
+                _ => StepDownAnswer {
+                    stopped: true,
+                    promised: Duration::ZERO,
+                },
             };
+            if predecessor.stopped && !predecessor.promised.is_zero() {
+                let until =
+                    self.clock.now() + predecessor.promised + self.options.election.safety_margin;
+                self.election.wait_out(until);
+            }
             let epoch = self.election.next_epoch();
             if self
-                .claim(epoch, "promoted by operator", predecessor_stopped)
+                .claim(epoch, "promoted by operator", predecessor.stopped)
                 .await?
             {
                 return Ok(());
@@ -95,8 +105,9 @@ impl Runtime {
         ))
     }
 
-    /// Asks `master` to step down so that we can take over; whether it answered that it did.
-    pub(super) async fn ask_to_step_down(&self, master: &MasterClaim) -> bool {
+    /// Asks `master` to step down so that we can take over: its answer, or "not stopped" when
+    /// it declined or did not answer.
+    pub(super) async fn ask_to_step_down(&self, master: &MasterClaim) -> StepDownAnswer {
         let from = self.options.election.node_id.to_string();
         match self
             .options
@@ -104,17 +115,20 @@ impl Runtime {
             .step_down(&master.node_uri, &from, master.epoch)
             .await
         {
-            Ok(true) => {
-                tracing::info!(master = %master.node_id, epoch = master.epoch, "the master stepped down for us");
-                true
+            Ok(answer) if answer.stopped => {
+                tracing::info!(master = %master.node_id, epoch = master.epoch, promised = ?answer.promised, "the master stepped down for us");
+                answer
             }
-            Ok(false) => {
+            Ok(answer) => {
                 tracing::warn!(master = %master.node_id, epoch = master.epoch, "the master declined to step down; waiting out its lease after our claim");
-                false
+                answer
             }
             Err(err) => {
                 tracing::warn!(master = %master.node_id, error = %err, "cannot reach the master to ask it to step down; waiting out its lease after our claim");
-                false
+                StepDownAnswer {
+                    stopped: false,
+                    promised: Duration::ZERO,
+                }
             }
         }
     }

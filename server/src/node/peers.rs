@@ -5,9 +5,20 @@ use super::runtime::Runtime;
 use futures::future::BoxFuture;
 use haplane::Epoch;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a call to a peer failed.
 pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A master's answer to a step-down request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepDownAnswer {
+    /// Whether it no longer acts as master in the epoch asked (false: it masters a newer one).
+    pub stopped: bool,
+    /// How much longer a lease it reported to its role watchers (sidecars) may be believed: the
+    /// successor acts only a safety margin after that.
+    pub promised: Duration,
+}
 
 /// Calls to other nodes of the plane, by the URI their record advertises.
 pub trait Peers: std::fmt::Debug + Send + Sync {
@@ -18,13 +29,13 @@ pub trait Peers: std::fmt::Debug + Send + Sync {
         from_node_id: &'a str,
     ) -> BoxFuture<'a, Result<(), PeerError>>;
 
-    /// Asks the master at `uri` to step down from `epoch` (switchover); whether it did.
+    /// Asks the master at `uri` to step down from `epoch` (switchover).
     fn step_down<'a>(
         &'a self,
         uri: &'a str,
         from_node_id: &'a str,
         epoch: Epoch,
-    ) -> BoxFuture<'a, Result<bool, PeerError>>;
+    ) -> BoxFuture<'a, Result<StepDownAnswer, PeerError>>;
 }
 
 impl Runtime {

@@ -111,6 +111,7 @@ pub async fn start(
         state_seq: Arc::clone(&runtime.state_seq),
         state_damage: Arc::default(),
         state_ready: Arc::default(),
+        promised_until: Arc::default(),
     };
     let follow = tokio::spawn(follow_role(
         handle.publisher.clone(),

@@ -3,7 +3,9 @@
 //! switchover and the lease rule run in milliseconds without processes. After every 10 ms of
 //! (virtual) time the tests check that at most one node acts as master.
 
-use super::{Guard, NodeError, NodeHandle, NodeOptions, PeerError, Peers, PersistMode, start};
+use super::{
+    Guard, NodeError, NodeHandle, NodeOptions, PeerError, Peers, PersistMode, StepDownAnswer, start,
+};
 use crate::clock::{Clock, TokioClock};
 use crate::election::ElectionConfig;
 use crate::store::memory::MemoryStore;
@@ -47,7 +49,7 @@ impl Peers for LocalPeers {
         uri: &'a str,
         _from: &'a str,
         epoch: Epoch,
-    ) -> BoxFuture<'a, Result<bool, PeerError>> {
+    ) -> BoxFuture<'a, Result<StepDownAnswer, PeerError>> {
         Box::pin(async move { Ok(self.handle(uri)?.step_down(epoch)) })
     }
 }
@@ -234,7 +236,7 @@ async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
     plane.until_sole_master(only).await;
     let epoch = plane.nodes[only].0.read_snapshot(|snapshot| snapshot.epoch);
     // No time passes between the request and the check: the loop has not run.
-    assert!(plane.nodes[only].0.step_down(epoch));
+    assert!(plane.nodes[only].0.step_down(epoch).stopped);
     assert!(plane.acting().is_empty());
     assert!(
         plane.named_by_themselves().is_empty(),
@@ -245,7 +247,7 @@ async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
     plane.until_sole_master(only).await;
     let newer = plane.nodes[only].0.read_snapshot(|snapshot| snapshot.epoch);
     assert!(newer > epoch);
-    assert!(!plane.nodes[only].0.step_down(epoch));
+    assert!(!plane.nodes[only].0.step_down(epoch).stopped);
     assert_eq!(plane.acting(), [only]);
 }
 
@@ -282,6 +284,38 @@ async fn a_master_asked_to_step_down_tells_its_watchers_before_its_stalled_loop_
             plane.master_id(first) == "second"
         })
         .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successor_acts_only_after_the_lease_its_predecessor_reported_to_a_role_watcher() {
+    let (plane, first, second) = Plane::master_and_standby().await;
+    // A sidecar beside first read its role: it may do leader-only work until that lease ends.
+    let (role, _) = plane.nodes[first].0.promise_role();
+    assert!(role.leader, "{role:?}");
+    let reported = role.valid_until.unwrap();
+    let handle = plane.nodes[second].0.clone();
+    let promotion =
+        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
+    plane.until_sole_master(second).await;
+    let acting_at = TokioClock.now();
+    let margin = Duration::from_millis(250);
+    assert!(
+        acting_at >= reported + margin,
+        "second acts {:?} before the end of the lease first reported, plus the margin",
+        (reported + margin).saturating_duration_since(acting_at)
+    );
+    promotion.await.unwrap().unwrap();
+    // Without a report, a switchover does not wait.
+    let handle = plane.nodes[first].0.clone();
+    let started = TokioClock.now();
+    let back = tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
+    plane.until_sole_master(first).await;
+    back.await.unwrap().unwrap();
+    assert!(
+        TokioClock.now() - started < margin,
+        "{:?}",
+        TokioClock.now() - started
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -337,7 +337,7 @@ impl HaCore {
     }
 
     /// A peer asks this node to step down from `epoch` for a switchover.
-    pub fn step_down(&self, epoch: u64) -> bool {
+    pub fn step_down(&self, epoch: u64) -> crate::node::StepDownAnswer {
         self.inner.node.step_down(epoch)
     }
 

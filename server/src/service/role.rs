@@ -5,7 +5,6 @@ use super::error::ServiceError;
 use super::{HaCore, WatcherGuard};
 use crate::node::Role;
 use haplane::{Epoch, NodeState};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_stream::Stream;
 
@@ -33,32 +32,33 @@ impl RoleView {
 }
 
 impl HaCore {
-    /// This node's own role now (`WatchRole`'s first event, REST `/v1/server/ha/role`).
+    /// This node's own role now (`WatchRole`'s events, REST `/v1/server/ha/role`). A leader's
+    /// lease reported here is a promise a switchover's successor waits out
+    /// (`NodeHandle::promise_role`).
     pub fn role(&self) -> RoleView {
-        let now = self.now();
+        let (role, now) = self.inner.node.promise_role();
         self.inner
             .node
-            .read_snapshot(|snapshot| RoleView::of(&snapshot.node_id, snapshot.role(now), now))
+            .read_snapshot(|snapshot| RoleView::of(&snapshot.node_id, role, now))
     }
 
-    /// This node's role and every change of it (`WatchRole`), each stamped when sent; ends with
-    /// UNAVAILABLE when the node stops. Counted as a watcher while open.
+    /// This node's role and every change of it (`WatchRole`), each read again (`role`) when sent;
+    /// ends with UNAVAILABLE when the node stops. Counted as a watcher while open.
     pub fn role_events(
         &self,
         watcher: WatcherGuard,
     ) -> impl Stream<Item = Result<RoleView, ServiceError>> + Send + use<> {
         use futures::StreamExt;
-        let node_id = self.inner.node.read_snapshot(|s| s.node_id.clone());
-        let clock = Arc::clone(&self.inner.node.clock);
+        let core = self.clone();
         let mut stopped = self.stopped();
         let roles = self.inner.node.role_changes();
         let ended = async move {
             let _ = stopped.wait_for(|stopped| *stopped).await;
         };
         roles
-            .map(move |role| {
+            .map(move |_changed| {
                 let _counted = &watcher;
-                Ok(RoleView::of(&node_id, role, clock.now()))
+                Ok(core.role())
             })
             .take_until(ended)
             .chain(futures::stream::once(async {

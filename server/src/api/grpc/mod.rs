@@ -197,8 +197,11 @@ impl HaService for GrpcService {
     ) -> Result<Response<pb::StepDownResponse>, Status> {
         let request = request.into_inner();
         tracing::info!(from = %request.from_node_id, epoch = request.epoch, "switchover: asked to step down");
-        let stepped_down = self.core.step_down(request.epoch);
-        Ok(Response::new(pb::StepDownResponse { stepped_down }))
+        let answer = self.core.step_down(request.epoch);
+        Ok(Response::new(pb::StepDownResponse {
+            stepped_down: answer.stopped,
+            promised_lease_ms: crate::clock::millis(answer.promised),
+        }))
     }
 }
 

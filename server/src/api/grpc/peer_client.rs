@@ -1,7 +1,7 @@
 //! How the node calls its peers (nudges, step-down requests): the `Peers` implementation over
 //! gRPC, which never sends this node's credentials in clear from a node that serves TLS.
 
-use crate::node::{PeerError, Peers};
+use crate::node::{PeerError, Peers, StepDownAnswer};
 use futures::future::BoxFuture;
 use haplane::Epoch;
 use haplane::pb;
@@ -107,7 +107,7 @@ impl Peers for PeerClient {
         uri: &'a str,
         from_node_id: &'a str,
         epoch: Epoch,
-    ) -> BoxFuture<'a, Result<bool, PeerError>> {
+    ) -> BoxFuture<'a, Result<StepDownAnswer, PeerError>> {
         Box::pin(async move {
             let answer = self
                 .client(uri, Duration::from_secs(2))
@@ -117,7 +117,11 @@ impl Peers for PeerClient {
                     epoch,
                 })
                 .await?;
-            Ok(answer.into_inner().stepped_down)
+            let answer = answer.into_inner();
+            Ok(StepDownAnswer {
+                stopped: answer.stepped_down,
+                promised: Duration::from_millis(answer.promised_lease_ms),
+            })
         })
     }
 }
