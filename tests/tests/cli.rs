@@ -247,6 +247,20 @@ async fn the_operator_client_reads_and_hands_over() {
         &["ha", "--endpoint", &endpoints, "set-state", "primary"],
     );
     assert_eq!(bad.status.code(), Some(2));
+    // A bad node id is a usage error too, found before anything is sent.
+    for argv in [
+        &["remove-terminated", "a/b"][..],
+        &["promote", "../x"],
+        &["switchover", "--to", "a b"],
+        &["demote", ""],
+        &["priority", "3", "--node", "x/y"],
+    ] {
+        let mut full = vec!["ha", "--yes", "--endpoint", &endpoints];
+        full.extend_from_slice(argv);
+        let bad = run(plane.dir.path(), &full);
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{argv:?}: {stderr}");
+    }
     let unreachable = run(
         plane.dir.path(),
         &[

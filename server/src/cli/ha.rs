@@ -61,6 +61,13 @@ fn parse_mode(text: &str) -> Result<HaMode, String> {
     text.parse::<HaMode>().map_err(|e| e.reason)
 }
 
+/// A node id checked before anything is sent, so that a bad one is a usage error (status 2).
+fn parse_node_id(text: &str) -> Result<String, String> {
+    haplane::NodeId::parse(text)
+        .map(|id| id.to_string())
+        .map_err(|e| e.reason)
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum HaCommand {
@@ -78,20 +85,24 @@ pub enum HaCommand {
     Priority {
         priority: Option<i64>,
         /// The node whose priority to set (default: the master).
-        #[arg(long, requires = "priority")]
+        #[arg(long, requires = "priority", value_parser = parse_node_id)]
         node: Option<String>,
     },
     /// Make the named node master; the current master hands over without overlap.
-    Promote { node_id: String },
+    Promote {
+        #[arg(value_parser = parse_node_id)]
+        node_id: String,
+    },
     /// Hand the master role to the named node (promote it), after checking it is not already
     /// master, and wait until the plane's master is that node.
     Switchover {
-        #[arg(long)]
+        #[arg(long, value_parser = parse_node_id)]
         to: String,
     },
     /// Change the named node's HA mode, hot-standby unless --to says otherwise (a master then
     /// hands over to the best other candidate).
     Demote {
+        #[arg(value_parser = parse_node_id)]
         node_id: String,
         #[arg(long, default_value = "hot-standby", value_parser = parse_mode)]
         to: HaMode,
@@ -103,7 +114,10 @@ pub enum HaCommand {
         limit: u32,
     },
     /// Remove terminated and long-dead records, or the one named.
-    RemoveTerminated { node_id: Option<String> },
+    RemoveTerminated {
+        #[arg(value_parser = parse_node_id)]
+        node_id: Option<String>,
+    },
     /// Print each change of master until interrupted.
     Watch,
 }
