@@ -105,7 +105,15 @@ async fn credentials_are_required_on_rest_and_grpc_but_health_stays_open() {
     let (status, challenge, body) = get(&state_url, None).await;
     assert_eq!(status, 401, "{body}");
     assert!(challenge.unwrap().starts_with("Basic realm=\"haplane\""));
-    assert!(body.contains("credentials required"), "{body}");
+    // The JSON error body every other refusal has: its message and its status.
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(error["error"], 401, "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("credentials required")),
+        "{body}"
+    );
     let (status, _, body) = get(&state_url, Some(("admin", "wrong"))).await;
     assert_eq!((status, body.contains("invalid credentials")), (401, true));
     let (status, _, _) = get(&node.url("/v1/server/ha/states"), Some(("root", PASSWORD))).await;
@@ -769,6 +777,8 @@ async fn repeated_failed_logins_from_one_address_are_throttled_and_others_still_
         .expect("request");
     assert_eq!(throttled.status().as_u16(), 429);
     assert!(throttled.headers().contains_key("retry-after"));
+    let error: serde_json::Value = throttled.json().await.expect("a JSON body");
+    assert_eq!(error["error"], 429, "{error}");
     let elsewhere = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()

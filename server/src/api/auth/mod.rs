@@ -22,7 +22,7 @@ use crate::config::{AuthSettings, Secret};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use haplane::wire::PEER_USER;
 use haplane_sdk::Credentials;
@@ -231,40 +231,33 @@ pub async fn require_credentials(
 fn throttled(request: &Request, wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let message = format!("too many failed authentications; retry in {seconds} s");
-    if haplane::wire::is_grpc_request(request.headers()) {
-        let mut response = tonic::Status::resource_exhausted(message).into_http::<Body>();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return response;
-    }
-    let body = serde_json::json!({ "message": message }).to_string();
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [
-            (header::RETRY_AFTER, seconds.to_string()),
-            (header::CONTENT_TYPE, "application/json".to_owned()),
-        ],
-        body,
-    )
-        .into_response()
+    let mut response = if haplane::wire::is_grpc_request(request.headers()) {
+        tonic::Status::resource_exhausted(message).into_http::<Body>()
+    } else {
+        crate::api::rest::error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &message,
+            serde_json::Value::Null,
+        )
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 fn refused(request: &Request, refusal: Refusal) -> Response {
     if haplane::wire::is_grpc_request(request.headers()) {
         return tonic::Status::unauthenticated(refusal.message()).into_http::<Body>();
     }
-    let body = serde_json::json!({ "message": refusal.message() }).to_string();
-    (
+    let mut response = crate::api::rest::error_response(
         StatusCode::UNAUTHORIZED,
-        [
-            (
-                header::WWW_AUTHENTICATE,
-                r#"Basic realm="haplane", charset="UTF-8""#,
-            ),
-            (header::CONTENT_TYPE, "application/json"),
-        ],
-        body,
-    )
-        .into_response()
+        refusal.message(),
+        serde_json::Value::Null,
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Basic realm="haplane", charset="UTF-8""#),
+    );
+    response
 }
