@@ -121,14 +121,21 @@ async fn grpc_errors_are_precise() {
         .unwrap()
         .into_inner();
     assert_eq!(previous.previous_priority, 0);
-    // RemoveTerminated is master-only even with the override.
-    let status = standby_client
-        .remove_terminated(allow_non_master(pb::RemoveTerminatedRequest {
-            node_id: None,
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    // RemoveTerminated is master-only even with the override, and refused as such before its
+    // argument is read (as REST's guard refuses it).
+    for node_id in [None, Some("../x".to_owned())] {
+        let status = standby_client
+            .remove_terminated(allow_non_master(pb::RemoveTerminatedRequest {
+                node_id: node_id.clone(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::FailedPrecondition,
+            "{node_id:?}"
+        );
+    }
     let mut master_client = plane.nodes[master].client().await;
     for (id, code) in [
         ("../x", tonic::Code::InvalidArgument),

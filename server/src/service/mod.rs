@@ -280,15 +280,16 @@ impl HaCore {
             .await?)
     }
 
-    /// `RemoveTerminated`: master only, whatever the access override says.
+    /// `RemoveTerminated`: master only, whatever the access override says, and refused as such
+    /// before its argument is read (as the REST guard refuses it).
     pub async fn remove_terminated(
         &self,
         node_id: Option<&str>,
     ) -> Result<Vec<String>, ServiceError> {
-        let node = node_id.map(NodeId::parse).transpose()?;
         if !self.is_master() {
             return Err(self.not_master());
         }
+        let node = node_id.map(NodeId::parse).transpose()?;
         Ok(self.inner.node.remove_terminated(node).await?)
     }
 
