@@ -38,7 +38,7 @@ impl Election {
     }
 
     /// Whether a claim made now would give us a valid lease.
-    pub(super) fn own_lease_possible(&self, now: Instant) -> bool {
+    pub fn own_lease_possible(&self, now: Instant) -> bool {
         self.last_good_write
             .is_some_and(|start| now < start + self.lease_length())
     }

@@ -92,6 +92,11 @@ impl Runtime {
                     self.clock.now() + predecessor.promised + self.options.election.safety_margin;
                 self.election.wait_out(until);
             }
+            // A slow answer (up to the call's 2 s bound) may have outlasted the lease our last
+            // heartbeat would give: a claim now would be fenced at once and its epoch wasted.
+            if !self.election.own_lease_possible(self.clock.now()) {
+                self.write_record().await?;
+            }
             let epoch = self.election.next_epoch();
             if self
                 .claim(epoch, "promoted by operator", predecessor.stopped)

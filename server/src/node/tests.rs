@@ -20,10 +20,12 @@ const POLL: Duration = Duration::from_millis(100);
 const TIMEOUT: Duration = Duration::from_secs(1);
 const SAMPLE: Duration = Duration::from_millis(10);
 
-/// Peers in this process, by URI: `Nudge` and `StepDown` go straight to their handles.
+/// Peers in this process, by URI: `Nudge` and `StepDown` go straight to their handles
+/// (`StepDown` answered after `step_down_delay`, a slow peer).
 #[derive(Debug, Default)]
 struct LocalPeers {
     handles: Mutex<HashMap<String, NodeHandle>>,
+    step_down_delay: Mutex<Duration>,
 }
 
 impl LocalPeers {
@@ -50,7 +52,11 @@ impl Peers for LocalPeers {
         _from: &'a str,
         epoch: Epoch,
     ) -> BoxFuture<'a, Result<StepDownAnswer, PeerError>> {
-        Box::pin(async move { Ok(self.handle(uri)?.step_down(epoch)) })
+        Box::pin(async move {
+            let delay = *self.step_down_delay.lock().map_err(|_| "poisoned")?;
+            tokio::time::sleep(delay).await;
+            Ok(self.handle(uri)?.step_down(epoch))
+        })
     }
 }
 
@@ -316,6 +322,36 @@ async fn a_successor_acts_only_after_the_lease_its_predecessor_reported_to_a_rol
         "{:?}",
         TokioClock.now() - started
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_whose_step_down_answer_is_slow_claims_one_epoch() {
+    let (plane, first, second) = Plane::master_and_standby().await;
+    let epoch = plane.nodes[first]
+        .0
+        .read_snapshot(|snapshot| snapshot.epoch);
+    // The answer takes longer than second's lease from its last heartbeat would last.
+    *plane.peers.step_down_delay.lock().unwrap() = TIMEOUT * 2;
+    let handle = plane.nodes[second].0.clone();
+    let promotion =
+        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
+    plane.until_sole_master(second).await;
+    promotion.await.unwrap().unwrap();
+    let won = plane.nodes[second]
+        .0
+        .read_snapshot(|snapshot| snapshot.epoch);
+    assert_eq!(
+        won,
+        epoch + 1,
+        "an epoch was claimed and fenced before this one"
+    );
+    let states: Vec<NodeState> = plane.nodes[second]
+        .0
+        .history()
+        .iter()
+        .map(|change| change.state)
+        .collect();
+    assert!(!states.contains(&NodeState::Failed), "{states:?}");
 }
 
 #[tokio::test(start_paused = true)]
