@@ -198,6 +198,27 @@ impl Plane {
         (plane, first, second)
     }
 
+    /// Promotes node `index` (the operator's SetState MASTER, with the override) and runs until
+    /// it alone acts, checking exclusion throughout.
+    async fn promote(&self, index: usize) {
+        let handle = self.nodes[index].0.clone();
+        let promotion =
+            tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
+        self.until_sole_master(index).await;
+        promotion.await.unwrap().unwrap();
+    }
+
+    /// Half a poll after node `index`'s last poll renewed its lease, turns its store slow (360 ms
+    /// a call, inside the 375 ms operation timeout): a scan it starts now (a list, then the
+    /// record reads) outlasts the 750 ms lease, and the election fences only at its next poll.
+    async fn slow_store_between_polls(&self, index: usize) {
+        let mut snapshots = self.nodes[index].0.watch_snapshot();
+        snapshots.borrow_and_update();
+        snapshots.changed().await.unwrap();
+        self.nodes[index].1.slow_down(Duration::from_millis(360));
+        tokio::time::sleep(POLL / 2).await;
+    }
+
     fn state(&self, index: usize) -> NodeState {
         let now = TokioClock.now();
         self.nodes[index]
@@ -260,11 +281,7 @@ async fn a_step_down_request_is_seen_by_readers_before_the_loop_runs() {
 #[tokio::test(start_paused = true)]
 async fn a_promotion_moves_the_master_without_overlap() {
     let (plane, first, second) = Plane::master_and_standby().await;
-    let handle = plane.nodes[second].0.clone();
-    let promotion =
-        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
-    plane.until_sole_master(second).await;
-    promotion.await.unwrap().unwrap();
+    plane.promote(second).await;
     plane.run_for(TIMEOUT * 2).await;
     assert_eq!(plane.acting(), [second]);
     assert_eq!(plane.master_id(first), "second");
@@ -278,11 +295,7 @@ async fn a_master_asked_to_step_down_tells_its_watchers_before_its_stalled_loop_
     plane.nodes[first].1.stall(true);
     plane.run_for(POLL + SAMPLE).await;
     assert_eq!(plane.acting(), [first], "its lease outlasts a poll");
-    let handle = plane.nodes[second].0.clone();
-    let promotion =
-        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
-    plane.until_sole_master(second).await;
-    promotion.await.unwrap().unwrap();
+    plane.promote(second).await;
     assert_eq!(plane.named_by_themselves(), [second]);
     plane.nodes[first].1.stall(false);
     plane
@@ -299,10 +312,7 @@ async fn a_successor_acts_only_after_the_lease_its_predecessor_reported_to_a_rol
     let (role, _) = plane.nodes[first].0.promise_role();
     assert!(role.leader, "{role:?}");
     let reported = role.valid_until.unwrap();
-    let handle = plane.nodes[second].0.clone();
-    let promotion =
-        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
-    plane.until_sole_master(second).await;
+    plane.promote(second).await;
     let acting_at = TokioClock.now();
     let margin = Duration::from_millis(250);
     assert!(
@@ -310,13 +320,9 @@ async fn a_successor_acts_only_after_the_lease_its_predecessor_reported_to_a_rol
         "second acts {:?} before the end of the lease first reported, plus the margin",
         (reported + margin).saturating_duration_since(acting_at)
     );
-    promotion.await.unwrap().unwrap();
     // Without a report, a switchover does not wait.
-    let handle = plane.nodes[first].0.clone();
     let started = TokioClock.now();
-    let back = tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
-    plane.until_sole_master(first).await;
-    back.await.unwrap().unwrap();
+    plane.promote(first).await;
     assert!(
         TokioClock.now() - started < margin,
         "{:?}",
@@ -332,11 +338,7 @@ async fn a_promotion_whose_step_down_answer_is_slow_claims_one_epoch() {
         .read_snapshot(|snapshot| snapshot.epoch);
     // The answer takes longer than second's lease from its last heartbeat would last.
     *plane.peers.step_down_delay.lock().unwrap() = TIMEOUT * 2;
-    let handle = plane.nodes[second].0.clone();
-    let promotion =
-        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
-    plane.until_sole_master(second).await;
-    promotion.await.unwrap().unwrap();
+    plane.promote(second).await;
     let won = plane.nodes[second]
         .0
         .read_snapshot(|snapshot| snapshot.epoch);
@@ -357,11 +359,7 @@ async fn a_promotion_whose_step_down_answer_is_slow_claims_one_epoch() {
 #[tokio::test(start_paused = true)]
 async fn a_change_let_through_as_master_is_refused_once_the_node_no_longer_acts() {
     let (plane, first, second) = Plane::master_and_standby().await;
-    let handle = plane.nodes[second].0.clone();
-    let promotion =
-        tokio::spawn(async move { handle.set_mode(HaMode::Master, Guard::AnyNode).await });
-    plane.until_sole_master(second).await;
-    promotion.await.unwrap().unwrap();
+    plane.promote(second).await;
     // What the service's guard let through on `first` while it was master reaches its loop
     // after the switchover: `set-state MASTER` must not become a promotion, nor a priority
     // change be acknowledged as the master's.
@@ -482,15 +480,7 @@ async fn the_role_stream_ends_a_stalled_masters_leadership_by_its_lease_before_a
 #[tokio::test(start_paused = true)]
 async fn a_listing_reports_this_node_as_it_stands_when_the_answer_is_built() {
     let (plane, first, _) = Plane::master_and_standby().await;
-    // Between two polls (half a poll after one renewed the lease), first's store turns slow,
-    // each call still inside the 375 ms operation timeout: the listing's scan (a list, then the
-    // record reads) outlasts the 750 ms lease, and the election fences only at its next poll,
-    // after the answer.
-    let mut snapshots = plane.nodes[first].0.watch_snapshot();
-    snapshots.borrow_and_update();
-    snapshots.changed().await.unwrap();
-    plane.nodes[first].1.slow_down(Duration::from_millis(360));
-    tokio::time::sleep(POLL / 2).await;
+    plane.slow_store_between_polls(first).await;
     let listing = plane.nodes[first].0.list().await.unwrap();
     assert!(plane.acting().is_empty(), "the lease outlived the scan");
     let own = &listing.nodes[0].record;
@@ -506,12 +496,7 @@ async fn a_listing_reports_this_node_as_it_stands_when_the_answer_is_built() {
 #[tokio::test(start_paused = true)]
 async fn a_record_removal_whose_scan_outlasts_the_lease_is_not_acknowledged() {
     let (plane, first, _) = Plane::master_and_standby().await;
-    // As in the listing test: the removal's scan outlasts the lease.
-    let mut snapshots = plane.nodes[first].0.watch_snapshot();
-    snapshots.borrow_and_update();
-    snapshots.changed().await.unwrap();
-    plane.nodes[first].1.slow_down(Duration::from_millis(360));
-    tokio::time::sleep(POLL / 2).await;
+    plane.slow_store_between_polls(first).await;
     let removal = plane.nodes[first].0.remove_terminated(None).await;
     assert!(plane.acting().is_empty(), "the lease outlived the scan");
     assert!(
