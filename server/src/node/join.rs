@@ -139,15 +139,9 @@ impl Runtime {
 
     /// Whether `record` was written by a process of this host that no longer runs.
     fn ran_here_and_is_gone(&self, record: &haplane::NodeRecord) -> bool {
-        if record.hostname != self.options.election.hostname || record.pid == 0 {
-            return false;
-        }
-        let Ok(pid) = libc::pid_t::try_from(record.pid) else {
-            return false;
-        };
-        // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
-        let rc = unsafe { libc::kill(pid, 0) };
-        rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        record.hostname == self.options.election.hostname
+            && record.pid != 0
+            && process_gone(record.pid)
     }
 
     /// Refuses to start, publishing TERMINATED first so that peers do not wait for this node.
@@ -268,4 +262,22 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// Whether process `pid` of this host no longer runs: it does not exist, or it has exited and
+/// waits to be reaped (a zombie, as a crashed node is until its supervisor collects it).
+pub(super) fn process_gone(pid: u32) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    if unsafe { libc::kill(raw, 0) } == -1 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    // The state follows the command name, which may hold spaces and parentheses.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| matches!(state, 'Z' | 'X'))
+    })
 }

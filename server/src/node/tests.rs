@@ -504,3 +504,24 @@ async fn a_record_removal_whose_scan_outlasts_the_lease_is_not_acknowledged() {
         "acknowledged while not acting: {removal:?}"
     );
 }
+
+#[test]
+fn a_process_that_exited_counts_as_gone_even_before_it_is_reaped() {
+    assert!(
+        !super::join::process_gone(std::process::id()),
+        "this process runs"
+    );
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Not reaped yet: a zombie until `wait`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !super::join::process_gone(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never counted as gone"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait().unwrap();
+    assert!(super::join::process_gone(pid), "reaped");
+}
