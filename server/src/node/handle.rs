@@ -2,6 +2,7 @@
 //! the runtime loop carries out in order with its polls.
 
 use super::publish::{Publisher, Snapshot, StateChange};
+use super::role::Promises;
 use super::{NodeError, Role, StepDownAnswer};
 use crate::clock::Clock;
 use crate::election::NodeSummary;
@@ -10,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -114,9 +115,8 @@ pub struct NodeHandle {
     pub(super) state_damage: Arc<std::sync::Mutex<Option<String>>>,
     /// Whether the managed state is ready for this node's role (loaded; fenced on a master).
     pub(super) state_ready: Arc<std::sync::atomic::AtomicBool>,
-    /// The latest lease end reported to a role watcher (`promise_role`), which a switchover's
-    /// successor waits out; taken by both sides so that no report slips past a step-down.
-    pub(super) promised_until: Arc<Mutex<Option<Instant>>>,
+    /// The leases reported to role watchers (`promise_role`), which a successor waits out.
+    pub(super) promises: Arc<Promises>,
 }
 
 impl NodeHandle {
@@ -190,34 +190,22 @@ impl NodeHandle {
                 "step-down not queued for the loop; readers see it already"
             );
         }
-        // Read after the step-down is published: a report made before it is recorded here, one
-        // made after it says leader=false (both under this lock, see `promise_role`).
-        let promised = self.promises().map_or(Duration::ZERO, |until| {
-            until.saturating_duration_since(self.clock.now())
-        });
+        // Read after the step-down is published: a report made before it is recorded, one
+        // made after it says leader=false (both under the promises' lock, see `promise_role`).
+        let promised = self.promises.remaining(self.clock.now());
         StepDownAnswer { stopped, promised }
     }
 
     /// This node's role now, as reported to a role watcher (a sidecar), with the instant it was
     /// read: a leader's lease end is recorded as promised, for `step_down` to answer.
     pub fn promise_role(&self) -> (Role, Instant) {
-        let mut promised = self.promises_lock();
+        let mut promised = self.promises.lock();
         let now = self.clock.now();
         let role = self.read_snapshot(|snapshot| snapshot.role(now));
         if let Some(until) = role.valid_until.filter(|_| role.leader) {
             *promised = Some(promised.map_or(until, |known| known.max(until)));
         }
         (role, now)
-    }
-
-    fn promises_lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.promised_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn promises(&self) -> Option<Instant> {
-        *self.promises_lock()
     }
 
     /// The managed-state position this node has applied (and publishes).

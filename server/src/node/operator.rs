@@ -235,7 +235,12 @@ impl Runtime {
 
     pub(super) fn not_master(&self) -> NodeError {
         let now = self.clock.now();
-        let claim = self.election.active_master(now);
+        // Never this node: a refusal means it does not act, even while its election still says
+        // MASTER for a step-down the loop has not carried out yet.
+        let claim = self
+            .election
+            .active_master(now)
+            .filter(|claim| claim.node_id != self.options.election.node_id);
         NodeError::NotMaster {
             master: claim.map(|c| MasterRef {
                 id: c.node_id.to_string(),

@@ -115,3 +115,69 @@ impl NodeHandle {
         })
     }
 }
+
+/// The leases this node reported to role watchers (sidecars), which may act on them until they
+/// end: a successor acts only a safety margin after that (docs/behaviour.md 5.5). A report and a
+/// step-down both take the lock, so no report slips past a step-down.
+#[derive(Debug)]
+pub(super) struct Promises {
+    until: std::sync::Mutex<Option<Instant>>,
+    margin: Duration,
+}
+
+impl Promises {
+    pub(super) fn new(margin: Duration) -> Self {
+        Self {
+            until: std::sync::Mutex::new(None),
+            margin,
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What a step-down answers at `now`: how long the last reported lease still runs, at least
+    /// 1 ms while `now` is within the margin after its end (the successor adds the margin), and
+    /// zero once that has passed or nothing was reported.
+    pub(super) fn remaining(&self, now: Instant) -> Duration {
+        match *self.lock() {
+            Some(until) if now < until + self.margin => until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// How long until the last reported lease and the margin after it have passed at `now`.
+    pub(super) fn with_margin(&self, now: Instant) -> Duration {
+        self.lock().map_or(Duration::ZERO, |until| {
+            (until + self.margin).saturating_duration_since(now)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_lease_counts_until_the_margin_after_its_end() {
+        let promises = Promises::new(Duration::from_millis(250));
+        let t0 = Instant::now();
+        assert_eq!(promises.remaining(t0), Duration::ZERO, "nothing reported");
+        *promises.lock() = Some(t0 + Duration::from_millis(100));
+        assert_eq!(promises.remaining(t0), Duration::from_millis(100));
+        assert_eq!(promises.with_margin(t0), Duration::from_millis(350));
+        // Ended, but a sidecar told of it may still act within the margin: the successor, which
+        // adds the margin to what it is answered, must still wait.
+        let ended = t0 + Duration::from_millis(150);
+        assert!(promises.remaining(ended) > Duration::ZERO);
+        assert_eq!(promises.with_margin(ended), Duration::from_millis(200));
+        let past = t0 + Duration::from_millis(400);
+        assert_eq!(promises.remaining(past), Duration::ZERO);
+        assert_eq!(promises.with_margin(past), Duration::ZERO);
+    }
+}

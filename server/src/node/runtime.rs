@@ -4,6 +4,7 @@
 
 use super::handle::{Command, NodeCounters, NodeHandle};
 use super::publish::{Publisher, Snapshot, StateChange, follow_role};
+use super::role::Promises;
 use super::{NodeOptions, StartError};
 use crate::clock::Clock;
 use crate::election::{Decision, Election, Lease};
@@ -44,6 +45,8 @@ pub(super) struct Runtime {
     pub(super) polls: u64,
     /// True until the node holds or may claim a lease (see `op_timeout`).
     pub(super) joining: bool,
+    /// The leases reported to role watchers, shared with the handle.
+    pub(super) promises: Arc<Promises>,
 }
 
 /// Starts a node on `store`: checks the plane, runs the start-up mode checks, and spawns the loop.
@@ -82,6 +85,7 @@ pub async fn start(
         view: Arc::new(view),
         proposed: Arc::default(),
     };
+    let promises = Arc::new(Promises::new(options.election.safety_margin));
     let mut runtime = Runtime {
         election,
         options,
@@ -97,6 +101,7 @@ pub async fn start(
         last_cleanup: now,
         polls: 0,
         joining: true,
+        promises,
     };
     runtime.join_plane().await?;
     let (commands, command_rx) = mpsc::channel(64);
@@ -111,7 +116,7 @@ pub async fn start(
         state_seq: Arc::clone(&runtime.state_seq),
         state_damage: Arc::default(),
         state_ready: Arc::default(),
-        promised_until: Arc::default(),
+        promises: Arc::clone(&runtime.promises),
     };
     let follow = tokio::spawn(follow_role(
         handle.publisher.clone(),
@@ -287,6 +292,15 @@ impl Runtime {
             return;
         }
         let was_master = self.election.state() == NodeState::Master;
+        // Readers, watchers and role watchers are told at once; the record that lets another
+        // node claim waits until a lease reported to role watchers, and the margin, have passed.
+        self.election.terminate();
+        self.publish();
+        let promised = self.promises.with_margin(self.clock.now());
+        if was_master && !promised.is_zero() {
+            tracing::info!(?promised, "waiting out the lease reported to role watchers");
+            tokio::time::sleep(promised).await;
+        }
         match self.write_terminated().await {
             Ok(()) => tracing::info!(was_master, "published TERMINATED"),
             Err(err) => tracing::warn!(error = %err, "could not publish TERMINATED"),

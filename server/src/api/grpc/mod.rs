@@ -200,7 +200,9 @@ impl HaService for GrpcService {
         let answer = self.core.step_down(request.epoch);
         Ok(Response::new(pb::StepDownResponse {
             stepped_down: answer.stopped,
-            promised_lease_ms: crate::clock::millis(answer.promised),
+            // Rounded up: a lease that ends within the millisecond still counts.
+            promised_lease_ms: u64::try_from(answer.promised.as_nanos().div_ceil(1_000_000))
+                .unwrap_or(u64::MAX),
         }))
     }
 }
