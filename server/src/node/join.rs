@@ -106,18 +106,19 @@ impl Runtime {
         loop {
             tokio::time::sleep(self.options.poll_period).await;
             let began = self.clock.now();
-            let Some(now) = self.read_own_record().await? else {
+            let Some(current) = self.read_own_record().await? else {
                 return Ok(());
             };
-            if now.status == NodeState::Terminated {
+            if current.status == NodeState::Terminated {
                 return Ok(());
             }
-            if now.heartbeat != first.heartbeat || now.started_at_ms != first.started_at_ms {
+            if current.heartbeat != first.heartbeat || current.started_at_ms != first.started_at_ms
+            {
                 // Not written by us: we have written nothing yet.
                 return Err(StartError::Refused(Refusal::NodeIdInUse {
-                    node_id: now.node_id.to_string(),
-                    pid: now.pid,
-                    hostname: now.hostname,
+                    node_id: current.node_id.to_string(),
+                    pid: current.pid,
+                    hostname: current.hostname,
                 }));
             }
             if began >= deadline {

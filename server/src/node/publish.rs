@@ -103,6 +103,8 @@ pub(super) struct Publisher {
     pub(super) view: Arc<watch::Sender<Arc<MasterView>>>,
     /// The view the loop last proposed, before `shown` reads this node's part off the snapshot.
     pub(super) proposed: Arc<Mutex<Arc<MasterView>>>,
+    /// The lease's clock, read under the view's lock (`show_view`).
+    pub(super) clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Publisher {
@@ -121,20 +123,22 @@ impl Publisher {
         previous
     }
 
-    /// Proposes `view` as the master view and shows it at `now`.
-    pub(super) fn publish_view(&self, view: MasterView, now: Instant) {
+    /// Proposes `view` as the master view and shows it.
+    pub(super) fn publish_view(&self, view: MasterView) {
         *self
             .proposed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(view);
-        self.show_view(now);
+        self.show_view();
     }
 
-    /// Shows the proposed view as the snapshot has it at `now`; watchers wake only on a change
-    /// of master. Decided under the view channel's lock, so that of two callers the later
-    /// snapshot is shown last (the snapshot's lock is only ever taken inside the view's).
-    pub(super) fn show_view(&self, now: Instant) {
+    /// Shows the proposed view as the snapshot has it now; watchers wake only on a change of
+    /// master. Decided under the view channel's lock, clock read included, so that of two
+    /// callers the later snapshot and instant are shown last (the snapshot's lock is only ever
+    /// taken inside the view's).
+    pub(super) fn show_view(&self) {
         self.view.send_if_modified(|current| {
+            let now = self.clock.now();
             let proposed = Arc::clone(
                 &self
                     .proposed
@@ -167,7 +171,7 @@ impl Publisher {
             }
             stopped = !current.may_act_as_master(now);
         });
-        self.show_view(now);
+        self.show_view();
         stopped
     }
 }
@@ -205,12 +209,11 @@ fn shown(proposed: Arc<MasterView>, snapshot: &Snapshot, now: Instant) -> Arc<Ma
 pub(super) async fn follow_role(
     publisher: Publisher,
     roles: impl futures::Stream<Item = super::Role>,
-    clock: Arc<dyn crate::clock::Clock>,
 ) {
     use futures::StreamExt;
     let mut roles = std::pin::pin!(roles);
     while roles.next().await.is_some() {
-        publisher.show_view(clock.now());
+        publisher.show_view();
     }
 }
 
@@ -306,6 +309,6 @@ impl Runtime {
             members: self.election.members(now),
         };
         // Shared, not copied, by every watcher: a change of master reaches thousands of streams.
-        self.publisher.publish_view(view, now);
+        self.publisher.publish_view(view);
     }
 }

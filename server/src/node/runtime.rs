@@ -84,6 +84,7 @@ pub async fn start(
         step_down_from: Arc::new(AtomicU64::new(0)),
         view: Arc::new(view),
         proposed: Arc::default(),
+        clock: Arc::clone(&clock),
     };
     let promises = Arc::new(Promises::new(options.election.safety_margin));
     let mut runtime = Runtime {
@@ -118,11 +119,7 @@ pub async fn start(
         state_ready: Arc::default(),
         promises: Arc::clone(&runtime.promises),
     };
-    let follow = tokio::spawn(follow_role(
-        handle.publisher.clone(),
-        handle.role_changes(),
-        Arc::clone(&handle.clock),
-    ));
+    let follow = tokio::spawn(follow_role(handle.publisher.clone(), handle.role_changes()));
     let task = tokio::spawn(async move {
         runtime.run(command_rx, shutdown).await;
         follow.abort();
